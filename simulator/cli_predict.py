@@ -1,0 +1,153 @@
+"""`idealrt predict`: idealized runtime, memory, GPUs, cost, energy and the F(p) + g·(o − 1) form of one
+request, as a readable breakdown or JSON. Every output says which time model, fit and warnings apply."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from simulator.arch import ArchSpec
+from simulator.errors import UserError
+from simulator.fits import PATH_KEY, fit_path, load_fit
+from simulator.gpus import GIB, GPUSpec, get_gpu
+from simulator.memory import smallest_fitting_tp
+from simulator.output import fmt_gib, fmt_num, fmt_s, print_json, print_lines, print_table
+from simulator.predict import Prediction, predict
+from simulator.timemodel import TimeModel, default_model
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """Options of `idealrt predict`."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="catalog name ('idealrt models' lists them)")
+    src.add_argument("--config", help="a Hugging Face config.json (file or folder)")
+    parser.add_argument("--gpu", required=True, help="catalog name ('idealrt gpus' lists them)")
+    parser.add_argument("--tp", type=int, default=None, help="tensor-parallel degree (default: smallest that fits)")
+    parser.add_argument("--batch", type=int, default=1, help="sequences in the batch (default 1)")
+    parser.add_argument("--prompt", type=int, required=True, help="prompt tokens p")
+    parser.add_argument("--output", type=int, required=True, help="output tokens o (the first comes from prefill)")
+    add_common_args(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Options predict and sweep share: software stack, fit, price."""
+    parser.add_argument("--stack", choices=("triton", "torch"), default="triton",
+                        help="whose kernel timings: our Triton kernels or torch (cuBLAS/SDPA)")
+    parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
+    parser.add_argument("--price-per-hour", type=float, default=None, metavar="USD",
+                        help="price of one GPU-hour (default: the catalog's reference price)")
+
+
+def resolve_arch(model: str | None, config: str | None) -> ArchSpec:
+    """The architecture from a catalog name or a config.json path."""
+    if config is not None:
+        from simulator.hf_config import load_config
+
+        if not Path(config).exists():
+            raise UserError(f"--config {config}: no such file; pass a Hugging Face config.json")
+        return load_config(config)
+    from simulator.catalog import get_arch
+
+    return get_arch(model)
+
+
+def setup(gpu: GPUSpec, stack: str, no_fit: bool) -> tuple[TimeModel, dict | None, str]:
+    """Time model, fit coefficients (or None) and a line saying which fit applies."""
+    model = default_model(gpu, stack)
+    if no_fit:
+        return model, None, "none (--no-fit)"
+    fit = load_fit(gpu.name, stack)
+    if fit is None:
+        return model, None, f"none ({fit_path(gpu.name, stack).name} not found in calibration/fits)"
+    return model, fit, fit[PATH_KEY]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `idealrt predict`; returns the exit code (bad input raises UserError)."""
+    from simulator.profile import DEFAULT_P_MAX, fit_profile
+
+    arch, gpu = resolve_arch(args.model, args.config), get_gpu(args.gpu)
+    model, coefficients, fit_label = setup(gpu, args.stack, args.no_fit)
+    pred = predict(arch, gpu, args.prompt, args.output, args.batch, args.tp, model=model,
+                   coefficients=coefficients, price_per_hour_usd=args.price_per_hour)
+    if not pred.fits.all():
+        need = float(pred.mem_per_gpu_bytes.max()) / GIB
+        best = smallest_fitting_tp(arch, gpu, args.batch, args.prompt, args.output)
+        raise UserError(f"--tp {pred.t}: {arch.name} needs {need:.1f} GiB per GPU, over the {gpu.mem_gib:.0f} GiB "
+                        f"of {gpu.name}; use --tp {best} ({best} GPUs) or leave --tp out")
+    prof = fit_profile(arch, gpu, pred.t, args.batch, model=model, coefficients=coefficients,
+                       p_max=max(DEFAULT_P_MAX, args.prompt), c_ref=args.prompt + args.output // 2)
+    record = to_record(pred, prof, fit_label)
+    if args.json:
+        print_json(record)
+    else:
+        show(record, gpu)
+    return 0
+
+
+def to_record(pred: Prediction, prof, fit_label: str) -> dict:
+    """Everything predict prints, as plain data (the JSON output)."""
+    coef = pred.coefficients
+    f = lambda a: float(a)  # noqa: E731  (0-d arrays of a single request)
+    return {
+        "model": pred.arch, "gpu": pred.gpu, "tp": pred.t, "n_gpus": pred.n_gpus,
+        "batch": int(pred.b), "prompt": int(pred.p), "output": int(pred.o),
+        "time_model": pred.time_model, "fit": fit_label, "warnings": list(pred.warnings),
+        "prefill_s": f(pred.prefill_s), "decode_s": f(pred.decode_s), "decode_step_s": f(pred.decode_step_s),
+        "decode_first_step_s": f(pred.decode_first_step_s), "decode_last_step_s": f(pred.decode_last_step_s),
+        "total_s": f(pred.total_s), "tokens_per_s": f(pred.tokens_per_s),
+        "by_class": {c: {"prefill_s": coef[c] * f(pred.prefill_by_class[c]),
+                         "decode_s": coef[c] * f(pred.decode_by_class[c]), "coefficient": coef[c]}
+                     for c in pred.prefill_by_class},
+        "fixed": {"prefill_fixed_s": coef["prefill_fixed_s"], "decode_fixed_s": coef["decode_fixed_s"]},
+        "memory_per_gpu": {"weights_bytes": f(pred.memory.weights_bytes),
+                           "kv_cache_bytes": f(pred.memory.kv_cache_bytes),
+                           "activation_bytes": f(pred.memory.activation_bytes),
+                           "total_bytes": f(pred.mem_per_gpu_bytes), "capacity_bytes": pred.mem_capacity_bytes,
+                           "fits": bool(pred.fits)},
+        "cost_usd": f(pred.cost_usd), "price_per_hour_usd": pred.price_per_hour_usd,
+        "energy_j": f(pred.energy_j), "power_w": pred.power_w, "power_source": pred.power_source,
+        "profile": {"knots_p": list(prof.knots_p), "f_knots_s": list(prof.f_knots_s),
+                    "slopes_s_per_token": [float(s) for s in prof.slopes_s_per_token], "g_s": prof.g_s,
+                    "c_ref": prof.c_ref, "f_max_rel_err": prof.max_rel_err,
+                    "form_total_s": float(prof.total_s(pred.p, pred.o))},
+    }
+
+
+def show(r: dict, gpu: GPUSpec) -> None:
+    """The readable breakdown of one prediction record."""
+    o = r["output"]
+    print_lines([f"{r['model']} on {r['n_gpus']} x {gpu.label} (tp={r['tp']}), batch {r['batch']}, "
+                 f"prompt {r['prompt']}, output {o}",
+                 f"time model: {r['time_model']}   fit: {r['fit']}"])
+    print_table("Time", ["", "value"], [
+        ["prefill", fmt_s(r["prefill_s"])],
+        [f"decode step, first (context {r['prompt'] + 1})", fmt_s(r["decode_first_step_s"])],
+        [f"decode step, last (context {r['prompt'] + max(o - 1, 1)})", fmt_s(r["decode_last_step_s"])],
+        [f"decode, all {o - 1} steps", fmt_s(r["decode_s"])],
+        ["total", fmt_s(r["total_s"])],
+        ["output tokens/s (whole batch)", fmt_num(r["tokens_per_s"])]])
+    rows = [[c, fmt_s(v["prefill_s"]) if v["prefill_s"] else "-", fmt_s(v["decode_s"]) if v["decode_s"] else "-",
+             fmt_num(v["coefficient"], 3)]
+            for c, v in r["by_class"].items() if v["prefill_s"] or v["decode_s"]]
+    fixed = r["fixed"]
+    if fixed["prefill_fixed_s"] or fixed["decode_fixed_s"]:
+        rows.append(["fixed (fit)", fmt_s(fixed["prefill_fixed_s"]), fmt_s(fixed["decode_fixed_s"] * (o - 1)), ""])
+    print_table("By op class (coefficient applied)", ["class", "prefill", "decode, all steps", "coefficient"], rows)
+    m = r["memory_per_gpu"]
+    print_table("Memory per GPU", ["", "value"], [
+        ["weights", fmt_gib(m["weights_bytes"])], ["KV cache", fmt_gib(m["kv_cache_bytes"])],
+        ["activations", fmt_gib(m["activation_bytes"])], ["total", fmt_gib(m["total_bytes"])],
+        ["capacity", fmt_gib(m["capacity_bytes"])], ["fits", "yes" if m["fits"] else "NO"]])
+    print_table("Cost and energy (whole batch)", ["", "value"], [
+        ["GPUs", str(r["n_gpus"])], ["price per GPU-hour", f"${r['price_per_hour_usd']:.2f}"],
+        ["cost", f"${fmt_num(r['cost_usd'])}"], ["energy", f"{fmt_num(r['energy_j'])} J"],
+        ["power", f"{r['power_w']:.0f} W per GPU ({r['power_source']})"]])
+    pf = r["profile"]
+    knots = ", ".join(f"p={k}: {fmt_s(v)}" for k, v in zip(pf["knots_p"], pf["f_knots_s"]))
+    slopes = ", ".join(f"{s * 1e6:.3g} µs" for s in pf["slopes_s_per_token"])
+    print_lines([f"F(p) + g·(o − 1): F knots {knots}",
+                 f"  F slopes per prompt token: {slopes} (max error of F {pf['f_max_rel_err']:.1%})",
+                 f"  g = {fmt_s(pf['g_s'])} (decode step at context {pf['c_ref']}); "
+                 f"F(p) + g·(o − 1) = {fmt_s(pf['form_total_s'])} against {fmt_s(r['total_s'])} simulated"]
+                + [f"warning: {w}" for w in r["warnings"]])

@@ -1,0 +1,159 @@
+"""`idealrt sweep`: predictions over lists or ranges of prompt, output, batch, tp, models and GPUs; tidy
+rows written to CSV or JSON (by the -o suffix, atomically) with a summary table on screen.
+
+Value lists: `128,512,2048`; ranges `a:b` (step 1), `a:b:k` (step k), `a:b:xk` (times k), ends included
+when hit; the forms mix: `1,16:64:x2`. Per request, tp "auto" is the smallest valid tp that fits it.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from simulator.arch import ArchSpec
+from simulator.cli_predict import add_common_args, resolve_arch, setup
+from simulator.errors import UserError
+from simulator.gpus import GIB, GPUSpec, get_gpu
+from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
+from simulator.output import fmt_num, fmt_s, print_json, print_lines, print_table, write_rows
+from simulator.predict import predict
+
+MAX_ROWS = 200_000  # rows are dicts: about 1.5 KB each in memory
+SCREEN_ROWS = 30
+WARNING_SEP = " | "  # warnings of a row, joined in one CSV cell
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """Options of `idealrt sweep`."""
+    parser.add_argument("--model", default=None, help="catalog names, comma-separated")
+    parser.add_argument("--config", action="append", default=[], help="a Hugging Face config.json (repeatable)")
+    parser.add_argument("--gpu", required=True, help="GPU names, comma-separated")
+    parser.add_argument("--prompt", required=True, help="prompt tokens: list or range, e.g. 1:8192:x2")
+    parser.add_argument("--output", required=True, help="output tokens: list or range")
+    parser.add_argument("--batch", default="1", help="batch sizes: list or range (default 1)")
+    parser.add_argument("--tp", default="auto", help="tensor-parallel degrees, or auto (default)")
+    add_common_args(parser)
+    parser.add_argument("-o", dest="out", default=None, help="write all rows to FILE.csv or FILE.json")
+    parser.add_argument("--html", default=None, metavar="FILE", help="also write the what-if HTML report")
+    parser.add_argument("--json", action="store_true", help="print all rows as JSON instead of the summary")
+
+
+def _range(item: str, option: str) -> list[int]:
+    """One `a:b`, `a:b:k` or `a:b:xk` range, ends included when hit."""
+    parts = item.split(":")
+    step = parts[2] if len(parts) == 3 else "1"
+    geometric = step.startswith("x")
+    try:
+        lo, hi = int(parts[0]), int(parts[1])
+        k = float(step[1:]) if geometric else int(step)
+    except (ValueError, IndexError):
+        raise UserError(f"{option} '{item}': a range is a:b, a:b:k or a:b:xk with whole numbers") from None
+    if len(parts) > 3 or not 1 <= lo <= hi or k <= (1 if geometric else 0):
+        raise UserError(f"{option} '{item}': need 1 <= a <= b and a step k >= 1 (or a factor xk > 1)")
+    if not geometric:
+        return list(range(lo, hi + 1, k))
+    n = int(np.floor(np.log(hi / lo) / np.log(k) + 1e-9)) + 1  # lo·k^i <= hi
+    return list(dict.fromkeys(int(round(lo * k**i)) for i in range(n)))
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    """A comma-separated list of whole numbers and ranges: the distinct values, ascending."""
+    values: list[int] = []
+    for item in text.split(","):
+        item = item.strip()
+        if ":" in item:
+            values += _range(item, option)
+        else:
+            try:
+                values.append(int(item))
+            except ValueError:
+                raise UserError(f"{option} '{item}': not a whole number (lists: 1,2,4; ranges: 1:64:x2)") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"{option}: every value must be >= 1, got {min(values)}")
+    return sorted(set(values))
+
+
+def parse_tps(text: str) -> list[int]:
+    """tp values, each once; 'auto' is 0."""
+    return list(dict.fromkeys(0 if v.strip() == "auto" else parse_ints(v, "--tp")[0] for v in text.split(",")))
+
+
+def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...], setting: tuple,
+          price: float | None) -> list[dict]:
+    """Rows of one (arch, GPU, tp) over the flat request arrays (p, o, b); tp 0 is auto, per request.
+    `setting` is (time model, coefficients, fit label) as `cli_predict.setup` returns it."""
+    p, o, b = requests
+    model, coefficients, fit_label = setting
+    if tp == 0:
+        tps = tp_per_request(arch, gpu, b, p, o)
+        if not tps.all():
+            smallest_fitting_tp(arch, gpu, b, p, o)  # raises, saying what is needed
+    else:
+        tps = np.full(p.shape, check_tp(arch, tp))
+    rows = []
+    for t in np.unique(tps):
+        sel = np.flatnonzero(tps == t)
+        pred = predict(arch, gpu, p[sel], o[sel], b[sel], int(t), model=model, coefficients=coefficients,
+                       price_per_hour_usd=price)
+        warnings = WARNING_SEP.join(pred.warnings)
+        cols = {"prefill_s": pred.prefill_s, "decode_step_s": pred.decode_step_s, "decode_s": pred.decode_s,
+                "total_s": pred.total_s, "tokens_per_s": pred.tokens_per_s,
+                "mem_per_gpu_gib": pred.mem_per_gpu_bytes / GIB, "fits": pred.fits,
+                "cost_usd": pred.cost_usd, "energy_j": pred.energy_j}
+        cols = {k: v.tolist() for k, v in cols.items()}
+        for i, j in enumerate(sel):
+            rows.append({"_order": int(j), "arch": arch.name, "gpu": gpu.name, "t": int(t), "n_gpus": pred.n_gpus,
+                         "b": int(b[j]), "p": int(p[j]), "o": int(o[j]),
+                         **{k: v[i] for k, v in cols.items()},
+                         "time_model": pred.time_model, "fit": fit_label, "warnings": warnings})
+    rows.sort(key=lambda r: r.pop("_order"))
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `idealrt sweep`; returns the exit code (bad input raises UserError)."""
+    names = [m.strip() for m in args.model.split(",")] if args.model else []
+    if not names and not args.config:
+        raise UserError("give --model NAME[,NAME...] and/or --config config.json")
+    archs = [resolve_arch(n, None) for n in names] + [resolve_arch(None, c) for c in args.config]
+    gpus = [get_gpu(g.strip()) for g in args.gpu.split(",")]
+    p_list, o_list = parse_ints(args.prompt, "--prompt"), parse_ints(args.output, "--output")
+    b_list, tps = parse_ints(args.batch, "--batch"), parse_tps(args.tp)
+    n_rows = len(archs) * len(gpus) * len(tps) * len(p_list) * len(o_list) * len(b_list)
+    if n_rows > MAX_ROWS:
+        raise UserError(f"the sweep has {n_rows:,} rows, over {MAX_ROWS:,}; use fewer values or coarser ranges")
+    p, o, b = (a.ravel() for a in np.meshgrid(p_list, o_list, b_list, indexing="ij"))
+    rows = []
+    for gpu in gpus:
+        for arch in archs:
+            # a fresh time model per model and GPU, so its warnings are about these rows only
+            setting = setup(gpu, args.stack, args.no_fit)
+            for t in tps:
+                rows += _rows(arch, gpu, t, (p, o, b), setting, args.price_per_hour)
+    if args.out:
+        write_rows(args.out, rows)
+    if args.html:
+        from reports.whatif_report import write_whatif
+
+        write_whatif(args.html, rows)
+    if args.json:
+        print_json(rows)
+    else:
+        _summary(rows, args.out)
+    return 0
+
+
+def _summary(rows: list[dict], out: str | None) -> None:
+    shown = rows[:SCREEN_ROWS]
+    print_table(None, ["model", "gpu", "tp", "b", "p", "o", "prefill", "decode/token", "total", "tokens/s",
+                       "mem/GPU GiB", "fits", "cost $"],
+                [[r["arch"], r["gpu"], r["t"], r["b"], r["p"], r["o"], fmt_s(r["prefill_s"]),
+                  fmt_s(r["decode_step_s"]), fmt_s(r["total_s"]), fmt_num(r["tokens_per_s"]),
+                  f"{r['mem_per_gpu_gib']:.1f}", "yes" if r["fits"] else "NO", fmt_num(r["cost_usd"])]
+                 for r in shown])
+    more = f"{len(rows) - len(shown)} more rows not shown; " if len(rows) > len(shown) else ""
+    where = f"all {len(rows)} rows written to {out}" if out else "-o FILE.csv|.json writes all rows"
+    labels = sorted({(r["gpu"], r["time_model"], r["fit"]) for r in rows})
+    warnings = sorted({w for r in rows for w in r["warnings"].split(WARNING_SEP) if w})
+    print_lines([more + where] + [f"{g}: time model {tm}, fit {f}" for g, tm, f in labels]
+                + [f"warning: {w}" for w in warnings])

@@ -1,0 +1,100 @@
+"""Memory per GPU of serving one batch (weights, static KV cache, activations) and the rule that picks
+the tensor-parallel degree t.
+
+Rule for t (the paper's, on one node): t is a power of two, t <= 8, dividing both n_heads and n_kv_heads
+(heads are split, never replicated); the GPU count is t (no pipeline parallelism). Auto picks the smallest
+valid t whose memory per GPU fits the GPU's whole capacity (no reserve held back).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from simulator.arch import ArchSpec
+from simulator.errors import UserError
+from simulator.gpus import GIB, GPUSpec
+from simulator.ops import ACT_BYTES, shard
+
+MAX_TP = 8  # GPUs of one node
+
+
+def valid_tps(arch: ArchSpec) -> list[int]:
+    """Tensor-parallel degrees the rule allows for this architecture, ascending."""
+    return [t for t in (1, 2, 4, 8) if arch.n_heads % t == 0 and arch.n_kv_heads % t == 0]
+
+
+def check_tp(arch: ArchSpec, t: int) -> int:
+    """t itself if the rule allows it, else a UserError naming the valid choices."""
+    if t not in valid_tps(arch):
+        raise UserError(f"tp={t}: must be a power of two <= {MAX_TP} dividing n_heads={arch.n_heads} and "
+                        f"n_kv_heads={arch.n_kv_heads} for {arch.name}; use one of {valid_tps(arch)}")
+    return t
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes per GPU; arrays broadcast over b, p, o."""
+
+    weights_bytes: float
+    kv_cache_bytes: np.ndarray
+    activation_bytes: np.ndarray
+
+    @property
+    def total_bytes(self) -> np.ndarray:
+        """Weights + KV cache + activations."""
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes
+
+
+def weight_bytes_per_gpu(arch: ArchSpec, t: int) -> float:
+    """Layer weights split over t; router and embedding lookup table replicated; untied LM head split."""
+    router = arch.hidden * arch.n_experts  # per layer, replicated
+    sharded = arch.n_layers * (arch.attn_params_per_layer() + arch.ffn_params_per_layer() - router)
+    lookup = arch.vocab * arch.hidden + (arch.max_positions * arch.hidden if arch.positions == "learned" else 0)
+    head = 0 if arch.tied_embeddings else arch.vocab * arch.hidden
+    params = (sharded + head) / t + arch.n_layers * router + lookup
+    return params * arch.bytes_per_weight
+
+
+def activation_bytes_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, t: int) -> np.ndarray:
+    """Peak live buffers in prefill (flash attention: no score matrix): residual stream and normed input,
+    plus the larger of the attention block's (QKV, output) and the FFN's (up/gate, activated) buffers,
+    plus the gathered logits of the last tokens in fp32."""
+    tokens = b * p
+    hq, hkv, d = arch.n_heads // t, arch.n_kv_heads // t, arch.head_dim
+    attn_width = (2 * hq + 2 * hkv) * d
+    up = 3 if arch.ffn_kind == "swiglu" else 2  # (gate,) up and activated output
+    if arch.is_moe:
+        ffn_width = up * (arch.experts_per_token + arch.n_shared_experts) * shard(arch.expert_ffn_hidden, t)
+    else:
+        ffn_width = up * shard(arch.ffn_hidden, t)
+    per_token = 2 * arch.hidden + max(attn_width, ffn_width)
+    return np.asarray(ACT_BYTES * tokens * per_token + 4.0 * b * arch.vocab, dtype=float)
+
+
+def memory_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike, t: int) -> Memory:
+    """Weights, a static KV cache of b × (p + o) tokens (KV heads split over t), activations; per GPU."""
+    kv = np.asarray(b * (p + o) * arch.kv_bytes_per_token(ACT_BYTES) / t, dtype=float)
+    return Memory(weight_bytes_per_gpu(arch, t), kv, activation_bytes_per_gpu(arch, b, p, t))
+
+
+def tp_per_request(arch: ArchSpec, gpu: GPUSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike) -> np.ndarray:
+    """Smallest valid t whose memory fits, per element of the broadcast b, p, o; 0 where none does."""
+    b, p, o = np.broadcast_arrays(b, p, o)
+    best = np.zeros(b.shape, dtype=int)
+    for t in reversed(valid_tps(arch)):
+        best[memory_per_gpu(arch, b, p, o, t).total_bytes <= gpu.mem_bytes] = t
+    return best
+
+
+def smallest_fitting_tp(arch: ArchSpec, gpu: GPUSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike) -> int:
+    """Smallest valid t that fits every request in the arrays; a UserError saying what is needed if none."""
+    per_request = tp_per_request(arch, gpu, b, p, o)
+    if np.all(per_request > 0):
+        return int(per_request.max())
+    t_max = valid_tps(arch)[-1]
+    need = memory_per_gpu(arch, *np.broadcast_arrays(b, p, o), t_max).total_bytes.max()
+    raise UserError(f"{arch.name} does not fit on {t_max} x {gpu.name}: it needs {need / GIB:.1f} GiB per GPU "
+                    f"at tp={t_max} against {gpu.mem_gib:.0f} GiB; use a larger GPU, or shorter --prompt, "
+                    "--output or --batch (multi-node serving is out of scope)")

@@ -1,0 +1,212 @@
+"""Layer-by-layer op list of a decoder-only Transformer: one prefill, or one decode step.
+
+Each `Op` carries its class, the shape a throughput table is indexed by, its FLOPs and bytes per run on
+ONE GPU after Megatron tensor-parallel sharding over t GPUs, and how many times it runs in the phase.
+Shapes, FLOPs and bytes broadcast over numpy arrays of b, p and c, so one list serves a grid of requests.
+
+Conventions (what the counts mean):
+- Everything the engine moves is bf16 (2 bytes), as the reference engine runs; a GEMM reads A and W once
+  and writes C once; attention is flash-style (Q, K, V read once, O written once, no score matrix).
+- FLOPs are matmul FLOPs (a multiply-add is 2); elementwise ops count 0 FLOPs and are timed by bytes.
+- Causal prefill attention counts the s(s+1)/2 query-key pairs it computes, not s².
+- Fused QKV and fused gate+up projections (one GEMM each); norms replicated on every GPU.
+- Megatron sharding: QKV and up/gate column-parallel (heads and FFN split over t), attention output and
+  down row-parallel, then one all-reduce of the hidden state (two per layer, one for parallel blocks).
+  The embedding table is replicated (lookup needs no collective); the LM head is vocab-parallel and its
+  logits are all-gathered. A split that does not divide evenly is rounded up (the largest shard).
+- MoE (uniform routing assumption): each token picks k distinct experts uniformly at random, so b·p
+  tokens touch E·(1 − (1 − k/E)^(b·p)) experts on average, each with b·p·k / touched tokens; every
+  touched expert's weights are read. Experts are tensor-parallel like a dense FFN (no expert parallelism).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from simulator.arch import ArchSpec
+
+ACT_BYTES = 2  # bf16 activations, weights and KV cache
+OP_CLASSES = ("gemm", "prefill_attn", "decode_attn", "elementwise", "allreduce", "launch")
+
+Num = Any  # int, float or numpy array broadcasting over b, p, c
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel of a phase: per-run cost on one GPU and how many runs the phase makes."""
+
+    name: str
+    op_class: str  # one of OP_CLASSES
+    shape: dict[str, Num]  # the keys docs/CONTRACTS.md lists for op_class
+    flops: Num  # per run, one GPU
+    bytes: Num  # per run, one GPU (read + written)
+    count: Num  # runs per phase: usually n_layers; n_layers x expected experts touched for MoE experts
+
+
+# -- cost of one run from its shape: shared by the op list and the roofline ----------------------------
+def gemm_cost(m: Num, n: Num, k: Num) -> tuple[Num, Num]:
+    """C[m,n] = A[m,k]·W[n,k]ᵀ: 2mnk FLOPs; A and W read, C written."""
+    return 2.0 * m * n * k, ACT_BYTES * (m * k + n * k + m * n)
+
+
+def prefill_attn_cost(b: Num, h: Num, kv_h: Num, s: Num, d: Num, causal: Num = 1) -> tuple[Num, Num]:
+    """Flash attention over s tokens: QKᵀ and PV at 2d FLOPs per query-key pair each."""
+    pairs = np.where(causal, s * (s + 1) / 2.0, s * s)
+    flops = 4.0 * b * h * d * pairs
+    nbytes = ACT_BYTES * b * s * d * (2 * h + 2 * kv_h)  # Q read, O written; K, V read
+    return flops, nbytes
+
+
+def decode_attn_cost(b: Num, h: Num, kv_h: Num, c: Num, d: Num) -> tuple[Num, Num]:
+    """One query token per sequence against a KV cache of c tokens: the cache read dominates."""
+    flops = 4.0 * b * h * c * d
+    nbytes = ACT_BYTES * b * d * (2 * h + 2 * kv_h * c)
+    return flops, nbytes
+
+
+_COST: dict[str, Callable[[dict], tuple[Num, Num]]] = {
+    "gemm": lambda s: gemm_cost(s["m"], s["n"], s["k"]),
+    "prefill_attn": lambda s: prefill_attn_cost(s["b"], s["h"], s["kv_h"], s["s"], s["d"], s["causal"]),
+    "decode_attn": lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
+    "elementwise": lambda s: (0.0, s["bytes"]),
+    "allreduce": lambda s: (0.0, s["bytes"]),
+    "launch": lambda s: (0.0, 0.0),
+}
+
+
+def op_cost(op_class: str, shape: dict[str, Num]) -> tuple[Num, Num]:
+    """(FLOPs, bytes) of one run of an op of `op_class` with `shape`, on one GPU."""
+    return _COST[op_class](shape)
+
+
+# -- op builders ---------------------------------------------------------------------------------------
+def _op(name: str, op_class: str, shape: dict[str, Num], count: Num) -> Op:
+    flops, nbytes = op_cost(op_class, shape)
+    return Op(name, op_class, shape, flops, nbytes, count)
+
+
+def _gemm(name: str, m: Num, n: int, k: int, count: Num) -> Op:
+    return _op(name, "gemm", {"m": m, "n": n, "k": k}, count)
+
+
+def _elementwise(name: str, nbytes: Num, count: Num) -> Op:
+    return _op(name, "elementwise", {"bytes": nbytes}, count)
+
+
+def _allreduce(name: str, nbytes: Num, t: int, count: Num) -> list[Op]:
+    return [_op(name, "allreduce", {"bytes": nbytes, "t": t}, count)] if t > 1 else []
+
+
+def shard(n: int, t: int) -> int:
+    """Size of the largest of t shards of n (ceil division)."""
+    return -(-n // t)
+
+
+def expected_experts_touched(n_experts: int, k: int, tokens: Num) -> Num:
+    """Expected distinct experts that `tokens` tokens touch, each picking k of n_experts uniformly."""
+    return n_experts * (1.0 - (1.0 - k / n_experts) ** tokens)
+
+
+def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num) -> list[Op]:
+    """Dense FFN of intermediate size f (already sharded) on m tokens: up (+gate), activation, down."""
+    h, gated = arch.hidden, arch.ffn_kind == "swiglu"
+    up_n = 2 * f if gated else f
+    act_bytes = ACT_BYTES * m * (up_n + f)  # read up (and gate), write the activated f
+    return [_gemm(f"{prefix}_gate_up" if gated else f"{prefix}_up", m, up_n, h, count),
+            _elementwise(f"{prefix}_act", act_bytes, count),
+            _gemm(f"{prefix}_down", m, h, f, count)]
+
+
+def _ffn_ops(arch: ArchSpec, tokens: Num, t: int) -> list[Op]:
+    """The FFN of one layer on `tokens` tokens: dense, or router + shared + expected routed experts."""
+    L, h = arch.n_layers, arch.hidden
+    if not arch.is_moe:
+        return _mlp("ffn", tokens, shard(arch.ffn_hidden, t), arch, L)
+    E, k = arch.n_experts, arch.experts_per_token
+    ops = [_gemm("router", tokens, E, h, L),  # replicated: every GPU routes every token
+           _elementwise("router_topk", ACT_BYTES * tokens * E * 2, L)]
+    if arch.n_shared_experts:
+        ops += _mlp("shared_expert", tokens, shard(arch.n_shared_experts * arch.expert_ffn_hidden, t),
+                    arch, L)
+    touched = expected_experts_touched(E, k, tokens)
+    ops += _mlp("expert", tokens * k / touched, shard(arch.expert_ffn_hidden, t), arch, L * touched)
+    # tokens gathered into expert order and the k outputs scattered back, weighted and summed
+    ops.append(_elementwise("expert_permute", ACT_BYTES * tokens * h * (4 * k + 1), L))
+    return ops
+
+
+def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op) -> list[Op]:
+    """One Transformer layer on `tokens` tokens under tensor-parallel degree t, around `attn`."""
+    L, h, d = arch.n_layers, arch.hidden, arch.head_dim
+    hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
+    x = ACT_BYTES * tokens * h  # bytes of one hidden-state tensor
+    ops = [_elementwise("norm_attn", 2 * x, L),
+           _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
+    if arch.positions == "rotary":
+        ops.append(_elementwise("rotary", 2 * ACT_BYTES * tokens * (hq + hkv) * d, L))
+    ops.append(_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * 2 * hkv * d, L))
+    ops += [attn, _gemm("attn_out", tokens, h, hq * d, L)]
+    if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
+        ops += _ffn_ops(arch, tokens, t)
+        ops += _allreduce("allreduce_block", x, t, L)
+        ops.append(_elementwise("residual", 4 * x, L))  # x + attn + mlp
+        return ops
+    ops += _allreduce("allreduce_attn", x, t, L)
+    ops += [_elementwise("residual_attn", 3 * x, L), _elementwise("norm_mlp", 2 * x, L)]
+    ops += _ffn_ops(arch, tokens, t)
+    ops += _allreduce("allreduce_mlp", x, t, L)
+    ops.append(_elementwise("residual_mlp", 3 * x, L))
+    return ops
+
+
+def _embed_ops(arch: ArchSpec, tokens: Num) -> list[Op]:
+    """Embedding lookup (gather rows, write hidden states) and, for absolute positions, their add."""
+    x = ACT_BYTES * tokens * arch.hidden
+    ops = [_elementwise("embed", 2 * x, 1)]
+    if arch.positions in ("learned", "sinusoidal"):
+        ops.append(_elementwise("pos_embed", 3 * x, 1))
+    return ops
+
+
+def _head_ops(arch: ArchSpec, m: Num, t: int) -> list[Op]:
+    """Final norm, vocab-parallel LM head on m tokens, logits all-gather, greedy sampling."""
+    logits = ACT_BYTES * m * arch.vocab  # all logits of the m tokens, bytes
+    ops = [_elementwise("norm_final", 2 * ACT_BYTES * m * arch.hidden, 1),
+           _gemm("lm_head", m, shard(arch.vocab, t), arch.hidden, 1)]
+    # a ring all-gather of N bytes moves (t-1)/t · N per GPU: what an all-reduce of N/2 moves
+    ops += _allreduce("logits_gather", logits / 2, t, 1)
+    return ops + [_elementwise("sample", logits, 1)]
+
+
+def _with_launches(ops: list[Op], mode: str) -> list[Op]:
+    """Append the launch op: one fixed cost per kernel run (eager prefill, CUDA-graph decode)."""
+    runs = sum(op.count for op in ops)
+    return ops + [Op("launch", "launch", {"mode": mode}, 0.0, 0.0, runs)]
+
+
+def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last") -> list[Op]:
+    """Ops of the prefill of b sequences of p tokens; logits="all" computes logits for every token
+    (the convention of the closed-form FLOP counts) instead of only the last token of each sequence."""
+    tokens = b * p
+    hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
+    attn = _op("attn", "prefill_attn",
+               {"b": b, "h": hq, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
+    m_head = tokens if logits == "all" else b
+    ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn) + _head_ops(arch, m_head, t)
+    return _with_launches(ops, "eager")
+
+
+def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int) -> list[Op]:
+    """Ops of one decode step of b sequences whose new token attends to c cached tokens (itself included)."""
+    hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
+    attn = _op("attn", "decode_attn", {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim},
+               arch.n_layers)
+    ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn) + _head_ops(arch, b, t)
+    return _with_launches(ops, "graph")
+
+
+def total_flops(ops: list[Op]) -> Num:
+    """FLOPs of a phase on one GPU: Σ flops × count."""
+    return sum(op.flops * op.count for op in ops)

@@ -1,0 +1,197 @@
+"""Idealized runtime of requests, vectorised over numpy arrays of p, o and b: prefill, every decode step,
+totals, the breakdown by op class, memory per GPU, GPU count, cost and energy.
+
+Speed: op lists are built once per (arch, b, t) over a grid of prompt lengths and once over all decode
+contexts 1..max(p + o − 1); each request then reads its prefill from the grid and its decode sum from a
+cumulative sum over contexts (exact: step p + j attends to p + j tokens, j = 1..o − 1). No Python loop
+runs per request.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from simulator.arch import ArchSpec
+from simulator.errors import UserError
+from simulator.fits import PATH_KEY, check_coefficients
+from simulator.gpus import GIB, GPUSpec
+from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
+from simulator.ops import ACT_BYTES, OP_CLASSES, decode_ops, prefill_ops
+from simulator.timemodel import TimeModel, default_model, describe, time_by_class
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Arrays broadcast over the request arrays p, o, b; seconds unless the name says otherwise."""
+
+    arch: str
+    gpu: str
+    t: int
+    n_gpus: int
+    p: np.ndarray
+    o: np.ndarray
+    b: np.ndarray
+    prefill_s: np.ndarray
+    decode_s: np.ndarray  # all o − 1 decode steps
+    decode_step_s: np.ndarray  # mean step; the first step's time when o == 1
+    decode_first_step_s: np.ndarray  # step at context p + 1
+    decode_last_step_s: np.ndarray  # step at context p + o − 1 (p + 1 when o == 1)
+    total_s: np.ndarray
+    tokens_per_s: np.ndarray  # output tokens of the whole batch per second: b · o / total_s
+    prefill_by_class: dict[str, np.ndarray]  # unscaled sums that `coefficients` multiply
+    decode_by_class: dict[str, np.ndarray]
+    coefficients: dict[str, float]  # as applied: 1 per class and 0 fixed seconds without a fit
+    memory: Memory  # per GPU
+    mem_capacity_bytes: int
+    fits: np.ndarray
+    cost_usd: np.ndarray  # whole batch: total_s × n_gpus × price per GPU-hour
+    energy_j: np.ndarray  # whole batch: total_s × n_gpus × power
+    price_per_hour_usd: float
+    power_w: float
+    power_source: str
+    time_model: str  # roofline / measured / derived table
+    fit: str | None  # path of the fit applied, "given coefficients", or None
+    warnings: tuple[str, ...]
+
+    @property
+    def mem_per_gpu_bytes(self) -> np.ndarray:
+        return self.memory.total_bytes
+
+
+def _positive_ints(field: str, value: ArrayLike) -> np.ndarray:
+    """A numpy integer array of `value`, or a UserError naming the field if any element is not an integer >= 1."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu" or arr.size == 0:
+        raise UserError(f"{field}: must be whole numbers >= 1, got {value!r}")
+    if arr.min() < 1:
+        raise UserError(f"{field}: must be >= 1, got {arr.min()}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _grid(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, index) with grid[index] == values: all of 1..max when that is no longer than the input
+    (no sort needed), else the distinct values."""
+    top = int(values.max())
+    if top <= max(values.size, 1024):
+        return np.arange(1, top + 1), values - 1
+    return np.unique(values, return_inverse=True)
+
+
+def _gather(by_class: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class values at `index` of the grid they were computed on (constants broadcast)."""
+    return {c: (v[index] if v.ndim else np.full(index.shape, float(v))) for c, v in by_class.items()}
+
+
+def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, float],
+            p: np.ndarray, o: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Per-class sums over steps at contexts p+1..p+o−1, and the (scaled) first and last step times."""
+    steps = np.maximum(o - 1, 1)  # o == 1: no steps, but report the step a next token would take
+    contexts = np.arange(1, int((p + steps).max()) + 1)  # (C,)
+    per_step = time_by_class(decode_ops(arch, b, contexts, t), model)  # class -> () or (C,)
+    sums, step_s = {}, np.full(contexts.shape, coef["decode_fixed_s"])
+    for cls, v in per_step.items():
+        if v.ndim == 0:
+            sums[cls] = float(v) * (o - 1)
+        else:
+            cum = np.concatenate(([0.0], np.cumsum(v)))  # cum[j] = Σ_{c<=j} step(c)
+            sums[cls] = cum[p + o - 1] - cum[p]
+        step_s = step_s + coef[cls] * v
+    return sums, step_s[p], step_s[p + steps - 1]  # contexts p + 1 and p + o − 1 sit at index c − 1
+
+
+def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float],
+                 p: np.ndarray, o: np.ndarray, b: np.ndarray) -> dict:
+    """Flat per-request arrays: by-class prefill and decode sums, first and last decode steps."""
+    n = p.size
+    pre = {c: np.zeros(n) for c in OP_CLASSES}
+    dec = {c: np.zeros(n) for c in OP_CLASSES}
+    first, last = np.zeros(n), np.zeros(n)
+    batches = np.unique(b)
+    for bv in batches:  # one pass per distinct batch size (a handful), never per request
+        sel = slice(None) if batches.size == 1 else np.flatnonzero(b == bv)
+        ps, os_ = p[sel], o[sel]
+        grid, index = _grid(ps)
+        for c, v in _gather(time_by_class(prefill_ops(arch, int(bv), grid, t), model), index).items():
+            pre[c][sel] = v
+        sums, first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_)
+        for c, v in sums.items():
+            dec[c][sel] = v
+    return {"pre": pre, "dec": dec, "first": first, "last": last}
+
+
+def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Memory, fits: np.ndarray,
+              b, p, o) -> tuple[str, ...]:
+    out = set(model.warnings)
+    if not fits.all():
+        need = memory.total_bytes.max() / GIB
+        per_request = tp_per_request(arch, gpu, b, p, o)
+        fix = f"tp={per_request.max()} fits" if np.all(per_request > 0) else "no tp <= 8 fits"
+        out.add(f"memory: {need:.1f} GiB per GPU at tp={t} exceeds the {gpu.mem_gib:.0f} GiB of {gpu.name} "
+                f"({fix})")
+    if arch.bytes_per_weight != ACT_BYTES:
+        out.add(f"bytes_per_weight={arch.bytes_per_weight}: used for memory; times assume the bf16 engine")
+    return tuple(sorted(out))
+
+
+def _power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
+    """Board power: the median the table's calibration measured if any, else the datasheet figure."""
+    measured = getattr(model, "power_w", None)
+    if isinstance(measured, dict):
+        measured = measured.get("median")
+    if isinstance(measured, (int, float)) and np.isfinite(measured) and measured > 0:
+        return float(measured), f"measured during calibration ({describe(model)})"
+    return gpu.board_power_w, "datasheet board power"
+
+
+def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLike = 1, t: int | None = None, *,
+            model: TimeModel | None = None, coefficients: dict | None = None,
+            price_per_hour_usd: float | None = None) -> Prediction:
+    """Idealized runtime, memory, cost and energy of b sequences of p prompt and o output tokens each.
+
+    p, o, b broadcast as numpy arrays. t=None picks the smallest valid t that fits every request (see
+    simulator/memory.py). model: a TimeModel (default: the GPU's table, else the roofline). coefficients:
+    a fit's mapping; time = Σ_class coef · class time + prefill_fixed_s, + decode_fixed_s per decode step.
+    """
+    p, o, b = np.broadcast_arrays(_positive_ints("prompt", p), _positive_ints("output", o),
+                                  _positive_ints("batch", b))
+    if (p + o).max() > arch.max_positions:
+        raise UserError(f"prompt + output = {(p + o).max()} exceeds max_positions={arch.max_positions} of "
+                        f"{arch.name}; shorten --prompt or --output")
+    t = smallest_fitting_tp(arch, gpu, b, p, o) if t is None else check_tp(arch, t)
+    model = model if model is not None else default_model(gpu)
+    coef = check_coefficients(coefficients or {})
+    price = gpu.price_per_hour_usd if price_per_hour_usd is None else float(price_per_hour_usd)
+    if not np.isfinite(price) or price < 0:
+        raise UserError(f"price per hour: must be a finite number >= 0, got {price_per_hour_usd!r}")
+    raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel())
+    shape = p.shape
+
+    def scaled(by_class: dict[str, np.ndarray]) -> np.ndarray:
+        return sum(coef[c] * v for c, v in by_class.items()).reshape(shape)
+
+    prefill_s = scaled(raw["pre"]) + coef["prefill_fixed_s"]
+    decode_s = scaled(raw["dec"]) + coef["decode_fixed_s"] * (o - 1)
+    first, last = raw["first"].reshape(shape), raw["last"].reshape(shape)
+    total_s = prefill_s + decode_s
+    memory = memory_per_gpu(arch, b, p, o, t)
+    fits = memory.total_bytes <= gpu.mem_bytes
+    power_w, power_source = _power_w(model, gpu)
+    fit = None if not coefficients else str(coefficients.get(PATH_KEY, "given coefficients"))
+    return Prediction(
+        arch=arch.name, gpu=gpu.name, t=t, n_gpus=t, p=p, o=o, b=b,
+        prefill_s=prefill_s, decode_s=decode_s,
+        decode_step_s=np.where(o > 1, decode_s / np.maximum(o - 1, 1), first),
+        decode_first_step_s=first, decode_last_step_s=last,
+        total_s=total_s, tokens_per_s=b * o / total_s,
+        prefill_by_class={c: v.reshape(shape) for c, v in raw["pre"].items()},
+        decode_by_class={c: v.reshape(shape) for c, v in raw["dec"].items()},
+        coefficients=coef, memory=memory, mem_capacity_bytes=gpu.mem_bytes, fits=fits,
+        cost_usd=total_s * t * price / 3600.0, energy_j=total_s * t * power_w,
+        price_per_hour_usd=price, power_w=power_w,
+        power_source=power_source,
+        time_model=describe(model), fit=fit,
+        warnings=_warnings(arch, gpu, t, model, memory, fits, b, p, o))

@@ -1,0 +1,77 @@
+"""Time of one op from its class and shape, behind one interface: the datasheet roofline lives here;
+measured or derived throughput tables (simulator/tables.py) plug into the same interface.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.gpus import GPUSpec
+from simulator.ops import Op, op_cost
+
+# Assumed fixed costs of the roofline (modelling choices, NOT measurements; a fit's `launch` and
+# `allreduce` coefficients rescale them, and measured tables replace them):
+LAUNCH_S = {"eager": 5e-6, "graph": 1e-6}  # per kernel: PyTorch eager dispatch + launch; inside a CUDA graph
+ALLREDUCE_LATENCY_S = 10e-6  # one NCCL all-reduce within a node, small message
+
+
+class TimeModel:
+    """Interface: seconds of one run of an op. `source` says where the numbers come from
+    ("roofline", "measured <file>", "derived <file>"); `warnings` fills up as the model is used."""
+
+    source: str = "unknown"
+
+    def __init__(self) -> None:
+        self.warnings: set[str] = set()
+
+    def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
+        """Seconds of one run of an `op_class` op of `shape` (arrays broadcast)."""
+        raise NotImplementedError
+
+
+class RooflineModel(TimeModel):
+    """max(FLOPs / dense peak, bytes / HBM bandwidth) per op; ring all-reduce 2(t−1)/t · bytes / link bw
+    + latency; a fixed cost per kernel launch. Datasheet peaks: an optimistic bound, not a measurement."""
+
+    source = "roofline"
+
+    def __init__(self, gpu: GPUSpec) -> None:
+        super().__init__()
+        self.gpu = gpu
+
+    def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
+        """Roofline seconds of one run (see the class docstring)."""
+        self.warnings.add(f"no throughput table for {self.gpu.name}: roofline from datasheet peaks, "
+                          "assumed launch and all-reduce latencies")
+        if op_class == "launch":
+            return np.asarray(LAUNCH_S[shape["mode"]])
+        if op_class == "allreduce":
+            t = shape["t"]
+            wire = 2.0 * (t - 1) / t * shape["bytes"]
+            return np.asarray(wire / self.gpu.interconnect_bw_bytes_s + ALLREDUCE_LATENCY_S * (t > 1))
+        flops, nbytes = op_cost(op_class, shape)
+        return np.maximum(flops / self.gpu.peak_bf16_flops, nbytes / self.gpu.hbm_bw_bytes_s)
+
+
+def time_by_class(ops: list[Op], model: TimeModel) -> dict[str, np.ndarray]:
+    """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast)."""
+    out: dict[str, np.ndarray] = {}
+    for op in ops:
+        t_s = np.asarray(op.count * model.op_time_s(op.op_class, op.shape), dtype=float)
+        out[op.op_class] = out[op.op_class] + t_s if op.op_class in out else t_s
+    return out
+
+
+def default_model(gpu: GPUSpec, stack: str = "triton") -> TimeModel:
+    """The GPU's measured or derived throughput table if simulator/tables.py has one, else the roofline."""
+    try:
+        from simulator.tables import table_model_for
+    except ModuleNotFoundError as e:  # tables module not there: only the roofline exists
+        if e.name != "simulator.tables":
+            raise
+        return RooflineModel(gpu)
+    return table_model_for(gpu, stack) or RooflineModel(gpu)
+
+
+def describe(model: TimeModel) -> str:
+    """Where a model's numbers come from, for every output: measured / derived table or roofline."""
+    return str(getattr(model, "source", None) or type(model).__name__)

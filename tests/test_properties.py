@@ -1,0 +1,72 @@
+"""Properties over random valid architectures, GPUs and requests (hypothesis): times are finite and
+positive, more tokens never take less time, a decode step never gets cheaper with context, and tensor
+parallelism keeps the total FLOPs."""
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.arch import ArchSpec
+from simulator.gpus import GPUS
+from simulator.ops import decode_ops, prefill_ops, total_flops
+from simulator.predict import predict
+from simulator.timemodel import RooflineModel
+
+
+@st.composite
+def archs(draw):
+    """Random valid architectures; FFN and vocabulary sizes split evenly over t <= 8."""
+    kv = draw(st.sampled_from([1, 2, 4, 8]))
+    heads = kv * draw(st.sampled_from([1, 2, 4]))
+    head_dim = draw(st.sampled_from([32, 64, 128]))
+    moe = draw(st.booleans())
+    experts = draw(st.integers(2, 16)) if moe else 0
+    return ArchSpec(
+        name="random", n_layers=draw(st.integers(1, 8)), hidden=draw(st.sampled_from([256, 512, 1024, 1536])),
+        n_heads=heads, n_kv_heads=kv, head_dim=head_dim, ffn_hidden=0 if moe else 64 * draw(st.integers(1, 128)),
+        ffn_kind=draw(st.sampled_from(["gelu", "swiglu"])), vocab=8 * draw(st.integers(13, 25_000)),
+        max_positions=8192, n_experts=experts, experts_per_token=draw(st.integers(1, experts)) if moe else 0,
+        expert_ffn_hidden=64 * draw(st.integers(1, 64)) if moe else 0,
+        n_shared_experts=draw(st.integers(0, 2)) if moe else 0, parallel_block=draw(st.booleans()),
+        positions=draw(st.sampled_from(["rotary", "learned", "alibi"])), tied_embeddings=draw(st.booleans()))
+
+
+def valid_t(arch, draw_index):
+    tps = [t for t in (1, 2, 4, 8) if arch.n_heads % t == 0 and arch.n_kv_heads % t == 0]
+    return tps[draw_index % len(tps)]
+
+
+coefficients = st.one_of(st.none(), st.fixed_dictionaries({
+    "gemm": st.floats(0.5, 3), "decode_attn": st.floats(0.5, 3), "launch": st.floats(0, 3),
+    "prefill_fixed_s": st.floats(0, 1e-2), "decode_fixed_s": st.floats(0, 1e-3)}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(arch=archs(), gpu=st.sampled_from(sorted(GPUS)), t_index=st.integers(0, 3),
+       p=st.integers(1, 4000), o=st.integers(1, 4000), b=st.integers(1, 64), coef=coefficients)
+def test_more_tokens_never_take_less_time(arch, gpu, t_index, p, o, b, coef):
+    gpu, t = GPUS[gpu], valid_t(arch, t_index)
+    # each request next to the one with one more prompt token, output token or sequence
+    ps, os_, bs = np.array([p, p + 1, p, p]), np.array([o, o, o + 1, o]), np.array([b, b, b, b + 1])
+    pred = predict(arch, gpu, ps, os_, bs, t, model=RooflineModel(gpu), coefficients=coef)
+    for name in ("prefill_s", "decode_s", "decode_step_s", "total_s", "tokens_per_s", "cost_usd", "energy_j"):
+        values = getattr(pred, name)
+        assert np.all(np.isfinite(values)) and np.all(values >= 0), name
+    assert np.all(pred.total_s > 0) and np.all(pred.prefill_s > 0) and np.all(pred.decode_first_step_s > 0)
+    base = pred.total_s[0]
+    assert np.all(pred.total_s[1:] >= base * (1 - 1e-12))
+    assert pred.prefill_s[1] >= pred.prefill_s[0] and pred.prefill_s[3] >= pred.prefill_s[0]
+    assert np.all(pred.decode_last_step_s >= pred.decode_first_step_s * (1 - 1e-12))
+    assert np.all(pred.mem_per_gpu_bytes[1:] >= pred.mem_per_gpu_bytes[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(arch=archs(), t_index=st.integers(1, 3), p=st.integers(1, 4000), b=st.integers(1, 16))
+def test_tensor_parallel_splits_flops_exactly(arch, t_index, p, b):
+    t = valid_t(arch, t_index)
+
+    def sharded(ops):  # every op but the replicated MoE router runs 1/t of the work on each GPU
+        return total_flops([op for op in ops if op.name != "router"])
+
+    for build in (prefill_ops, decode_ops):
+        one, each = sharded(build(arch, b, p, 1)), sharded(build(arch, b, p, t))
+        assert np.isclose(t * each, one, rtol=1e-12) and one > 0

@@ -1,0 +1,117 @@
+"""Sweep grids as data: which shapes of each op class the calibration measures, full and quick.
+
+Axes are geometric (log-spaced) because the simulator interpolates log time over log dimensions:
+factor 2 where the time curve bends (GEMM M, attention sequence), factor 4 where the time is a power law
+of the dimension (N and K of a weight-bound GEMM scale as N*K, bytes of a copy). Points above a work cap
+are skipped: there the efficiency has plateaued and the simulator extends it (marked as extrapolated).
+The grid covers the catalog models' prefill and decode shapes under t = 1, 2, 4, 8.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from simulator.ops import op_cost
+
+# Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
+FULL = {
+    "gemm": {"m": [1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384],
+             "n": [256, 1024, 2048, 4096, 8192, 16384, 32768, 131072],
+             "k": [256, 1024, 2048, 4096, 8192, 16384, 65536],
+             "max_flops": 2.0e12, "max_bytes": 4.4e9},
+    # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim
+    "prefill_attn": {"bh": [1, 4, 16, 64, 256, 1024], "s": [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
+                     "d": [64, 128, 256], "causal": [1, 0], "max_flops": 2.0e12},
+    # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context
+    "decode_attn": {"bkv": [1, 4, 16, 64, 256, 1024], "g": [1, 8, 64], "c": [128, 512, 2048, 8192, 32768, 131072],
+                    "d": [64, 128], "max_bytes": 4.0e9},
+    "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
+    "launch": {"mode": ["eager", "graph"]},
+}
+
+QUICK = {
+    "gemm": {"m": [1, 16, 64, 256, 1024, 4096, 16384], "n": [1024, 4096, 16384, 131072],
+             "k": [1024, 4096, 16384], "max_flops": 1.0e12, "max_bytes": 4.4e9},
+    "prefill_attn": {"bh": [4, 64, 1024], "s": [128, 512, 2048, 8192], "d": [128], "causal": [1],
+                     "max_flops": 1.0e12},
+    "decode_attn": {"bkv": [1, 16, 256], "g": [1, 8], "c": [512, 4096, 32768], "d": [128], "max_bytes": 2.0e9},
+    "elementwise": {"bytes": [2**i for i in range(12, 33, 4)]},
+    "launch": {"mode": ["eager", "graph"]},
+}
+
+GRIDS = {"full": FULL, "quick": QUICK}
+
+# Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.
+ALLREDUCE_BYTES = [2**i for i in range(12, 30)]
+ALLREDUCE_BYTES_QUICK = [2**i for i in range(12, 30, 3)]
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One shape to measure, in the contract's shape keys (docs/CONTRACTS.md)."""
+
+    op: str
+    stack: str
+    shape: tuple[tuple[str, int | str], ...]  # sorted (key, value) pairs: hashable, JSON-friendly via dict()
+
+    @property
+    def shape_dict(self) -> dict:
+        return dict(self.shape)
+
+
+def point(op: str, stack: str, **shape) -> GridPoint:
+    """A GridPoint from keyword shape values."""
+    return GridPoint(op, stack, tuple(sorted(shape.items())))
+
+
+def prefill_shape(bh: int, s: int, d: int, causal: int) -> dict:
+    """Contract shape of a prefill-attention grid node: up to 32 query heads, the rest in the batch, GQA 4."""
+    h = min(bh, 32)
+    return {"b": bh // h, "h": h, "kv_h": max(1, h // 4), "s": s, "d": d, "causal": causal}
+
+
+def decode_shape(bkv: int, g: int, c: int, d: int) -> dict:
+    """Contract shape of a decode-attention grid node: up to 8 KV heads, the rest in the batch."""
+    kv_h = min(bkv, 8)
+    return {"b": bkv // kv_h, "h": kv_h * g, "kv_h": kv_h, "c": c, "d": d}
+
+
+def work(op: str, shape: dict) -> tuple[float, float]:
+    """(FLOPs, bytes moved) of one run, by the simulator's own count (simulator.ops.op_cost)."""
+    flops, nbytes = op_cost(op, shape)
+    return float(flops), float(nbytes)
+
+
+def _grid_shapes(op: str, spec: dict) -> list[dict]:
+    if op == "gemm":
+        shapes = [dict(m=m, n=n, k=k) for m, n, k in itertools.product(spec["m"], spec["n"], spec["k"])]
+    elif op == "prefill_attn":
+        shapes = [prefill_shape(*v) for v in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
+    elif op == "decode_attn":
+        shapes = [decode_shape(*v) for v in itertools.product(spec["bkv"], spec["g"], spec["c"], spec["d"])]
+    elif op == "elementwise":
+        shapes = [dict(bytes=b) for b in spec["bytes"]]
+    else:
+        shapes = [dict(mode=m) for m in spec["mode"]]
+    flops_cap, bytes_cap = spec.get("max_flops", float("inf")), spec.get("max_bytes", float("inf"))
+    return [s for s in shapes if work(op, s)[0] <= flops_cap and work(op, s)[1] <= bytes_cap]
+
+
+def grid_points(grid: str = "full", stacks: tuple[str, ...] = ("triton", "torch"),
+                ops: tuple[str, ...] | None = None) -> list[GridPoint]:
+    """Every point of a named grid, for the given stacks. Element-wise ops are measured once, on the torch
+    stack (kernels/ has no Triton element-wise kernel), whichever stacks are asked for."""
+    out = []
+    for op, op_spec in GRIDS[grid].items():
+        if ops is not None and op not in ops:
+            continue
+        for stack in (("torch",) if op == "elementwise" else stacks):
+            out.extend(point(op, stack, **s) for s in _grid_shapes(op, op_spec))
+    return out
+
+
+def estimate_s(p: GridPoint, flops_s: float = 6e14, bw_bytes_s: float = 2.5e12) -> float:
+    """Rough seconds of GPU time to measure a point (for the progress bar's ETA and for sizing grids)."""
+    flops, nbytes = work(p.op, p.shape_dict)
+    op_s = max(flops / flops_s, nbytes / bw_bytes_s, 4e-6)
+    return 0.015 + 30 * op_s  # setup, warm-up, graph capture and ~20 timed calls

@@ -1,0 +1,153 @@
+"""Op builders for the microbenchmarks: per op class and software stack, fresh random inputs and a call to time.
+
+`build(op, stack, shape)` returns a `Bench`; `calibration.timing.measure(bench.call, rotate=bench.rotate,
+use_graph=bench.graph)` times it. Stacks: `triton` runs our kernels (`kernels.*`, docs/CONTRACTS.md);
+`torch` runs torch's own (F.linear on cuBLAS, SDPA flash, a matmul-softmax-matmul decode on the cache,
+torch.add). Shapes use the contract's keys. Builders also run on CPU (torch stack; the triton stack under
+TRITON_INTERPRET=1) so the tests can check every runner without a GPU.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from calibration.grids import work
+from calibration.timing import rotation_count
+from simulator.errors import UserError
+
+STACKS = ("triton", "torch")
+
+
+@dataclass
+class Bench:
+    """A ready-to-time op: `call(i)` runs it on input set i % rotate."""
+
+    call: Callable[[int], object]
+    rotate: int
+    kernel: str
+    graph: bool = True  # time under CUDA-graph replay (False: eager launches)
+
+
+def _l2(device: str) -> int:
+    from calibration.timing import l2_bytes
+
+    return l2_bytes() if device.startswith("cuda") else 50 * 2**20
+
+
+def _copies(op: str, shape: dict, device: str, max_copies: int = 64) -> int:
+    return 1 if device == "cpu" else rotation_count(work(op, shape)[1], _l2(device), max_copies)
+
+
+def _randn(*size: int, device: str):
+    import torch
+
+    return torch.randn(*size, device=device, dtype=torch.bfloat16)
+
+
+def _cycle(fn: Callable, sets: list) -> Callable[[int], object]:
+    n = len(sets)
+    return lambda i: fn(*sets[i % n])
+
+
+def gemm(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """C (m, n) = A (m, k) · W (n, k)ᵀ with W laid out like nn.Linear.weight."""
+    import torch.nn.functional as F
+
+    m, n, k = shape["m"], shape["n"], shape["k"]
+    sets = [(_randn(m, k, device=device), _randn(n, k, device=device))
+            for _ in range(_copies("gemm", shape, device))]
+    if stack == "triton":
+        from kernels.gemm import matmul
+        return Bench(_cycle(matmul, sets), len(sets), "kernels.gemm.matmul")
+    return Bench(_cycle(F.linear, sets), len(sets), "torch.nn.functional.linear")
+
+
+def prefill_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """Self-attention over s tokens: q (b, h, s, d), k/v (b, kv_h, s, d), causal or not."""
+    import torch.nn.functional as F
+
+    b, h, kv_h, s, d, causal = (shape[x] for x in ("b", "h", "kv_h", "s", "d", "causal"))
+    sets = [(_randn(b, h, s, d, device=device), _randn(b, kv_h, s, d, device=device),
+             _randn(b, kv_h, s, d, device=device)) for _ in range(_copies("prefill_attn", shape, device))]
+    if stack == "triton":
+        from kernels.prefill_attention import prefill_attention
+        return Bench(_cycle(lambda q, k, v: prefill_attention(q, k, v, causal=bool(causal)), sets),
+                     len(sets), "kernels.prefill_attention.prefill_attention")
+    # SDPA's flash kernel wants equal head counts: K/V are expanded once here, outside the timed call
+    # (prefill is compute-bound; the larger K/V read costs little).
+    sets = [(q, k.repeat_interleave(h // kv_h, 1), v.repeat_interleave(h // kv_h, 1)) for q, k, v in sets]
+    if device == "cpu":
+        return Bench(_cycle(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal)),
+                            sets), len(sets), "torch SDPA (math, cpu)")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def sdpa_flash(q, k, v):
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
+    return Bench(_cycle(sdpa_flash, sets), len(sets), "torch SDPA (flash)")
+
+
+def _torch_decode(q, k_cache, v_cache):
+    """Decode attention in plain torch: grouped matmul, softmax, matmul over the whole cache, K/V read once."""
+    import torch
+
+    b, h, d = q.shape
+    kv_h = k_cache.shape[1]
+    qg = q.view(b, kv_h, h // kv_h, d)                                   # (b, kv_h, g, d)
+    scores = torch.matmul(qg, k_cache.transpose(-1, -2)) / math.sqrt(d)  # (b, kv_h, g, c)
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return torch.matmul(probs, v_cache).view(b, h, d)                    # (b, h, d)
+
+
+def decode_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """One query token per sequence against a full KV cache of c tokens: q (b, h, d), caches (b, kv_h, c, d)."""
+    import torch
+
+    b, h, kv_h, c, d = (shape[x] for x in ("b", "h", "kv_h", "c", "d"))
+    sets = [(_randn(b, h, d, device=device), _randn(b, kv_h, c, d, device=device),
+             _randn(b, kv_h, c, d, device=device)) for _ in range(_copies("decode_attn", shape, device))]
+    if stack == "triton":
+        from kernels.decode_attention import decode_attention
+        lengths = torch.full((b,), c, dtype=torch.int32, device=device)
+        return Bench(_cycle(lambda q, k, v: decode_attention(q, k, v, lengths), sets), len(sets),
+                     "kernels.decode_attention.decode_attention")
+    return Bench(_cycle(_torch_decode, sets), len(sets), "torch matmul-softmax-matmul")
+
+
+def elementwise(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """z = x + y over bf16 tensors: `bytes` read and written in all (two reads, one write)."""
+    import torch
+
+    n = max(1, int(shape["bytes"]) // 6)
+    sets = [(_randn(n, device=device), _randn(n, device=device), _randn(n, device=device))
+            for _ in range(_copies("elementwise", shape, device))]
+    return Bench(_cycle(lambda x, y, z: torch.add(x, y, out=z), sets), len(sets), "torch.add")
+
+
+def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """The stack's smallest kernel (a 1x64x64 GEMM for triton, a 1-element add for torch), eager or replayed."""
+    import torch
+
+    graph = shape["mode"] == "graph"
+    if stack == "triton":
+        from kernels.gemm import matmul
+        a, w = _randn(1, 64, device=device), _randn(64, 64, device=device)
+        return Bench(lambda i: matmul(a, w), 1, "kernels.gemm.matmul 1x64x64", graph)
+    x = torch.zeros(1, device=device)
+    return Bench(lambda i: torch.add(x, 1.0, out=x), 1, "torch.add 1 element", graph)
+
+
+BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
+    "gemm": gemm, "prefill_attn": prefill_attn, "decode_attn": decode_attn,
+    "elementwise": elementwise, "launch": launch,
+}
+
+
+def build(op: str, stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """The Bench of one op class, stack and shape (contract shape keys)."""
+    if op not in BUILDERS:
+        raise UserError(f"op class '{op}' has no microbenchmark; use one of {', '.join(BUILDERS)}")
+    if stack not in STACKS:
+        raise UserError(f"stack '{stack}': use one of {', '.join(STACKS)}")
+    return BUILDERS[op](stack, shape, device)

@@ -1,0 +1,67 @@
+"""Board power sampled through NVML in a background thread while the sweep runs, for the energy metric.
+
+Each sample is tagged with the label the sweep sets (the op class being measured; None between points),
+so the table can keep the power of GEMM-heavy prefill apart from memory-bound decode. NVML's reading
+is the board's power averaged by the driver over its own short window; we keep the median and p90.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+
+class PowerSampler:
+    """Samples `nvmlDeviceGetPowerUsage` every `period_s` seconds; use as a context manager."""
+
+    def __init__(self, device_index: int = 0, period_s: float = 0.05):
+        self.device_index, self.period_s = device_index, period_s
+        self.label: str | None = None
+        self.samples: list[tuple[str | None, float]] = []  # (label, watts)
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PowerSampler":
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.device_index)
+        except Exception as e:  # noqa: BLE001 — no NVML (CPU machine, other vendor): no power, said so
+            self.error = f"NVML unavailable: {e}"
+            return self
+        self._thread = threading.Thread(target=self._run, name="nvml-power", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                mw = self._nvml.nvmlDeviceGetPowerUsage(self._handle)
+                self.samples.append((self.label, mw / 1000.0))
+            except Exception as e:  # noqa: BLE001
+                self.error = f"NVML read failed: {e}"
+                return
+            time.sleep(self.period_s)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._nvml.nvmlShutdown()
+
+    def summary(self) -> dict | None:
+        """{"median", "p90", "samples", "by_op": {op: {...}}} over labelled samples, or None without any."""
+        import numpy as np
+
+        def stats(ws: list[float]) -> dict:
+            p50, p90 = np.percentile(ws, [50, 90])
+            return {"median": round(float(p50), 1), "p90": round(float(p90), 1), "samples": len(ws)}
+
+        busy = [(lab, w) for lab, w in self.samples if lab is not None]
+        if not busy:
+            return None
+        out = stats([w for _, w in busy])
+        out["by_op"] = {lab: stats([w for l2, w in busy if l2 == lab]) for lab in sorted({lab for lab, _ in busy})}
+        out["source"] = "nvml nvmlDeviceGetPowerUsage, sampled while points were measured"
+        return out

@@ -1,0 +1,113 @@
+"""Reading and writing throughput tables (docs/CONTRACTS.md): atomic replaces, resumable sweeps.
+
+A sweep appends points to a `TableWriter`, which rewrites the whole file through a temp file and
+`os.replace` every few seconds, so a killed sweep leaves a valid table holding every point measured up to
+the last checkpoint; on restart the writer loads those points (when the file was measured on the same GPU)
+and the sweep skips them. Points that raised are kept apart under `errors` and retried by the next run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from simulator.errors import UserError
+from simulator.tables import load_table
+
+
+def dumps_table(obj: dict) -> str:
+    """JSON text with one line per top-level key and one line per item of its lists (points diff well)."""
+    def value(v) -> str:
+        if isinstance(v, list) and v:
+            return "[\n  " + ",\n  ".join(json.dumps(x) for x in v) + "\n ]"
+        return json.dumps(v)
+    return "{\n" + ",\n".join(f" {json.dumps(k)}: {value(v)}" for k, v in obj.items()) + "\n}\n"
+
+
+def write_json_atomic(path: str | Path, obj: dict) -> None:
+    """Write JSON to `path` via a temp file in the same folder and os.replace (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(dumps_table(obj))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def point_key(op: str, stack: str, shape: dict) -> tuple:
+    """Identity of a point: op class, stack and shape (order of shape keys does not matter)."""
+    return op, stack, tuple(sorted(shape.items()))
+
+
+def new_table(provenance: dict) -> dict:
+    """An empty table with the contract's top-level keys."""
+    return {"provenance": provenance, "derived": None, "status": "partial", "ceilings": {}, "power_w": None,
+            "points": [], "errors": []}
+
+
+class TableWriter:
+    """Collects points of one sweep into `path`, checkpointing atomically every `every_s` seconds."""
+
+    def __init__(self, path: str | Path, provenance: dict, *, resume: bool = True, every_s: float = 5.0):
+        self.path, self.every_s = Path(path), every_s
+        self.table = new_table(dict(provenance))
+        if resume and self.path.exists():
+            old = load_table(self.path)
+            old_gpu = old.get("provenance", {}).get("gpu_name")
+            if old_gpu != provenance.get("gpu_name"):
+                raise UserError(f"--out {self.path} holds a table of '{old_gpu}', not of this "
+                                f"'{provenance.get('gpu_name')}'; pass another --out or --fresh")
+            self.table = old
+            self.table["errors"] = []  # errors are retried
+            runs = self.table["provenance"].setdefault("resumed_by", [])
+            runs.append({k: provenance.get(k) for k in ("date", "command", "driver", "torch", "triton")})
+        self.done = {point_key(p["op"], p["stack"], p["shape"]) for p in self.table["points"]}
+        self._last = time.monotonic()
+
+    @property
+    def provenance(self) -> dict:
+        return self.table["provenance"]
+
+    def add(self, row: dict) -> None:
+        """Add one measured point (a dict with op, stack, shape and the timing fields)."""
+        self.table["points"].append(row)
+        self.done.add(point_key(row["op"], row["stack"], row["shape"]))
+        self.checkpoint()
+
+    def add_error(self, op: str, stack: str, shape: dict, message: str) -> None:
+        """Record a point that failed; the sweep goes on and a later run retries it."""
+        self.table["errors"].append({"op": op, "stack": stack, "shape": shape, "error": message[:300]})
+        self.checkpoint()
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Rewrite the file if `every_s` seconds passed since the last write (or when forced)."""
+        if force or time.monotonic() - self._last >= self.every_s:
+            write_json_atomic(self.path, self.table)
+            self._last = time.monotonic()
+
+    def finish(self, complete: bool) -> None:
+        """Final write; `complete` marks a table whose whole grid was attempted."""
+        self.table["status"] = "complete" if complete else "partial"
+        self.checkpoint(force=True)
+
+
+def merge_points(path: str | Path, rows: list[dict], provenance: dict) -> dict:
+    """Put `rows` (e.g. all-reduce points of another run) into the table at `path`, each with its provenance.
+
+    A point with the same op, stack and shape is replaced. Creates the file if absent. Returns the table.
+    """
+    path = Path(path)
+    table = load_table(path) if path.exists() else new_table(dict(provenance))
+    keys = {point_key(r["op"], r["stack"], r["shape"]) for r in rows}
+    kept = [p for p in table["points"] if point_key(p["op"], p["stack"], p["shape"]) not in keys]
+    table["points"] = kept + [dict(r, provenance=provenance) for r in rows]
+    write_json_atomic(path, table)
+    return table

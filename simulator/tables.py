@@ -1,0 +1,314 @@
+"""Throughput-table time model: lookup and interpolation of measured op times, roofline fallback, derived tables.
+
+Per op class the measured points form a regular grid over log-spaced coordinates (GEMM: m, n, k; prefill
+attention: b*h, s, d per causal flag; decode attention: b*kv_h, h/kv_h, c, d; element-wise and all-reduce:
+bytes, per t; launch: per mode). The grid is first made non-decreasing along every axis (more work is
+never faster); then time = roofline x achieved efficiency, the log efficiency interpolated multilinearly
+over log coordinates and the result clipped to the cell's corner times: exact at monotone grid points,
+no NaN, non-decreasing up to dips under 0.5% just past a memory/compute bend (where interpolating log time
+instead would err by up to ~20% on a factor-4 grid). Grid nodes the sweep skipped (above its work cap) take the roofline time scaled by the
+achieved efficiency of the nearest measured node; a shape outside the grid takes the roofline time scaled
+by the efficiency interpolated at the grid edge. Both are reported in `model.warnings`, as is a table
+derived from another GPU's by spec ratios. Pure numpy: no torch.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from simulator.errors import UserError
+from simulator.ops import op_cost
+from simulator.timemodel import RooflineModel, TimeModel
+
+TABLES_DIR = Path(__file__).resolve().parents[1] / "calibration" / "tables"
+DERIVE_RULE = "compute-bound points x peak FLOP/s ratio, memory-bound x HBM bandwidth ratio (by arithmetic " \
+              "intensity vs the source GPU's ridge point); all-reduce x interconnect ratio; launch unchanged"
+STACK_CLASSES = ("gemm", "prefill_attn", "decode_attn", "launch")  # measured separately per stack
+
+
+def load_table(path: str | Path) -> dict:
+    """Load a throughput table file; a missing or malformed file is a UserError naming it."""
+    path = Path(path)
+    try:
+        table = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"table file {path} does not exist; run 'idealrt calibrate --out {path}' on the GPU") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"table file {path} is not valid JSON ({e.msg} at line {e.lineno}); re-run the sweep") from None
+    if not isinstance(table, dict) or not isinstance(table.get("points"), list):
+        raise UserError(f"table file {path} has no 'points' list; it is not a throughput table")
+    return table
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(path: str, mtime_ns: int) -> dict:
+    return load_table(path)
+
+
+def _cached(path: Path) -> dict:
+    """load_table, parsed once per file version (predict asks for the default model on every call)."""
+    return _load_cached(str(path), path.stat().st_mtime_ns)
+
+
+# -- coordinates: (categorical key, log-interpolated axes) of each op class ---------------------------
+AXES = {"gemm": ("m", "n", "k"), "prefill_attn": ("b*h", "s", "d"), "decode_attn": ("b*kv_h", "h/kv_h", "c", "d"),
+        "elementwise": ("bytes",), "allreduce": ("bytes",), "launch": ()}
+
+
+def _coords(op: str, shape: dict) -> tuple[tuple, list[np.ndarray]]:
+    """Categorical values and interpolation axes of a shape (arrays broadcast)."""
+    f = lambda k: np.asarray(shape[k], dtype=float)  # noqa: E731
+    if op == "gemm":
+        return (), [f("m"), f("n"), f("k")]
+    if op == "prefill_attn":
+        return (np.asarray(shape["causal"]).astype(bool).astype(int),), [f("b") * f("h"), f("s"), f("d")]
+    if op == "decode_attn":
+        return (), [f("b") * f("kv_h"), f("h") / f("kv_h"), f("c"), f("d")]
+    if op == "elementwise":
+        return (), [f("bytes")]
+    if op == "allreduce":
+        return (np.asarray(shape["t"]).astype(int),), [f("bytes")]
+    if op == "launch":
+        return (np.asarray(shape["mode"]),), []
+    raise UserError(f"unknown op class '{op}'; use one of gemm, prefill_attn, decode_attn, elementwise, "
+                    "allreduce, launch")
+
+
+def _canonical(op: str, cat: tuple, axes: list[np.ndarray]) -> dict:
+    """A contract shape with the given coordinates (attention heads folded into the batch)."""
+    if op == "gemm":
+        return dict(zip("mnk", axes))
+    if op == "prefill_attn":
+        return {"b": axes[0], "h": 1, "kv_h": 1, "s": axes[1], "d": axes[2], "causal": cat[0]}
+    if op == "decode_attn":
+        return {"b": axes[0], "h": axes[1], "kv_h": 1, "c": axes[2], "d": axes[3]}
+    return {"bytes": axes[0], "t": cat[0] if cat else 1}
+
+
+def _roofline_s(op: str, cat: tuple, axes: list[np.ndarray], peak: float, bw: float, link_bw: float) -> np.ndarray:
+    """Roofline time at the coordinates: the reference that efficiencies are taken against."""
+    if op == "launch":
+        return np.asarray(1.0)  # a fixed cost: efficiency is the time itself
+    if op == "allreduce":
+        t = cat[0]
+        return np.maximum(2.0 * (t - 1) / t * axes[0] / link_bw, 1e-12)
+    flops, nbytes = op_cost(op, _canonical(op, cat, axes))
+    return np.maximum(np.maximum(flops / peak, nbytes / bw), 1e-12)
+
+
+class _Grid:
+    """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
+
+    def __init__(self, op: str, cat: tuple, rows: list[tuple[list[float], float]], roof):
+        self.op, self.cat, self.roof = op, cat, roof
+        dims = len(rows[0][0])
+        self.nodes = [np.unique(np.log([r[0][i] for r in rows])) for i in range(dims)]
+        logt = np.full([len(n) for n in self.nodes], np.nan)
+        for x, t_s in rows:
+            idx = tuple(int(np.searchsorted(self.nodes[i], np.log(x[i]))) for i in range(dims))
+            logt[idx] = np.log(t_s) if np.isnan(logt[idx]) else min(logt[idx], np.log(t_s))
+        mesh = [m.reshape(-1) for m in np.meshgrid(*self.nodes, indexing="ij")]
+        logroof = self._logroof(mesh).reshape(logt.shape)
+        self.filled = np.isnan(logt)
+        if self.filled.any():
+            logt = self._fill(logt, logroof, np.stack(mesh, -1))
+        for ax in range(dims):  # more work is never faster: non-decreasing along every axis
+            logt = np.maximum.accumulate(logt, axis=ax)
+        self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
+
+    def _logroof(self, logx: list[np.ndarray]) -> np.ndarray:
+        return np.log(self.roof(self.op, self.cat, [np.exp(v) for v in logx]))
+
+    @staticmethod
+    def _fill(logt: np.ndarray, logroof: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """Skipped nodes: roofline x the efficiency of the nearest measured node (in log coordinates)."""
+        flat, roof = logt.reshape(-1).copy(), logroof.reshape(-1)
+        have, miss = np.flatnonzero(~np.isnan(flat)), np.flatnonzero(np.isnan(flat))
+        dist = ((mesh[miss, None, :] - mesh[None, have, :]) ** 2).sum(-1)
+        nearest = have[np.argmin(dist, axis=1)]
+        flat[miss] = roof[miss] - (roof[nearest] - flat[nearest])
+        return flat.reshape(logt.shape)
+
+    def log_time(self, logx: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log seconds, outside-grid mask, used-a-skipped-node mask) at n log coordinates (1-D arrays).
+
+        Inside the grid: roofline x multilinear interpolation of log efficiency (follows the bend between
+        memory- and compute-bound that log time would cut across), clipped to the times at the cell's lowest
+        and highest corners so it stays within the measured, monotone bounds.
+        """
+        outside = np.zeros(n, bool)
+        clamped, base, weights, steps = [], np.zeros(n, np.intp), [], []
+        strides = np.cumprod([1] + [len(nd) for nd in self.nodes[:0:-1]])[::-1]  # of the C-ordered flat grid
+        for v, nodes, stride in zip(logx, self.nodes, strides):
+            vc = np.clip(v, nodes[0], nodes[-1])
+            outside |= vc != v
+            if len(nodes) == 1:  # one node: no second corner along this axis
+                i, w, step = 0, np.zeros(n), 0
+            else:
+                i = np.clip(np.searchsorted(nodes, vc, side="right") - 1, 0, len(nodes) - 2)
+                w, step = (vc - nodes[i]) / (nodes[i + 1] - nodes[i]), int(stride)
+            clamped.append(vc), weights.append(w), steps.append(step)
+            base += i * int(stride)
+        logeff, used_filled = np.zeros(n), np.zeros(n, bool)
+        flat_eff, flat_filled, flat_t = self.logeff.reshape(-1), self.filled.reshape(-1), self.logt.reshape(-1)
+        for corner in itertools.product((0, 1), repeat=len(self.nodes)):
+            wt = np.ones(n)
+            for c, w in zip(corner, weights):
+                wt *= w if c else 1.0 - w
+            idx = base + sum(c * st for c, st in zip(corner, steps))
+            logeff += wt * flat_eff[idx]
+            used_filled |= (wt > 0) & flat_filled[idx]
+        lo, hi = flat_t[base], flat_t[base + sum(steps)]
+        out = np.clip(self._logroof(clamped) - logeff, lo, hi)
+        if outside.any():  # roofline at the shape x efficiency at the grid edge
+            out = out + np.where(outside, self._logroof(logx) - self._logroof(clamped), 0.0)
+        return out, outside, used_filled
+
+    def extent(self) -> str:
+        """The measured range of each axis, e.g. 'm 1..16384, n 256..131072, k 256..65536'."""
+        names = AXES[self.op]
+        return ", ".join(f"{a} {np.exp(nd[0]):.4g}..{np.exp(nd[-1]):.4g}" for a, nd in zip(names, self.nodes))
+
+
+class TableModel(TimeModel):
+    """Op times from a measured (or derived) throughput table for one software stack."""
+
+    def __init__(self, table: dict, gpu, stack: str = "triton", *, source: str = "table",
+                 derived_from: str | None = None):
+        super().__init__()
+        self.table, self.gpu, self.stack = table, gpu, stack
+        self.derived_from = derived_from
+        self.source = f"{'derived' if derived_from else 'measured'} {source}"
+        self._grids: dict[tuple, _Grid | None] = {}
+        self._fallback = RooflineModel(gpu)
+
+    @property
+    def power_w(self) -> dict | None:
+        """Board power measured during the sweep (None for a derived table)."""
+        return None if self.derived_from else self.table.get("power_w")
+
+    def _roof(self, op: str, cat: tuple, axes: list[np.ndarray]) -> np.ndarray:
+        g = self.gpu
+        return _roofline_s(op, cat, axes, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
+
+    def _grid(self, op: str, cat: tuple) -> _Grid | None:
+        key = (op, cat)
+        if key not in self._grids:
+            pts = [p for p in self.table["points"] if p.get("op") == op and p.get("median_us", 0) > 0]
+            mine = [p for p in pts if p.get("stack") == self.stack]
+            if not mine and pts and op in STACK_CLASSES:
+                self.warnings.add(f"{op}: no {self.stack} points in the table; using the other stack's")
+            rows = []
+            for p in mine or pts:
+                pc, px = _coords(op, p["shape"])
+                if tuple(np.asarray(v).item() for v in pc) == cat:
+                    rows.append(([float(v) for v in px], p["median_us"] * 1e-6))
+            self._grids[key] = _Grid(op, cat, rows, self._roof) if rows else None
+        return self._grids[key]
+
+    def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
+        """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
+        cats, axes = _coords(op_class, shape)
+        full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
+        size = int(np.prod(full, dtype=int))
+        logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]
+        cat = np.broadcast_to(cats[0], full).reshape(-1) if cats else np.zeros(size, int)
+        out = np.empty(size)
+        for val in np.unique(cat):  # at most one categorical key per class: a few groups, vectorised inside
+            sel = cat == val
+            key = (val.item(),) if cats else ()
+            grid = self._grid(op_class, key)
+            if grid is None:
+                out[sel] = self._roofline_fallback(op_class, shape, full, sel, key)
+                continue
+            log_t, outside, filled = grid.log_time([v[sel] for v in logx], int(sel.sum()))
+            out[sel] = np.exp(log_t)
+            if outside.any():
+                self.warnings.add(f"{op_class}: shapes outside the measured grid ({grid.extent()}) extrapolated "
+                                  "as roofline x the efficiency at the grid edge")
+            if filled.any():
+                self.warnings.add(f"{op_class}: shapes near grid nodes the sweep skipped (work cap) use the "
+                                  "nearest measured efficiency")
+        if self.derived_from:
+            self.warnings.add(f"table derived from {self.derived_from} by spec ratios, not measured on "
+                              f"{self.gpu.name}")
+        return out.reshape(full)
+
+    def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
+        """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""
+        names = _cat_names(op)
+        sub = {k: (key[names.index(k)] if k in names else np.broadcast_to(v, full).reshape(-1)[sel])
+               for k, v in shape.items()}
+        self.warnings.add(f"{op} {dict(zip(names, key))}: not in the table; roofline from datasheet peaks")
+        return np.broadcast_to(self._fallback.op_time_s(op, sub), (int(sel.sum()),))
+
+
+def _cat_names(op: str) -> tuple[str, ...]:
+    return {"prefill_attn": ("causal",), "allreduce": ("t",), "launch": ("mode",)}.get(op, ())
+
+
+def derive_table(table: dict, src_gpu, dst_gpu, src_file: str) -> dict:
+    """A table for `dst_gpu` from one measured on `src_gpu`: each point scaled by the ratio of the spec
+    figure that bounds it (see DERIVE_RULE). Marked `derived`, keeping the source's provenance."""
+    ridge = src_gpu.peak_bf16_flops / src_gpu.hbm_bw_bytes_s
+    compute = src_gpu.peak_bf16_flops / dst_gpu.peak_bf16_flops
+    memory = src_gpu.hbm_bw_bytes_s / dst_gpu.hbm_bw_bytes_s
+    link = src_gpu.interconnect_bw_bytes_s / dst_gpu.interconnect_bw_bytes_s
+    points = []
+    for p in table["points"]:
+        if p["op"] == "launch":
+            ratio = 1.0
+        elif p["op"] == "allreduce":
+            ratio = link
+        else:
+            flops, nbytes = op_cost(p["op"], p["shape"])
+            ratio = compute if flops >= ridge * nbytes and flops > 0 else memory
+        q = dict(p)
+        for key in ("median_us", "min_us", "p10_us", "p90_us", "std_us"):
+            if key in q:
+                q[key] = q[key] * ratio
+        points.append(q)
+    ceil = table.get("ceilings") or {}
+    ceilings = {k: v / (memory if k == "copy_bw_bytes_s" else compute) for k, v in ceil.items()}
+    return {"provenance": table.get("provenance"), "status": table.get("status"),
+            "derived": {"from": src_file, "to": dst_gpu.name, "rule": DERIVE_RULE},
+            "ceilings": ceilings, "power_w": None, "points": points}
+
+
+def _nearest_measured(gpu, tables_dir: Path) -> tuple[Path, object] | None:
+    """The measured table in `tables_dir` whose GPU is closest to `gpu` in peak FLOP/s and bandwidth."""
+    from simulator.gpus import GPUS
+
+    best = None
+    for path in sorted(tables_dir.glob("*.json")):
+        try:
+            table = _cached(path)
+        except UserError:
+            continue
+        src = GPUS.get((table.get("provenance") or {}).get("gpu", ""))
+        if table.get("derived") or src is None:
+            continue
+        dist = abs(np.log(src.peak_bf16_flops / gpu.peak_bf16_flops)) + abs(np.log(src.hbm_bw_bytes_s / gpu.hbm_bw_bytes_s))
+        if best is None or dist < best[0]:
+            best = (dist, path, src)
+    return None if best is None else best[1:]
+
+
+def table_model_for(gpu, stack: str = "triton", tables_dir: str | Path | None = None) -> TableModel | None:
+    """The GPU's measured table, else one derived from the nearest measured GPU's, else None (roofline)."""
+    tables_dir = Path(tables_dir) if tables_dir is not None else TABLES_DIR
+    own = tables_dir / (gpu.table or f"{gpu.name}.json")
+    if own.exists():
+        table = _cached(own)
+        if not table.get("derived"):
+            return TableModel(table, gpu, stack, source=own.name)
+    found = _nearest_measured(gpu, tables_dir)
+    if found is None:
+        return None
+    path, src = found
+    derived = derive_table(_cached(path), src, gpu, path.name)
+    return TableModel(derived, gpu, stack, source=path.name, derived_from=src.name)

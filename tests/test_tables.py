@@ -1,0 +1,127 @@
+"""simulator.tables on small FAKE tables built here (a made-up smooth time law, never a measurement):
+exact at grid points, monotone, no NaN, warnings outside the grid, roofline fallback, derived tables."""
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from simulator.gpus import get_gpu
+from simulator.ops import op_cost
+from simulator.tables import TableModel, derive_table, load_table, table_model_for
+from simulator.errors import UserError
+
+H100 = get_gpu("h100-sxm")
+A100 = get_gpu("a100-80gb")
+M, N, K = [1, 4, 16, 64, 256, 1024, 4096], [512, 2048, 8192], [512, 2048, 8192]
+
+
+def fake_time_s(op, shape):
+    """FAKE time law: 70% of the H100 roofline plus 4 us of latency, smooth in every dimension."""
+    flops, nbytes = op_cost(op, shape)
+    return np.maximum(flops / (0.7 * H100.peak_bf16_flops), nbytes / (0.7 * H100.hbm_bw_bytes_s)) + 4e-6
+
+
+def fake_point(op, stack, **shape):
+    return {"op": op, "stack": stack, "kernel": "fake", "shape": shape,
+            "median_us": float(fake_time_s(op, shape)) * 1e6, "reps": 1, "flagged": False}
+
+
+def fake_table(gpu="h100-sxm", skip=lambda m, n, k: False):
+    pts = [fake_point("gemm", "triton", m=m, n=n, k=k) for m in M for n in N for k in K if not skip(m, n, k)]
+    pts += [fake_point("prefill_attn", "triton", b=1, h=h, kv_h=h, s=s, d=d, causal=1)
+            for h in (1, 8, 32) for s in (128, 1024, 8192) for d in (64, 128)]
+    pts += [fake_point("decode_attn", "triton", b=b, h=kv * g, kv_h=kv, c=c, d=128)
+            for b in (1, 8) for kv in (1, 8) for g in (1, 8) for c in (128, 2048, 32768)]
+    pts += [fake_point("elementwise", "torch", bytes=2**i) for i in range(12, 32, 2)]
+    pts += [fake_point("allreduce", "torch", bytes=2**i, t=2) for i in range(12, 30, 3)]
+    pts += [dict(fake_point("launch", "triton", mode=m), median_us=v) for m, v in (("eager", 9.0), ("graph", 1.5))]
+    return {"provenance": {"gpu": gpu, "gpu_name": "FAKE"}, "derived": None, "points": pts}
+
+
+def test_exact_at_grid_points_and_vectorised():
+    model = TableModel(fake_table(), H100)
+    m, n, k = np.meshgrid(M, N, K, indexing="ij")
+    got = model.op_time_s("gemm", {"m": m, "n": n, "k": k})
+    assert got.shape == m.shape
+    np.testing.assert_allclose(got, fake_time_s("gemm", {"m": m, "n": n, "k": k}), rtol=1e-9)
+    assert not model.warnings
+    assert model.op_time_s("launch", {"mode": "graph"}) == pytest.approx(1.5e-6)
+
+
+def test_interpolation_close_to_the_law_and_monotone():
+    model = TableModel(fake_table(), H100)
+    rng = np.random.default_rng(0)
+    shape = {"m": rng.integers(1, 4096, 5000), "n": rng.integers(512, 8192, 5000), "k": rng.integers(512, 8192, 5000)}
+    err = model.op_time_s("gemm", shape) / fake_time_s("gemm", shape) - 1
+    assert np.median(np.abs(err)) < 0.03 and np.percentile(np.abs(err), 95) < 0.10
+    for axis, base in itertools.product("mnk", ([1, 512, 512], [100, 3000, 3000], [3000, 600, 9000])):
+        line = dict(zip("mnk", base))  # along each axis, across and beyond the grid
+        line[axis] = np.unique(np.geomspace(0.5, 3e4, 400).astype(int) + 1)
+        t = model.op_time_s("gemm", line)
+        assert np.all(np.isfinite(t)) and np.all(t > 0)
+        # non-decreasing, up to the small dips efficiency interpolation makes just past a bend (< 0.5%)
+        assert np.all(t >= 0.995 * np.maximum.accumulate(t)) and t[-1] > t[0]
+
+
+def test_no_nan_and_warning_outside_grid():
+    model = TableModel(fake_table(), H100)
+    inside = model.op_time_s("decode_attn", {"b": 4, "h": 32, "kv_h": 8, "c": 4096, "d": 128})
+    assert np.isfinite(inside) and not model.warnings
+    out = model.op_time_s("gemm", {"m": np.array([1, 65536, 1]), "n": 4096, "k": np.array([4096, 4096, 10**6])})
+    assert np.all(np.isfinite(out)) and np.all(out > 0)
+    assert any("outside the measured grid" in w for w in model.warnings)
+    # beyond the grid, roofline scaled by the edge efficiency: ~ the law when the law's efficiency is flat
+    assert out[1] == pytest.approx(fake_time_s("gemm", {"m": 65536, "n": 4096, "k": 4096}), rel=0.05)
+
+
+def test_missing_category_falls_back_to_roofline_with_warning():
+    model = TableModel(fake_table(), H100)
+    t8 = model.op_time_s("allreduce", {"bytes": np.array([1e6, 1e8]), "t": 8})
+    assert np.all(np.isfinite(t8)) and t8[1] > t8[0]
+    assert any("allreduce {'t': 8}" in w for w in model.warnings)
+    non_causal = model.op_time_s("prefill_attn", {"b": 1, "h": 8, "kv_h": 8, "s": 1024, "d": 128, "causal": 0})
+    assert non_causal > 0 and any("causal" in w for w in model.warnings)
+
+
+def test_skipped_nodes_are_filled_and_flagged():
+    model = TableModel(fake_table(skip=lambda m, n, k: m * n * k > 2e10), H100)
+    t = model.op_time_s("gemm", {"m": 3000, "n": 6000, "k": 6000})
+    assert t == pytest.approx(fake_time_s("gemm", {"m": 3000, "n": 6000, "k": 6000}), rel=0.1)
+    assert any("skipped" in w for w in model.warnings)
+
+
+def test_derived_table_scales_by_the_bounding_spec():
+    src = fake_table()
+    der = derive_table(src, H100, A100, "h100-sxm.json")
+    assert der["derived"]["from"] == "h100-sxm.json" and der["power_w"] is None
+    by_shape = {(p["op"], json.dumps(p["shape"], sort_keys=True)): p["median_us"] for p in src["points"]}
+    for p in der["points"]:
+        ratio = p["median_us"] / by_shape[(p["op"], json.dumps(p["shape"], sort_keys=True))]
+        if p["op"] == "gemm" and p["shape"]["m"] == 1:  # weight-bound
+            assert ratio == pytest.approx(H100.hbm_bw_bytes_s / A100.hbm_bw_bytes_s)
+        if p["op"] == "gemm" and p["shape"]["m"] == 4096 and p["shape"]["n"] == 8192:  # compute-bound
+            assert ratio == pytest.approx(H100.peak_bf16_flops / A100.peak_bf16_flops)
+        if p["op"] == "launch":
+            assert ratio == 1.0
+
+
+def test_table_model_for_measured_derived_and_none(tmp_path):
+    assert table_model_for(A100, tables_dir=tmp_path) is None
+    (tmp_path / "h100-sxm.json").write_text(json.dumps(fake_table()))
+    own = table_model_for(H100, tables_dir=tmp_path)
+    assert own.derived_from is None and own.source == "measured h100-sxm.json"
+    der = table_model_for(A100, "triton", tables_dir=tmp_path)
+    assert der.derived_from == "h100-sxm" and der.source.startswith("derived")
+    t_a100 = der.op_time_s("gemm", {"m": 1, "n": 8192, "k": 8192})
+    assert t_a100 > own.op_time_s("gemm", {"m": 1, "n": 8192, "k": 8192})
+    assert any("derived from h100-sxm" in w for w in der.warnings)
+
+
+def test_bad_table_file_is_a_user_error(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_table(bad)
+    with pytest.raises(UserError, match="does not exist"):
+        load_table(tmp_path / "missing.json")

@@ -1,0 +1,265 @@
+"""`idealrt measure`: run configuration queries on the reference engine (or transformers' generate).
+
+Appends one JSON row per query to calibration/measurements/<gpu>_t<t>.jsonl (CONTRACTS.md), atomically;
+queries already in the file are skipped, so an interrupted run resumes. Tensor parallel runs start
+under torchrun (`torchrun --nproc-per-node 2 -m simulator.cli measure --t 2 ...`); rank 0 writes.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import glob
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from simulator.errors import UserError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MEASUREMENTS_DIR = os.path.join(HERE, "measurements")
+ENGINES = ("idealrt", "hf-eager")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    from calibration.engine.backends import BACKENDS
+    from calibration.queries import GRIDS
+
+    parser.add_argument("--arch", action="append", default=[], metavar="NAME",
+                        help="catalog name or config.json path; repeat or comma-separate for several")
+    parser.add_argument("--grid", default="h100", choices=sorted(GRIDS), help="query grid (calibration/queries.py)")
+    parser.add_argument("--queries", metavar="P,O,B;...", help="explicit queries instead of --grid")
+    parser.add_argument("--t", type=int, default=None, help="tensor-parallel degree (default: torchrun's world size)")
+    parser.add_argument("--backend", default="triton", choices=BACKENDS, help="kernels: ours (triton) or torch's")
+    parser.add_argument("--engine", default="idealrt", choices=ENGINES, help="idealrt, or transformers' eager generate")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per query (median kept, min/max as spread)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed short runs per query")
+    parser.add_argument("--gpu", help="GPU catalog name for the rows (default: detected from the device name)")
+    parser.add_argument("--out", help="JSON Lines file (default: calibration/measurements/<gpu>_t<t>.jsonl)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="stop cleanly before a query would end past this many seconds (re-run to resume)")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                        help="cpu: tests only (float32, no graphs)")
+    parser.add_argument("--summary", nargs="*", metavar="FILE",
+                        help="print row counts of measurement files (default: all shipped) and exit")
+
+
+def _archs(names: list[str]) -> list:
+    from simulator.catalog import get_arch
+    from simulator.hf_config import load_config
+
+    specs = [load_config(n) if n.endswith(".json") else get_arch(n)
+             for item in names for n in item.split(",") if n]
+    if not specs:
+        raise UserError("no --arch given: name at least one catalog architecture or config.json")
+    return specs
+
+
+def _queries(arch, args, t: int) -> list:
+    from calibration.queries import check_fits_positions, grid_queries, parse_queries
+
+    qs = parse_queries(args.queries, t) if args.queries else grid_queries(arch, args.grid, t)
+    for q in qs:
+        check_fits_positions(arch, q)
+    return qs
+
+
+def _gpu_key(args, device_name: str) -> str:
+    from simulator.gpus import get_gpu, gpu_for_device_name
+
+    if args.gpu:
+        return get_gpu(args.gpu).name
+    if args.device == "cpu":
+        return "cpu"
+    spec = gpu_for_device_name(device_name)
+    if spec is None:
+        raise UserError(f"device '{device_name}' is not in the GPU catalog; pass --gpu NAME")
+    return spec.name
+
+
+def _make_engine(arch, args, rank: int, t: int, group):
+    import torch
+
+    if args.engine == "hf-eager":
+        from calibration.engine.hf_eager import HFEngine
+        return HFEngine(arch, device=args.device)
+    from calibration.engine.runner import Engine
+    dtype = torch.float32 if args.device == "cpu" else torch.bfloat16
+    return Engine(arch, args.backend, t, rank, group, device=args.device, dtype=dtype)
+
+
+class _Bar:
+    """rich progress bar on rank 0 (plain lines where rich is missing or the output is no terminal)."""
+
+    def __init__(self, total: int, show: bool):
+        self.bar, self.n, self.total, self.show = None, 0, total, show
+        try:
+            from rich.progress import Progress
+            if show and sys.stderr.isatty():
+                self.bar = Progress(transient=False)
+                self.task = self.bar.add_task("measure", total=total)
+                self.bar.start()
+        except ImportError:
+            pass
+
+    def step(self, text: str) -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=text)
+        elif self.show:
+            print(f"  [{self.n}/{self.total}] {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _agree(flag: bool, group) -> bool:
+    """True on every rank when any rank says so (ranks stop together)."""
+    if group is None:
+        return flag
+    import torch
+    import torch.distributed as dist
+    x = torch.tensor([int(flag)], device="cuda")
+    dist.all_reduce(x, op=dist.ReduceOp.MAX, group=group)
+    return bool(x.item())
+
+
+@dataclass
+class _Session:
+    """What every query of one `measure` run shares: arguments, rank, output file, provenance, clock."""
+
+    args: argparse.Namespace
+    rank: int
+    t: int
+    group: object
+    gpu: str
+    out: str
+    backend: str
+    prov: dict
+    bar: _Bar
+    t0: float
+
+    def row(self, arch, q, res: dict) -> dict:
+        """One measurement row (CONTRACTS.md), the provenance dated now."""
+        from calibration.queries import split_of
+
+        prov = dict(self.prov, date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        return {"arch": arch.name, "gpu": self.gpu, "gpu_name": self.prov["gpu_name"], "t": q.t, "b": q.b,
+                "p": q.p, "o": q.o, **res, "engine": self.args.engine, "backend": self.backend,
+                "split": split_of(arch.name, q), "provenance": prov}
+
+    def late(self, arch, q) -> bool:
+        """True (on every rank) when the query would end past --max-seconds."""
+        from calibration.queries import estimate_s
+
+        lim = self.args.max_seconds
+        end = time.perf_counter() - self.t0 + estimate_s(arch, q, self.args.repeats)
+        return _agree(lim is not None and end > lim, self.group)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure every query of every --arch not yet in the output file; returns 0 (also when stopped early)."""
+    from calibration.measurements_io import read_rows, row_key, summary_table
+
+    if args.summary is not None:
+        print(summary_table(args.summary or sorted(glob.glob(os.path.join(MEASUREMENTS_DIR, "*.jsonl")))))
+        return 0
+    if args.repeats < 1 or args.warmup < 0:
+        raise UserError("--repeats must be >= 1 and --warmup >= 0")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    t = args.t or world
+    if t != world:
+        raise UserError(f"--t {t} but {world} processes: start with "
+                        f"'torchrun --nproc-per-node {t} -m simulator.cli measure ...'")
+    if args.engine == "hf-eager" and t != 1:
+        raise UserError("--engine hf-eager runs on one GPU: use --t 1")
+    plan = [(a, _queries(a, args, t)) for a in _archs(args.arch)]  # validate all before touching the GPU
+    if args.engine == "hf-eager":
+        from calibration.engine.hf_eager import hf_config_kwargs
+        for a, _ in plan:
+            hf_config_kwargs(a)
+
+    import torch
+
+    from calibration.engine.tp import init_distributed
+    from calibration.provenance import provenance
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("no CUDA GPU visible: 'measure' needs one (or --device cpu for a test run)")
+    rank, _, group = init_distributed()
+    prov = provenance()
+    gpu = _gpu_key(args, prov["gpu_name"])
+    out = args.out or os.path.join(MEASUREMENTS_DIR, f"{gpu}_t{t}.jsonl")
+    backend = "transformers" if args.engine == "hf-eager" else args.backend
+    done = {row_key(r) for r in read_rows(out)}
+    todo = [(a, [q for q in qs if (a.name, gpu, t, q.b, q.p, q.o, args.engine, backend) not in done])
+            for a, qs in plan]
+    n_todo = sum(len(qs) for _, qs in todo)
+    if rank == 0:
+        print(f"measure: {n_todo} queries to run, {sum(len(q) for _, q in plan) - n_todo} already in {out}",
+              file=sys.stderr)
+    ses = _Session(args, rank, t, group, gpu, out, backend, prov, _Bar(n_todo, rank == 0), time.perf_counter())
+    written, stopped = 0, False
+    try:
+        for arch, qs in todo:
+            if qs and not stopped:
+                n, stopped = _measure_arch(arch, qs, ses)
+                written += n
+    finally:
+        ses.bar.close()
+    if rank == 0:
+        how = "stopped by --max-seconds; re-run the same command to resume" if stopped else "done"
+        print(f"measure: {written} rows written to {out} in {time.perf_counter() - ses.t0:.0f} s ({how})",
+              file=sys.stderr)
+    return 0
+
+
+def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
+    """Build the model once, run its queries batch by batch; returns (rows written, stopped early)."""
+    import torch
+
+    from calibration.engine.runner import cache_rows, memory_need_bytes
+    from calibration.measurements_io import append_row
+
+    cuda = ses.args.device == "cuda"
+    total_mem = torch.cuda.mem_get_info()[1] if cuda else float("inf")
+    fits = [q for q in qs if memory_need_bytes(arch, ses.t, q.b, q.p, cache_rows(q.p + q.o)) <= 0.95 * total_mem]
+    if ses.rank == 0:
+        for q in sorted(set(qs) - set(fits)):
+            print(f"  skip {arch.name} b={q.b} p={q.p} o={q.o}: needs more than this GPU's memory", file=sys.stderr)
+    if not fits:
+        return 0, False
+    start = time.perf_counter()
+    engine = _make_engine(arch, ses.args, ses.rank, ses.t, ses.group)
+    if ses.rank == 0:
+        print(f"  {arch.name}: built in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    written, stopped, failed = 0, False, False
+    for b in sorted({q.b for q in fits}):
+        batch = [q for q in fits if q.b == b]
+        for q in batch:
+            stopped = ses.late(arch, q)
+            if stopped:
+                break
+            try:
+                engine.prepare(b, max(q.p + q.o for q in batch))  # the largest cache first: no re-allocation
+                res = engine.time_query(q.p, q.o, q.b, ses.args.repeats, ses.args.warmup)
+            except RuntimeError as e:  # CUDA errors, out of memory: fail-soft on one GPU, go to the next arch
+                if ses.t > 1:
+                    raise  # the other ranks would wait in a collective
+                print(f"  error {arch.name} b={q.b} p={q.p} o={q.o}: {type(e).__name__}: {str(e).splitlines()[0]}; "
+                      f"skipping the rest of {arch.name}", file=sys.stderr)
+                failed = True
+                break
+            if ses.rank == 0:
+                append_row(ses.out, ses.row(arch, q, res))
+            written += 1
+            ses.bar.step(f"{arch.name} b={q.b} p={q.p} o={q.o}: {res['total_s'] * 1e3:.1f} ms")
+        if stopped or failed:
+            break
+    del engine
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return written, stopped

@@ -245,7 +245,7 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
             try:
                 engine.prepare(b, max(q.p + q.o for q in batch))  # the largest cache first: no re-allocation
                 res = engine.time_query(q.p, q.o, q.b, ses.args.repeats, ses.args.warmup)
-            except RuntimeError as e:  # CUDA errors, out of memory: fail-soft on one GPU, go to the next arch
+            except Exception as e:  # CUDA or Triton errors, out of memory: fail-soft on one GPU, next arch
                 if ses.t > 1:
                     raise  # the other ranks would wait in a collective
                 print(f"  error {arch.name} b={q.b} p={q.p} o={q.o}: {type(e).__name__}: {str(e).splitlines()[0]}; "

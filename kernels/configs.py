@@ -95,6 +95,14 @@ PREFILL_ATTENTION: dict[int, AttentionConfig] = {
 
 # Decode attention: keys per step of the split kernel; query heads of one KV head form the rows.
 DECODE_ATTENTION = AttentionConfig(16, 128, num_warps=4, num_stages=3)
+# Head dims above 128 (GPT-J's 256): the 128-key, 3-stage pipeline needs 268 KB of shared memory
+# against the H100's 227 KB (seen on the GPU), so half the keys per step and two stages.
+DECODE_ATTENTION_WIDE = AttentionConfig(16, 64, num_warps=4, num_stages=2)
+
+
+def decode_attention_config(head_dim: int) -> AttentionConfig:
+    """Split-kernel configuration for a head dim: the tuned one up to 128, a narrower one above."""
+    return DECODE_ATTENTION if head_dim <= 128 else DECODE_ATTENTION_WIDE
 # Target programs per SM of the split kernel, and fewest keys one split handles: on the H100 sweep
 # one wave of long splits beat 2-8 programs per SM (fewer partials to merge, longer pipelines).
 DECODE_PROGRAMS_PER_SM = 1

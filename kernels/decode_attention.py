@@ -15,7 +15,7 @@ import math
 import triton
 import triton.language as tl
 
-from kernels.configs import DECODE_ATTENTION, AttentionConfig, decode_num_splits
+from kernels.configs import AttentionConfig, decode_attention_config, decode_num_splits
 from kernels.gemm import dot_upcast, sm_count
 from kernels.prefill_attention import check_qkv, online_softmax_step
 from simulator.errors import UserError
@@ -139,7 +139,7 @@ def decode_attention(q, k_cache, v_cache, lengths, *, scale: float | None = None
     bsz, hq, d = q.shape
     hkv, s_max = k_cache.shape[1], k_cache.shape[2]
     q, k_cache, v_cache = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k_cache, v_cache))
-    cfg = config or DECODE_ATTENTION
+    cfg = config or decode_attention_config(d)
     block_d = max(16, triton.next_power_of_2(d))
     group = hq // hkv
     if num_splits is not None and num_splits < 1:

@@ -122,3 +122,17 @@ def test_decode_bad_lengths():
     q, k = torch.randn(2, 4, 64).half(), torch.randn(2, 2, 8, 64).half()
     with pytest.raises(UserError, match="int32"):
         decode_attention(q, k, k.clone(), torch.tensor([8, 8]))
+
+
+def test_decode_config_fits_hopper_shared_memory_for_catalog_head_dims():
+    """K and V tiles of every pipeline stage fit the H100's 227 KB per block for each catalog head dim
+    (GPT-J's 256 once needed 268 KB under the 128-key config, and failed at launch on the GPU)."""
+    import triton
+    from kernels.configs import decode_attention_config
+    from simulator.catalog import ARCHS
+
+    for d in sorted({a.head_dim for a in ARCHS.values()}):
+        cfg = decode_attention_config(d)
+        # K and V tiles in (num_stages - 1) buffers, bf16: 128 KB of the 139 KB the GPU reported at d=128
+        tiles = 2 * cfg.block_n * triton.next_power_of_2(d) * 2 * (cfg.num_stages - 1)
+        assert tiles + 32 * 1024 <= 232448, (d, cfg)

@@ -54,16 +54,17 @@ h100)  # budget 540 s: check ~40, bench ~15, measure (triton) until 420, hf-eage
   ;;
 h200x4)  # budget 480 s: check at t=2 ~60, t=2 until 270, t=4 until 470 (skipped with fewer than 4 GPUs)
   NGPU=$(nvidia-smi -L | wc -l)
+  TP2_GPUS=${TP2_GPUS:-0,1}  # the pair for t=2; another pair leaves GPU 0 free for a calibration meanwhile
   resume h200_t2.jsonl h200_t4.jsonl
   step check_engine t=2
-  CUDA_VISIBLE_DEVICES=0,1 torchrun --nproc-per-node 2 benchmarks/check_engine.py --out "$OUT/check_engine_h200_t2.json" 2>&1 | tee -a "$LOG"
+  CUDA_VISIBLE_DEVICES=$TP2_GPUS torchrun --nproc-per-node 2 benchmarks/check_engine.py --out "$OUT/check_engine_h200_t2.json" 2>&1 | tee -a "$LOG"
   step measure t=2
-  CUDA_VISIBLE_DEVICES=0,1 torchrun --nproc-per-node 2 -m simulator.cli measure --t 2 --arch "$TP_ARCHS" --grid tp \
+  CUDA_VISIBLE_DEVICES=$TP2_GPUS torchrun --nproc-per-node 2 -m simulator.cli measure --t 2 --arch "$TP_ARCHS" --grid tp \
     --gpu h200 --out "$OUT/h200_t2.jsonl" --max-seconds "$(( $(left 270) - 20 ))" 2>&1 | tee -a "$LOG"
   if [ "$NGPU" -ge 4 ]; then
     step measure t=4
     torchrun --nproc-per-node 4 -m simulator.cli measure --t 4 --arch "$TP_ARCHS" --grid tp \
-      --gpu h200 --out "$OUT/h200_t4.jsonl" --max-seconds "$(( $(left 470) - 20 ))" 2>&1 | tee -a "$LOG"
+      --gpu h200 --out "$OUT/h200_t4.jsonl" --max-seconds "$(( $(left 440) - 20 ))" 2>&1 | tee -a "$LOG"
   else
     step "only $NGPU GPUs: t=4 skipped"
   fi

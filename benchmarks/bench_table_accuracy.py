@@ -1,11 +1,20 @@
 """GPU benchmark: how well a throughput table predicts op times it did not measure.
 
-Draws random op shapes inside the measured grid but off its nodes (GEMM, prefill and decode attention, the
-shapes models produce: N, K multiples of 128, GQA ratios 1-8), times each on this GPU with the sweep's own
-builders and timer (calibration.opbench, calibration.timing), predicts it with simulator.tables, and prints,
-per stack and op class, the median and 95th-percentile absolute percentage error. Targets: median <= 5%,
-P95 <= 15% for GEMM and attention. Run from the repo root:
-    python3 benchmarks/bench_table_accuracy.py --table $OUT/h100-sxm.json --out $OUT/table_accuracy_h100.json
+Draws 200 random op shapes per stack of the kinds the simulator asks for (simulator.ops on the catalog
+models), times each on this GPU with the sweep's own builders and timer (calibration.opbench,
+calibration.timing), predicts it with simulator.tables, and prints, per stack and op class, the median and
+95th-percentile absolute percentage error. Targets: median <= 5%, P95 <= 15% for GEMM and attention.
+Distribution (numpy seed --seed): a catalog model (uniform) and a tensor-parallel degree t (uniform over its
+valid t); then GEMM (40%): one of that model's GEMM (n, k) at t, with m = b*p of a prefill (b log-uniform
+1..16, p log-uniform 64..8192) or b of a decode step (log-uniform 1..256), half each; prefill attention
+(30%): the model's heads and head dim at t, b log-uniform 1..16, s log-uniform 128..8192, causal; decode
+attention (30%): b log-uniform 1..128, context c log-uniform 128..65536. Shapes outside the full grid's
+range or work caps (extrapolation, not interpolation) are redrawn; so are GEMMs exactly on grid nodes.
+`--loo` instead checks the table against itself, on the CPU: every interior node value of each axis is
+dropped in turn and its points predicted from the rest (a gap twice the grid's: errors are upper bounds).
+Run from the repo root:
+    python3 benchmarks/bench_table_accuracy.py --loo --table calibration/tables/h100-sxm.json
+    python3 benchmarks/bench_table_accuracy.py --seed 1 --table $OUT/h100-sxm.json --out $OUT/table_accuracy_h100.json
 """
 from __future__ import annotations
 
@@ -29,29 +38,72 @@ def _logu(rng, lo: float, hi: float) -> int:
 
 
 def _draw(rng, op: str) -> dict:
+    """One shape of `op` as the simulator's op list builds it for a random catalog model, t and b, p, c."""
+    from simulator.catalog import ARCHS
+    from simulator.memory import valid_tps
+    from simulator.ops import prefill_ops
+
+    arch = ARCHS[sorted(ARCHS)[rng.integers(len(ARCHS))]]
+    tps = valid_tps(arch)
+    t = int(tps[rng.integers(len(tps))])
+    hq, hkv, d = arch.n_heads // t, arch.n_kv_heads // t, arch.head_dim
     if op == "gemm":
-        return {"m": _logu(rng, 1, 16384), "n": 128 * _logu(rng, 2, 256), "k": 128 * _logu(rng, 2, 128)}
+        widths = sorted({(int(o.shape["n"]), int(o.shape["k"])) for o in prefill_ops(arch, 1, 1, t)
+                         if o.op_class == "gemm"})
+        n, k = widths[rng.integers(len(widths))]
+        m = _logu(rng, 1, 16) * _logu(rng, 64, 8192) if rng.random() < 0.5 else _logu(rng, 1, 256)
+        return {"m": m, "n": n, "k": k}
     if op == "prefill_attn":
-        h = int(rng.choice([4, 8, 16, 32]))
-        return {"b": _logu(rng, 1, 8), "h": h, "kv_h": max(1, h // int(rng.choice([1, 4, 8]))), "s": _logu(rng, 128, 16384),
-                "d": int(rng.choice([64, 128])), "causal": int(rng.random() < 0.7)}
-    kv_h = int(rng.choice([1, 2, 4, 8]))
-    return {"b": _logu(rng, 1, 64), "h": kv_h * int(rng.choice([1, 2, 4, 8])), "kv_h": kv_h,
-            "c": _logu(rng, 128, 65536), "d": int(rng.choice([64, 128]))}
+        return {"b": _logu(rng, 1, 16), "h": hq, "kv_h": hkv, "s": _logu(rng, 128, 8192), "d": d, "causal": 1}
+    return {"b": _logu(rng, 1, 128), "h": hq, "kv_h": hkv, "c": _logu(rng, 128, 65536), "d": d}
+
+
+def _in_grid(op: str, shape: dict) -> bool:
+    """Inside the full grid's range on every axis and under its work caps (so the table interpolates)."""
+    cap = FULL[op]
+    flops, nbytes = work(op, shape)
+    if flops > cap.get("max_flops", np.inf) or nbytes > cap.get("max_bytes", np.inf):
+        return False
+    if op == "gemm":
+        axes = {"m": shape["m"], "n": shape["n"], "k": shape["k"]}
+    elif op == "prefill_attn":
+        axes = {"bh": shape["b"] * shape["h"], "s": shape["s"], "d": shape["d"]}
+    else:
+        axes = {"bkv": shape["b"] * shape["kv_h"], "g": shape["h"] / shape["kv_h"], "c": shape["c"], "d": shape["d"]}
+    return all(min(cap[a]) <= v <= max(cap[a]) for a, v in axes.items())
 
 
 def random_shapes(n: int, seed: int) -> list[tuple[str, dict]]:
-    """n (op, shape) pairs within the full grid's work caps, none of them a grid node."""
+    """n (op, shape) pairs drawn as the module docstring says, inside the full grid, no GEMM on a grid node."""
     rng, out = np.random.default_rng(seed), []
     for op, share in SHARE.items():
         cap = FULL[op]
         while sum(o == op for o, _ in out) < round(n * share):
             shape = _draw(rng, op)
-            flops, nbytes = work(op, shape)
             on_node = op == "gemm" and all(shape[a] in cap[a] for a in "mnk")
-            if flops <= cap.get("max_flops", np.inf) and nbytes <= cap.get("max_bytes", np.inf) and not on_node:
+            if _in_grid(op, shape) and not on_node:
                 out.append((op, shape))
     return out
+
+
+def leave_one_out(table: dict, gpu, stack: str, op: str) -> np.ndarray:
+    """Absolute percentage errors of `op`'s points on `stack`, each axis's interior node values dropped in turn
+    and their points predicted by simulator.tables from the rest of the table."""
+    from simulator.tables import TableModel, _coords
+
+    pts = [p for p in table["points"] if p["op"] == op and p["stack"] == stack]
+    others = [p for p in table["points"] if not (p["op"] == op and p["stack"] == stack)]
+    coords = np.array([[float(v) for v in _coords(op, p["shape"])[1]] for p in pts])  # (points, axes)
+    apes = []
+    for ax in range(coords.shape[1] if pts else 0):
+        for value in np.unique(coords[:, ax])[1:-1]:
+            drop = coords[:, ax] == value
+            model = TableModel(dict(table, points=others + [p for p, d in zip(pts, drop) if not d]), gpu, stack)
+            test = [p for p, d in zip(pts, drop) if d]
+            shape = {k: np.array([p["shape"][k] for p in test]) for k in test[0]["shape"]}
+            measured_s = np.array([p["median_us"] for p in test]) * 1e-6
+            apes.append(np.abs(model.op_time_s(op, shape) - measured_s) / measured_s)
+    return np.concatenate(apes) if apes else np.zeros(0)
 
 
 def main() -> int:
@@ -64,14 +116,25 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", required=True, help="table file measured on this GPU")
-    ap.add_argument("--out", required=True, help="JSON file for the results")
+    ap.add_argument("--out", help="JSON file for the results (required unless --loo)")
+    ap.add_argument("--loo", action="store_true", help="leave-one-out over the table's own grid (CPU, no GPU)")
     ap.add_argument("--n", type=int, default=200, help="random shapes per stack")
     ap.add_argument("--stack", default="triton,torch")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1, help="shapes seed (0 drew the first, committed run)")
     ap.add_argument("--max-seconds", type=float, default=400.0)
     args = ap.parse_args()
     table = load_table(args.table)
     gpu = get_gpu(table["provenance"]["gpu"])
+    if args.loo:
+        for stack in args.stack.split(","):
+            for op in SHARE:
+                ape = leave_one_out(table, gpu, stack, op)
+                if ape.size:
+                    print(f"{stack}/{op:<14} leave-one-out n={ape.size:>5}  median APE {100 * np.median(ape):5.1f}%"
+                          f"  P95 APE {100 * np.percentile(ape, 95):5.1f}%")
+        return 0
+    if not args.out:
+        ap.error("--out is required (or give --loo)")
     shapes, rows, t0 = random_shapes(args.n, args.seed), [], time.perf_counter()
     for stack in args.stack.split(","):
         model = TableModel(table, gpu, stack)
@@ -95,8 +158,8 @@ def main() -> int:
         print(f"{key:<22} n={s['n']:>3}  median APE {100 * s['median_ape']:5.1f}%  P95 APE {100 * s['p95_ape']:5.1f}%"
               f"  {'ok' if s['meets_target'] else 'MISSES TARGET'}")
     write_json_atomic(args.out, {"provenance": provenance(), "table": {"file": args.table,
-                      "provenance": table["provenance"]}, "target": TARGET, "summary": summary, "rows": rows,
-                      "wall_seconds": round(time.perf_counter() - t0, 1)})
+                      "provenance": table["provenance"]}, "target": TARGET, "seed": args.seed, "summary": summary,
+                      "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1)})
     print(f"wrote {args.out}")
     return 0
 

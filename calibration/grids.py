@@ -1,9 +1,10 @@
 """Sweep grids as data: which shapes of each op class the calibration measures, full and quick.
 
-Axes are geometric (log-spaced) because the simulator interpolates log time over log dimensions:
-factor 2 where the time curve bends (GEMM M, attention sequence), factor 4 where the time is a power law
-of the dimension (N and K of a weight-bound GEMM scale as N*K, bytes of a copy). Points above a work cap
-are skipped: there the efficiency has plateaued and the simulator extends it (marked as extrapolated).
+Axes are geometric: factor 2 where the time steps with kernel tiles and configurations (GEMM M, in
+1.5x steps from 256 on, since every model's GEMMs are asked for at every M; attention sequence, decode batch
+and context), factor 4 where the time is smooth in the dimension (N and K, which models take from a short
+list of widths; bytes of a copy). Nodes are tile multiples (simulator.tables.TILE). Points above a work
+cap are skipped: there the efficiency has plateaued and the simulator extends it (marked as such).
 The grid covers the catalog models' prefill and decode shapes under t = 1, 2, 4, 8.
 """
 from __future__ import annotations
@@ -15,15 +16,16 @@ from simulator.ops import op_cost
 
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
 FULL = {
-    "gemm": {"m": [1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384],
-             "n": [256, 1024, 2048, 4096, 8192, 16384, 32768, 131072],
+    "gemm": {"m": [1, 4, 8, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16384],
+             "n": [256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
              "k": [256, 1024, 2048, 4096, 8192, 16384, 65536],
              "max_flops": 2.0e12, "max_bytes": 4.4e9},
     # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim
     "prefill_attn": {"bh": [1, 4, 16, 64, 256, 1024], "s": [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
                      "d": [64, 128, 256], "causal": [1, 0], "max_flops": 2.0e12},
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context
-    "decode_attn": {"bkv": [1, 4, 16, 64, 256, 1024], "g": [1, 8, 64], "c": [128, 512, 2048, 8192, 32768, 131072],
+    "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024], "g": [1, 8, 64],
+                    "c": [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
                     "d": [64, 128], "max_bytes": 4.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},

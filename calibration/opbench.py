@@ -2,13 +2,12 @@
 
 `build(op, stack, shape)` returns a `Bench`; `calibration.timing.measure(bench.call, rotate=bench.rotate,
 use_graph=bench.graph)` times it. Stacks: `triton` runs our kernels (`kernels.*`, docs/CONTRACTS.md);
-`torch` runs torch's own (F.linear on cuBLAS, SDPA flash, a matmul-softmax-matmul decode on the cache,
-torch.add). Shapes use the contract's keys. Builders also run on CPU (torch stack; the triton stack under
+`torch` runs torch's own (F.linear on cuBLAS, SDPA flash, the reference engine's SDPA decode over a static
+cache, torch.add). Shapes use the contract's keys. Builders also run on CPU (torch stack; the triton stack under
 TRITON_INTERPRET=1) so the tests can check every runner without a GPU.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -88,31 +87,42 @@ def prefill_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
     return Bench(_cycle(sdpa_flash, sets), len(sets), "torch SDPA (flash)")
 
 
-def _torch_decode(q, k_cache, v_cache):
-    """Decode attention in plain torch: grouped matmul, softmax, matmul over the whole cache, K/V read once."""
+CACHE_ROWS_ALIGN = 16  # static KV caches hold a multiple of 16 rows (the engine's buckets are multiples of 128)
+
+
+def _torch_decode(q, k_cache, v_cache, lengths=None):
+    """Decode attention as the reference engine's torch stack runs it (calibration.engine.backends): SDPA over
+    the static cache, rows past `lengths` (default: all) masked. q (b, h, d), caches (b, kv_h, rows, d)."""
     import torch
 
-    b, h, d = q.shape
-    kv_h = k_cache.shape[1]
-    qg = q.view(b, kv_h, h // kv_h, d)                                   # (b, kv_h, g, d)
-    scores = torch.matmul(qg, k_cache.transpose(-1, -2)) / math.sqrt(d)  # (b, kv_h, g, c)
-    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    return torch.matmul(probs, v_cache).view(b, h, d)                    # (b, h, d)
+    from calibration.engine.backends import get_backend
+
+    if lengths is None:
+        lengths = torch.full((q.shape[0],), k_cache.shape[2], dtype=torch.int32, device=q.device)
+    return get_backend("torch").decode_attn(q, k_cache, v_cache, lengths)  # (b, h, d)
 
 
 def decode_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
-    """One query token per sequence against a full KV cache of c tokens: q (b, h, d), caches (b, kv_h, c, d)."""
+    """One query token per sequence against a KV cache of c tokens: q (b, h, d), caches (b, kv_h, c, d).
+
+    The torch stack reads a static cache of c rounded up to CACHE_ROWS_ALIGN rows, c of them valid, as the
+    engine does: an unaligned cache (c odd) sends torch's kernels down slow unaligned paths (5x at c ~ 10^4
+    on the H100), which no engine with a static cache runs."""
     import torch
 
     b, h, kv_h, c, d = (shape[x] for x in ("b", "h", "kv_h", "c", "d"))
-    sets = [(_randn(b, h, d, device=device), _randn(b, kv_h, c, d, device=device),
-             _randn(b, kv_h, c, d, device=device)) for _ in range(_copies("decode_attn", shape, device))]
+    rows = c if stack == "triton" else -(-c // CACHE_ROWS_ALIGN) * CACHE_ROWS_ALIGN
+    sets = [(_randn(b, h, d, device=device), _randn(b, kv_h, rows, d, device=device),
+             _randn(b, kv_h, rows, d, device=device)) for _ in range(_copies("decode_attn", shape, device))]
+    lengths = torch.full((b,), c, dtype=torch.int32, device=device)
     if stack == "triton":
         from kernels.decode_attention import decode_attention
-        lengths = torch.full((b,), c, dtype=torch.int32, device=device)
         return Bench(_cycle(lambda q, k, v: decode_attention(q, k, v, lengths), sets), len(sets),
                      "kernels.decode_attention.decode_attention")
-    return Bench(_cycle(_torch_decode, sets), len(sets), "torch matmul-softmax-matmul")
+    from calibration.engine.backends import get_backend
+    engine_decode = get_backend("torch").decode_attn
+    return Bench(_cycle(lambda q, k, v: engine_decode(q, k, v, lengths), sets), len(sets),
+                 "torch SDPA decode, static cache (calibration.engine.backends)")
 
 
 def elementwise(stack: str, shape: dict, device: str = "cuda") -> Bench:

@@ -1,15 +1,17 @@
 """Throughput-table time model: lookup and interpolation of measured op times, roofline fallback, derived tables.
 
-Per op class the measured points form a regular grid over log-spaced coordinates (GEMM: m, n, k; prefill
-attention: b*h, s, d per causal flag; decode attention: b*kv_h, h/kv_h, c, d; element-wise and all-reduce:
-bytes, per t; launch: per mode). The grid is first made non-decreasing along every axis (more work is
-never faster); then time = roofline x achieved efficiency, the log efficiency interpolated multilinearly
-over log coordinates and the result clipped to the cell's corner times: exact at monotone grid points,
-no NaN, non-decreasing up to dips under 0.5% just past a memory/compute bend (where interpolating log time
-instead would err by up to ~20% on a factor-4 grid). Grid nodes the sweep skipped (above its work cap) take the roofline time scaled by the
-achieved efficiency of the nearest measured node; a shape outside the grid takes the roofline time scaled
-by the efficiency interpolated at the grid edge. Both are reported in `model.warnings`, as is a table
-derived from another GPU's by spec ratios. Pure numpy: no torch.
+Per op class the measured points form a regular grid (GEMM: m, n, k; prefill attention: b*h, s, d per
+causal flag; decode attention: b*kv_h, h/kv_h, c, d; element-wise and all-reduce: bytes, per t; launch: per
+mode). The grid is first made monotone by padding: a shape never takes longer than a larger measured one
+(a kernel can run the larger one, padded), so each node takes the least time at or above it on every
+axis. A shape is looked up at its dimensions rounded up to whole kernel tiles (TILE). Between nodes, time
+is interpolated multilinearly in work coordinates (m, n, k, b*h, s^2, c, ...: latency + work / throughput
+is multilinear in them), which is monotone, NaN-free and exact at (monotone) nodes; element-wise and
+all-reduce interpolate log efficiency over log bytes, whose grids span decades. Leave-one-out comparison
+of these choices: calibration/tables/README.md. Grid nodes the sweep skipped (above its
+work cap) take the roofline time scaled by the achieved efficiency of the nearest measured node; a shape
+outside the grid takes the roofline time scaled by the efficiency at the grid edge. Both are reported in
+`model.warnings`, as is a table derived from another GPU's by spec ratios. Pure numpy: no torch.
 """
 from __future__ import annotations
 
@@ -57,6 +59,24 @@ def _cached(path: Path) -> dict:
 # -- coordinates: (categorical key, log-interpolated axes) of each op class ---------------------------
 AXES = {"gemm": ("m", "n", "k"), "prefill_attn": ("b*h", "s", "d"), "decode_attn": ("b*kv_h", "h/kv_h", "c", "d"),
         "elementwise": ("bytes",), "allreduce": ("bytes",), "launch": ()}
+# Power of each axis that time is (piecewise) linear in: interpolation weights are taken in axis**power
+# (prefill attention's work grows as s^2). Classes not listed interpolate log efficiency over log axes.
+WORK_POWER = {"gemm": (1, 1, 1), "prefill_attn": (1, 2, 1), "decode_attn": (1, 1, 1, 1)}
+# Tile quantisation: kernels work in whole tiles, so a shape is looked up at its dimension rounded up to the
+# tile (below one tile: to the next power of two, the smaller tiles kernels pick for small problems). The
+# grid's nodes are tile multiples, so the nodes are unchanged. GEMM: 128 x 128 output tiles; prefill
+# attention: 128-row query and key blocks; decode attention: 64-row KV blocks of the split context.
+TILE = {"gemm": {"m": 128, "n": 128}, "prefill_attn": {"s": 128}, "decode_attn": {"c": 64}}
+
+
+def _tiled(op: str, shape: dict) -> dict:
+    """The shape with its tiled dimensions rounded up to whole tiles (see TILE)."""
+    out = dict(shape)
+    for key, tile in TILE.get(op, {}).items():
+        x = np.maximum(np.asarray(shape[key], dtype=float), 1.0)
+        step = np.minimum(tile, 2.0 ** np.ceil(np.log2(x)))
+        out[key] = np.ceil(x / step) * step
+    return out
 
 
 def _coords(op: str, shape: dict) -> tuple[tuple, list[np.ndarray]]:
@@ -116,8 +136,8 @@ class _Grid:
         self.filled = np.isnan(logt)
         if self.filled.any():
             logt = self._fill(logt, logroof, np.stack(mesh, -1))
-        for ax in range(dims):  # more work is never faster: non-decreasing along every axis
-            logt = np.maximum.accumulate(logt, axis=ax)
+        for ax in range(dims):  # padding: never slower than a larger shape, so non-decreasing on every axis
+            logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 
     def _logroof(self, logx: list[np.ndarray]) -> np.ndarray:
@@ -136,34 +156,40 @@ class _Grid:
     def log_time(self, logx: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log seconds, outside-grid mask, used-a-skipped-node mask) at n log coordinates (1-D arrays).
 
-        Inside the grid: roofline x multilinear interpolation of log efficiency (follows the bend between
-        memory- and compute-bound that log time would cut across), clipped to the times at the cell's lowest
-        and highest corners so it stays within the measured, monotone bounds.
+        Inside the grid: multilinear interpolation of time over axis**power (WORK_POWER), or of log
+        efficiency over log axes (clipped to the cell's corner times) for the classes it does not list; both
+        exact at (monotone) nodes, and monotone.
         """
+        powers = WORK_POWER.get(self.op)
         outside = np.zeros(n, bool)
         clamped, base, weights, steps = [], np.zeros(n, np.intp), [], []
         strides = np.cumprod([1] + [len(nd) for nd in self.nodes[:0:-1]])[::-1]  # of the C-ordered flat grid
-        for v, nodes, stride in zip(logx, self.nodes, strides):
+        for ax, (v, nodes, stride) in enumerate(zip(logx, self.nodes, strides)):
             vc = np.clip(v, nodes[0], nodes[-1])
             outside |= vc != v
             if len(nodes) == 1:  # one node: no second corner along this axis
                 i, w, step = 0, np.zeros(n), 0
             else:
                 i = np.clip(np.searchsorted(nodes, vc, side="right") - 1, 0, len(nodes) - 2)
-                w, step = (vc - nodes[i]) / (nodes[i + 1] - nodes[i]), int(stride)
+                lo, hi, at = (nodes[i], nodes[i + 1], vc) if powers is None else \
+                    (np.exp(powers[ax] * nodes[i]), np.exp(powers[ax] * nodes[i + 1]), np.exp(powers[ax] * vc))
+                w, step = np.clip((at - lo) / (hi - lo), 0.0, 1.0), int(stride)
             clamped.append(vc), weights.append(w), steps.append(step)
             base += i * int(stride)
-        logeff, used_filled = np.zeros(n), np.zeros(n, bool)
-        flat_eff, flat_filled, flat_t = self.logeff.reshape(-1), self.filled.reshape(-1), self.logt.reshape(-1)
+        values = (self.logeff if powers is None else np.exp(self.logt)).reshape(-1)
+        acc, used_filled, flat_filled = np.zeros(n), np.zeros(n, bool), self.filled.reshape(-1)
         for corner in itertools.product((0, 1), repeat=len(self.nodes)):
             wt = np.ones(n)
             for c, w in zip(corner, weights):
                 wt *= w if c else 1.0 - w
             idx = base + sum(c * st for c, st in zip(corner, steps))
-            logeff += wt * flat_eff[idx]
+            acc += wt * values[idx]
             used_filled |= (wt > 0) & flat_filled[idx]
-        lo, hi = flat_t[base], flat_t[base + sum(steps)]
-        out = np.clip(self._logroof(clamped) - logeff, lo, hi)
+        if powers is None:  # clipped to the cell's corner times: no dip just past a memory/compute bend
+            flat_t = self.logt.reshape(-1)
+            out = np.clip(self._logroof(clamped) - acc, flat_t[base], flat_t[base + sum(steps)])
+        else:
+            out = np.log(acc)
         if outside.any():  # roofline at the shape x efficiency at the grid edge
             out = out + np.where(outside, self._logroof(logx) - self._logroof(clamped), 0.0)
         return out, outside, used_filled
@@ -212,7 +238,7 @@ class TableModel(TimeModel):
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
-        cats, axes = _coords(op_class, shape)
+        cats, axes = _coords(op_class, _tiled(op_class, shape))
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
         logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]

@@ -6,6 +6,7 @@ write into the same table file. A killed or time-limited run is continued by the
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -33,6 +34,9 @@ def add_args(parser) -> None:
                         help="stop cleanly after this many seconds (default 480); rerun to continue")
     parser.add_argument("--allreduce", action="store_true", help="sweep NCCL all-reduce instead (torchrun)")
     parser.add_argument("--tp", default="2,4", help="tensor-parallel degrees of the all-reduce sweep")
+    parser.add_argument("--merge-allreduce", metavar="TABLE",
+                        help="copy the all-reduce points of another table of this GPU into --out, each "
+                             "keeping its own provenance (no GPU needed)")
     parser.add_argument("--derive", metavar="GPU", help="write a table for GPU derived by spec ratios (no GPU needed)")
     parser.add_argument("--from", dest="source", metavar="GPU", default="h100-sxm",
                         help="measured GPU to derive from (with --derive)")
@@ -67,11 +71,35 @@ def run(args) -> int:
     """Run the op sweep, the all-reduce sweep or a derivation, as the options ask."""
     if args.derive:
         return _derive(args)
+    if args.merge_allreduce:
+        return _merge_allreduce(args)
     gpu, device = _gpu_here()
     out = Path(args.out) if args.out else TABLES / f"{gpu}.json"
     if args.allreduce:
         return _allreduce(args, out, gpu)
     return _sweep(args, out, gpu, device)
+
+
+def _merge_allreduce(args) -> int:
+    """Carry measured all-reduce points from one table into another of the same GPU, unchanged."""
+    from calibration.table_io import load_table, merge_points
+
+    if not args.out:
+        raise UserError("--merge-allreduce needs --out, the table to merge into")
+    src, dst = load_table(Path(args.merge_allreduce)), load_table(Path(args.out))
+    gpus = {t["provenance"].get("gpu_name") for t in (src, dst)}
+    if len(gpus) != 1:
+        raise UserError(f"--merge-allreduce: the tables were measured on different GPUs {sorted(map(str, gpus))}")
+    runs: dict[str, list[dict]] = {}
+    for p in src["points"]:
+        if p["op"] == "allreduce":
+            runs.setdefault(json.dumps(p.get("provenance", src["provenance"]), sort_keys=True), []).append(p)
+    if not runs:
+        raise UserError(f"--merge-allreduce: {args.merge_allreduce} holds no all-reduce points")
+    for prov, rows in runs.items():
+        merge_points(args.out, [{k: v for k, v in r.items() if k != "provenance"} for r in rows], json.loads(prov))
+    print(f"calibrate: {sum(map(len, runs.values()))} all-reduce points merged into {args.out}")
+    return 0
 
 
 def _sweep(args, out: Path, gpu: str, device: str) -> int:

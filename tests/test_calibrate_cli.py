@@ -1,0 +1,37 @@
+"""`idealrt calibrate --merge-allreduce`: measured all-reduce points move between tables unchanged."""
+import json
+
+from calibration.table_io import new_table, write_json_atomic
+from simulator.cli import main
+
+
+def _table(path, gpu_name, points):
+    t = new_table({"gpu_name": gpu_name, "date": "2026-01-01"})
+    t["points"] = points
+    write_json_atomic(path, t)
+
+
+def _ar(nbytes, us):  # fake all-reduce point: a test stand-in, never a shipped number
+    return {"op": "allreduce", "stack": "torch", "kernel": "nccl", "shape": {"bytes": nbytes, "t": 2},
+            "median_us": us, "provenance": {"gpu_name": "G", "date": "2026-01-02", "command": "fake"}}
+
+
+def test_merge_keeps_points_and_their_provenance(tmp_path):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    _table(old, "G", [_ar(1024, 9.0), _ar(2048, 11.0),
+                      {"op": "gemm", "stack": "torch", "shape": {"m": 1, "n": 1, "k": 1}, "median_us": 1.0}])
+    _table(new, "G", [{"op": "gemm", "stack": "torch", "shape": {"m": 1, "n": 1, "k": 1}, "median_us": 2.0}])
+    assert main(["calibrate", "--merge-allreduce", str(old), "--out", str(new)]) == 0
+    pts = json.loads(new.read_text())["points"]
+    ar = [p for p in pts if p["op"] == "allreduce"]
+    assert sorted(p["median_us"] for p in ar) == [9.0, 11.0]
+    assert all(p["provenance"]["date"] == "2026-01-02" for p in ar)
+    assert [p["median_us"] for p in pts if p["op"] == "gemm"] == [2.0]  # the new table's own point stays
+
+
+def test_merge_refuses_tables_of_different_gpus(tmp_path, capsys):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    _table(old, "G", [_ar(1024, 9.0)])
+    _table(new, "H", [])
+    assert main(["calibrate", "--merge-allreduce", str(old), "--out", str(new)]) == 2
+    assert "different GPUs" in capsys.readouterr().err

@@ -158,9 +158,9 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     """
     p, o, b = np.broadcast_arrays(_positive_ints("prompt", p), _positive_ints("output", o),
                                   _positive_ints("batch", b))
-    if (p + o).max() > arch.max_positions:
-        raise UserError(f"prompt + output = {(p + o).max()} exceeds max_positions={arch.max_positions} of "
-                        f"{arch.name}; shorten --prompt or --output")
+    if (p + o - 1).max() > arch.max_positions:  # the last output token is never fed back
+        raise UserError(f"prompt + output - 1 = {(p + o - 1).max()} positions exceed max_positions="
+                        f"{arch.max_positions} of {arch.name}; shorten --prompt or --output")
     t = smallest_fitting_tp(arch, gpu, b, p, o) if t is None else check_tp(arch, t)
     model = model if model is not None else default_model(gpu)
     coef = check_coefficients(coefficients or {})

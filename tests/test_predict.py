@@ -101,7 +101,7 @@ def test_memory_parts_and_the_tp_rule():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(p=0, o=1), "prompt"), (dict(p=1, o=0), "output"), (dict(p=1, o=1, b=-2), "batch"),
-    (dict(p=1.5, o=1), "prompt"), (dict(p=8000, o=193), "max_positions"), (dict(p=1, o=1, t=3), "tp=3"),
+    (dict(p=1.5, o=1), "prompt"), (dict(p=8000, o=194), "max_positions"), (dict(p=1, o=1, t=3), "tp=3"),
 ])
 def test_bad_input_names_the_field(kwargs, field):
     with pytest.raises(UserError, match=field):

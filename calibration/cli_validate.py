@@ -1,0 +1,151 @@
+"""`idealrt validate`: error of the fitted simulator on held-out measured queries, beside the table alone,
+the roofline alone and the FLOP-only baseline; `--leave-out-arch` refits without one architecture.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from simulator.errors import UserError
+
+from calibration.cli_fit import FITS_DIR, excluded_archs, measurement_files, rows_by_gpu
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu", help="GPU to validate (catalog name); default: every GPU in the measurements")
+    parser.add_argument("--stack", default="triton", help="software stack (the rows' 'backend'); default triton")
+    parser.add_argument("--measurements", nargs="+", metavar="FILE",
+                        help="measurement JSON Lines files (default: calibration/measurements/*.jsonl)")
+    parser.add_argument("--fits-dir", type=Path, default=FITS_DIR, help="where the fit files are (default calibration/fits)")
+    parser.add_argument("--leave-out-arch", metavar="NAME",
+                        help="fit without this architecture's queries and predict all of them ('each': every one in turn)")
+    parser.add_argument("--max-queries", type=int, default=6, help="queries a leave-out refit may use (default 6)")
+    parser.add_argument("--include-moe", action="store_true", help="let MoE queries into leave-out refits, as in fit")
+    parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
+
+
+def read_fit(fits_dir: Path, gpu: str, stack: str) -> tuple[dict[str, float], str]:
+    """Coefficients of the fit file of `gpu` and `stack` (checked as predict checks them), and its path."""
+    from simulator.fits import check_coefficients
+
+    path = fits_dir / f"{gpu}_{stack}.json"
+    try:
+        coefs = json.loads(path.read_text())["coefficients"]
+    except FileNotFoundError:
+        raise UserError(f"no fit {path}: run 'idealrt fit --gpu {gpu} --stack {stack}' first") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"fit {path} is unreadable or has no 'coefficients'; re-run 'idealrt fit'") from None
+    return check_coefficients(coefs, where=f"fit {path}"), str(path)
+
+
+def heldout_records(gpu: str, rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], str, set[str]]:
+    """Every method's error records on the held-out rows of one GPU, the fit file used and the warnings."""
+    from calibration.fit import SimulatorFeatures
+    from calibration.validate import compare, flop_only_times
+
+    table = SimulatorFeatures(args.stack)
+    heldout = table.predictable([r for r in rows if r["split"] == "heldout"])
+    if not heldout:
+        raise UserError(f"no 'heldout' queries for {gpu}: nothing to validate on (see calibration/measurements/README.md)")
+    coefs, path = read_fit(args.fits_dir, gpu, args.stack)
+    records = compare(heldout, coefs, table, SimulatorFeatures(args.stack, roofline=True), flop_only_times)
+    return with_kind(records, table), path, table.warnings
+
+
+def with_kind(records: list[dict], features) -> list[dict]:
+    """The records, each tagged with its architecture's kind: "dense" or "moe"."""
+    kinds = {a: "moe" if features.moe(a) else "dense" for a in {r["arch"] for r in records}}
+    return [{**r, "kind": kinds[r["arch"]]} for r in records]
+
+
+def leave_out_records(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], set[str]]:
+    """Error records of refits that never saw the left-out architecture(s), and the warnings."""
+    from calibration.fit import SimulatorFeatures
+    from calibration.validate import leave_arch_out
+
+    features, records = SimulatorFeatures(args.stack), []
+    rows = features.predictable(rows)
+    present = sorted({r["arch"] for r in rows})
+    wanted = present if args.leave_out_arch == "each" else [a for a in present if a == args.leave_out_arch]
+    excluded = excluded_archs(rows, features, args.include_moe)
+    for arch in wanted:  # a GPU that never ran the architecture has nothing to predict
+        records += leave_arch_out(rows, arch, features, args.max_queries, exclude_archs=excluded)[1]
+    return with_kind(records, features), features.warnings
+
+
+def console():
+    """A rich console, 120 columns wide when the output is not a terminal (files, pipes)."""
+    from rich.console import Console
+
+    con = Console()
+    return con if con.is_terminal else Console(width=120)
+
+
+def print_table(title: str, summary: list[dict], keys: list[str]) -> None:
+    """One rich table: the key columns, then n, median and P95 APE."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for k in keys + ["n", "median %", "P95 %"]:
+        table.add_column(k, justify="left" if k in ("gpu", "arch", "phase", "method") else "right")
+    for s in summary:
+        table.add_row(*(str(s[k]) for k in keys), str(s["n"]), f"{s['median_pct']:.2f}", f"{s['p95_pct']:.2f}")
+    console().print(table)
+
+
+def print_comparison(summary: list[dict]) -> None:
+    """The methods side by side: one row per GPU, t and phase, 'median / P95' APE per method."""
+    from rich.table import Table
+
+    from calibration.validate import METHODS
+
+    methods = [m for m in METHODS if any(s["method"] == m for s in summary)]
+    table = Table(title="Same held-out queries, absolute % error (median / P95)")
+    for col in ["gpu", "t", "kind", "phase", "n", *methods]:
+        table.add_column(col, justify="left" if col in ("gpu", "kind", "phase") else "right")
+    cells: dict[tuple, dict] = {}
+    for s in summary:
+        cells.setdefault((s["gpu"], s["t"], s["kind"], s["phase"]), {"n": s["n"]})[s["method"]] = \
+            f"{s['median_pct']:.2f} / {s['p95_pct']:.2f}"
+    for (gpu, t, kind, phase), row in cells.items():
+        table.add_row(gpu, str(t), kind, phase, str(row["n"]), *(row.get(m, "-") for m in methods))
+    console().print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    from calibration.fit import read_measurements
+    from calibration.validate import summarize
+    from simulator.catalog import get_arch
+
+    rows = read_measurements(measurement_files(args.measurements))
+    if args.leave_out_arch not in (None, "each"):
+        args.leave_out_arch = get_arch(args.leave_out_arch).name
+    records, fits, warnings = [], {}, set()
+    for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu).items():
+        if args.leave_out_arch:
+            recs, warns = leave_out_records(gpu_rows, args)
+        else:
+            recs, fits[gpu], warns = heldout_records(gpu, gpu_rows, args)
+        records, warnings = records + recs, warnings | warns
+    if not records:
+        raise UserError(f"--leave-out-arch {args.leave_out_arch}: no measured queries of it; "
+                        f"the data has {', '.join(sorted({r['arch'] for r in rows}))}")
+    fitted = [r for r in records if r["method"] == "fitted"]
+    by_arch = summarize(fitted, ["gpu", "t", "arch", "phase"])
+    by_gpu = summarize(fitted, ["gpu", "t", "kind", "phase"])
+    comparison = summarize(records, ["gpu", "t", "kind", "phase", "method"])
+    what = "leave-one-architecture-out" if args.leave_out_arch else "held-out queries"
+    if args.json:
+        print(json.dumps({"what": what, "fits": fits, "by_arch": by_arch, "by_gpu": by_gpu,
+                          "comparison": comparison, "warnings": sorted(warnings)}, indent=1))
+        return 0
+    print_table(f"Fitted simulator, {what}: absolute % error", by_arch, ["gpu", "t", "arch", "phase"])
+    print_table(f"Fitted simulator, {what}, dense and MoE architectures", by_gpu, ["gpu", "t", "kind", "phase"])
+    if not args.leave_out_arch:
+        print_comparison(comparison)
+        for gpu, path in fits.items():
+            print(f"{gpu}: fit {path}")
+    for w in sorted(warnings):
+        print(f"warning: {w}")
+    return 0

@@ -1,0 +1,354 @@
+"""The simulator fit: a few bounded, interpretable coefficients per GPU and software stack.
+
+The measured throughput table already gives each op class's time, so the fit only corrects it: one
+multiplier per op class, bounded near 1, plus a non-negative fixed cost per prefill and per decode step.
+It chooses at most a handful of informative configuration queries from the `fit` split itself (greedy
+D-optimal design on the relative-error design matrix) and fits them with cvxpy (imported lazily).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from simulator.errors import UserError
+from simulator.fits import FIXED_KEYS as FIXED  # per prefill; per decode step
+from simulator.ops import OP_CLASSES
+
+MULTIPLIER_BOUNDS = (0.7, 1.5)  # the tables are measured, so a class may be off by -30% .. +50% at most
+# Two classes are timed eagerly by the tables while the engine replays CUDA graphs, which remove host-side
+# launch latency: `launch` (per-kernel overhead, also hidden behind GPU work by asynchronous launches: any
+# share of it may show, down to none) and `allreduce` (eager NCCL calls: a ~35 us floor per call on the
+# H200 table, several times NCCL's in-graph small-message latency: down to 0.2, a 5x lower latency).
+CLASS_BOUNDS = {"launch": (0.0, 1.5), "allreduce": (0.2, 1.5)}
+RIDGE = 1e-5  # weight of the pull of each multiplier towards 1 (settles classes the queries can't see)
+MIN_QUERIES = 3
+REQUIRED_FIELDS = {"arch": str, "gpu": str, "t": int, "b": int, "p": int, "o": int,
+                   "prefill_s": float, "decode_s": float, "total_s": float, "split": str, "engine": str,
+                   "backend": str}
+ENGINE = "idealrt"  # the reference engine: the only one whose rows are fitted and validated
+
+
+@dataclass(frozen=True)
+class ClassTimes:
+    """Simulated seconds per op class of one query at unit coefficients: prefill, and decode summed over
+    its o - 1 steps (the sums that a fit's multipliers scale)."""
+
+    prefill: dict[str, float]
+    decode: dict[str, float]
+
+
+# rows -> their per-class times; SimulatorFeatures is the real one, tests pass stand-ins
+Features = Callable[[Sequence[dict]], list[ClassTimes]]
+
+
+@dataclass
+class FitResult:
+    """A solved fit: coefficients, their bounds, the queries used and the relative residuals."""
+
+    coefficients: dict[str, float]
+    bounds: dict[str, list[float | None]]
+    queries: list[dict]
+    residuals: list[dict]
+    unfitted: list[str] = field(default_factory=list)  # classes with no time in the queries (left at 1)
+    objective: float = 0.0
+
+    def to_json(self, gpu: str, stack: str, provenance: dict) -> dict:
+        """The fit file's content (contract: docs/CONTRACTS.md, "Fit")."""
+        return {"gpu": gpu, "stack": stack, "coefficients": self.coefficients, "bounds": self.bounds,
+                "unfitted": self.unfitted, "objective": self.objective, "queries": self.queries,
+                "residuals": self.residuals, "provenance": provenance}
+
+
+# -- measurement rows ------------------------------------------------------------------------------
+def _check_row(row: object, where: str) -> dict:
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: a measurement row must be a JSON object")
+    for name, kind in REQUIRED_FIELDS.items():
+        if name not in row:
+            raise UserError(f"{where}: field '{name}' is missing; re-run 'idealrt measure' to rewrite the file")
+        v = row[name]
+        ok = isinstance(v, str) if kind is str else (
+            isinstance(v, int) if kind is int else isinstance(v, (int, float)) and math.isfinite(v))
+        if not ok or isinstance(v, bool):
+            raise UserError(f"{where}: field '{name}' is {v!r}; it must be a {kind.__name__}")
+    for name in ("t", "b", "p", "o", "prefill_s"):
+        if row[name] <= 0:
+            raise UserError(f"{where}: field '{name}' is {row[name]!r}; it must be positive")
+    if row["decode_s"] < 0 or (row["o"] > 1 and row["decode_s"] <= 0):
+        raise UserError(f"{where}: field 'decode_s' is {row['decode_s']!r}; it must be positive when o > 1")
+    if row["split"] not in ("fit", "heldout"):
+        raise UserError(f"{where}: field 'split' is {row['split']!r}; use 'fit' or 'heldout'")
+    return row
+
+
+def read_measurements(paths: Sequence[str | Path]) -> list[dict]:
+    """All rows of the given JSON Lines measurement files, checked; each gets `_file` (its source)."""
+    if not paths:
+        raise UserError("no measurement files: pass --measurements FILE or run 'idealrt measure' first")
+    rows = []
+    for path in map(Path, paths):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as e:
+            raise UserError(f"cannot read measurements '{path}': {e.strerror}; check --measurements") from None
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove the line") from None
+            rows.append({**_check_row(row, f"{path}:{lineno}"), "_file": str(path)})
+    if not rows:
+        raise UserError(f"no measurement rows in {', '.join(map(str, paths))}")
+    return rows
+
+
+def data_provenance(rows: Sequence[dict]) -> list[dict]:
+    """Per source file: its path, SHA-256, rows used, their date range and the distinct provenance records
+    they carry (dates left out)."""
+    out = []
+    for path in sorted({r["_file"] for r in rows}):
+        provs = [r.get("provenance") or {} for r in rows if r["_file"] == path]
+        dates = sorted(str(p["date"]) for p in provs if "date" in p)
+        distinct = {json.dumps({k: v for k, v in p.items() if k != "date"}, sort_keys=True) for p in provs}
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).exists() else None
+        out.append({"file": _repo_relative(path), "sha256": digest, "rows_used": len(provs),
+                    "dates": [dates[0], dates[-1]] if dates else None,
+                    "provenance": [json.loads(p) for p in sorted(distinct)]})
+    return out
+
+
+def _repo_relative(path: str) -> str:
+    """`path` relative to the repository root when it lies inside it, so fit files read the same anywhere."""
+    full, root = Path(path).resolve(), Path(__file__).resolve().parent.parent
+    return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
+
+
+# -- design matrix ---------------------------------------------------------------------------------
+def coefficient_names(times: Sequence[ClassTimes]) -> list[str]:
+    """Op classes present in the simulated times (known classes first), then the two fixed costs."""
+    seen = {c for ct in times for c in (*ct.prefill, *ct.decode)}
+    return [c for c in OP_CLASSES if c in seen] + sorted(seen - set(OP_CLASSES)) + list(FIXED)
+
+
+def design(rows: Sequence[dict], times: Sequence[ClassTimes], names: Sequence[str]):
+    """Design matrix A, targets y and (row index, phase) labels: one line per prefill and per decode with
+    o > 1, so that time = A @ coefficients. Shapes: A (m, len(names)), y (m,)."""
+    lines, ys, labels = [], [], []
+    for i, (row, ct) in enumerate(zip(rows, times)):
+        steps = row["o"] - 1
+        for phase, by_class, y, fixed in (("prefill", ct.prefill, row["prefill_s"], (1.0, 0.0)),
+                                          ("decode", ct.decode, row["decode_s"], (0.0, float(steps)))):
+            if phase == "decode" and steps == 0:
+                continue
+            lines.append([float(by_class.get(c, 0.0)) for c in names[:-2]] + list(fixed))
+            ys.append(float(y))
+            labels.append((i, phase))
+    return np.array(lines).reshape(len(lines), len(names)), np.array(ys), labels
+
+
+def apply_coefficients(ct: ClassTimes, steps: int, coefs: dict[str, float]) -> tuple[float, float]:
+    """(prefill_s, decode_s over all steps) under a fit: Σ coef[class]·class time + fixed costs.
+    A class the fit does not name keeps coefficient 1."""
+    pre = sum(coefs.get(c, 1.0) * v for c, v in ct.prefill.items()) + coefs.get("prefill_fixed_s", 0.0)
+    dec = sum(coefs.get(c, 1.0) * v for c, v in ct.decode.items()) + coefs.get("decode_fixed_s", 0.0) * steps
+    return float(pre), float(dec) if steps else 0.0
+
+
+# -- query choice ----------------------------------------------------------------------------------
+def _config_coords(rows: Sequence[dict]) -> np.ndarray:
+    """(n, 4) coordinates of the rows' log2 p, o, b, t, each scaled to [0, 1] over the rows."""
+    z = np.log2(np.array([[r[k] for k in ("p", "o", "b", "t")] for r in rows], dtype=float))
+    span = z.max(axis=0) - z.min(axis=0)
+    return (z - z.min(axis=0)) / np.where(span > 0, span, 1.0)
+
+
+def select_queries(rows: Sequence[dict], times: Sequence[ClassTimes], max_queries: int,
+                   near_best: float = 0.8) -> list[int]:
+    """Indices of at most `max_queries` rows, chosen greedily for Bayesian D-optimality of the relative
+    design: lines of A scaled by 1/y (time shares), columns scaled to unit RMS over the pool, each pick
+    maximising the gain in log det(I + Σ aᵀa). Among the candidates whose gain is within `near_best` of the
+    best, the one farthest (max-min distance in log p, o, b, t, plus 1 for another architecture) from the
+    picks so far wins, so the queries spread over the configuration space instead of piling on extremes."""
+    names = coefficient_names(times)
+    a, y, labels = design(rows, times, names)
+    rel = a / y[:, None]  # (m, k): each line's time shares per coefficient
+    rms = np.sqrt(np.mean(rel**2, axis=0))
+    rel = rel / np.where(rms > 0, rms, 1.0)
+    coords, arch = _config_coords(rows), [r["arch"] for r in rows]
+    by_row = {i: [j for j, (r, _) in enumerate(labels) if r == i] for i in range(len(rows))}
+    info, chosen = np.eye(len(names)), []
+
+    def spread(i: int) -> float:  # distance to the nearest pick so far
+        return min((np.linalg.norm(coords[i] - coords[j]) + (arch[i] != arch[j]) for j in chosen), default=0.0)
+
+    for _ in range(min(max_queries, len(rows))):
+        base = np.linalg.slogdet(info)[1]
+        gain = {i: np.linalg.slogdet(info + rel[lines].T @ rel[lines])[1] - base
+                for i, lines in by_row.items() if i not in chosen}
+        top = max(gain.values())
+        best = max((i for i in gain if gain[i] >= near_best * top), key=lambda i: (spread(i), gain[i], -i))
+        chosen.append(best)
+        info = info + rel[by_row[best]].T @ rel[by_row[best]]
+    return sorted(chosen)
+
+
+def check_queries(rows: Sequence[dict]) -> None:
+    """Refuse query sets that cannot separate the fixed costs from the per-token terms."""
+    if len(rows) < MIN_QUERIES:
+        raise UserError(f"the fit needs at least {MIN_QUERIES} 'fit'-split queries, got {len(rows)}; "
+                        "measure more configurations with 'idealrt measure'")
+    ps = sorted({r["p"] for r in rows})
+    if len(ps) < 2:
+        raise UserError(f"all {len(rows)} fit queries have p={ps[0]}: the fixed costs and per-token terms "
+                        "cannot be told apart; measure at least two prompt lengths")
+
+
+# -- the fit ---------------------------------------------------------------------------------------
+def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
+                     multiplier_bounds: tuple[float, float] = MULTIPLIER_BOUNDS, ridge: float = RIDGE) -> FitResult:
+    """Fit the multipliers β (one per op class) and fixed costs f to the measured rows:
+
+        min_{β,f}  Σ_i ((A_i·[β, f] − y_i) / y_i)² + ridge·Σ_c (β_c − 1)²   s.t.  lo_c ≤ β_c ≤ hi_c,  f ≥ 0
+
+    where i runs over each query's prefill and decode (y = prefill_s, decode_s) and A holds the simulated
+    per-class times and the fixed-cost counts (1 per prefill, o − 1 per decode). [lo_c, hi_c] is
+    `multiplier_bounds`, or CLASS_BOUNDS for the classes listed there (launch [0, 1.5], allreduce [0.2, 1.5]).
+    """
+    import cvxpy as cp
+
+    if not 0 < multiplier_bounds[0] <= 1 <= multiplier_bounds[1]:
+        raise UserError(f"multiplier bounds {list(multiplier_bounds)} are infeasible: use 0 < low <= 1 <= high, "
+                        "e.g. 0.7 1.5")
+    check_queries(rows)
+    names = coefficient_names(times)
+    a, y, labels = design(rows, times, names)
+    k = len(names) - 2
+    lo, hi = np.array([CLASS_BOUNDS.get(n, multiplier_bounds) for n in names[:k]]).T  # (k,) each
+    scale = float(np.median(y))  # fixed costs solved in units of a typical time, for conditioning
+    rel = a / y[:, None]
+    rel[:, k:] *= scale
+    beta, fixed = cp.Variable(k), cp.Variable(2)
+    loss = cp.sum_squares(rel @ cp.hstack([beta, fixed]) - 1) + ridge * cp.sum_squares(beta - 1)
+    prob = cp.Problem(cp.Minimize(loss), [beta >= lo, beta <= hi, fixed >= 0])
+    prob.solve(solver=cp.CLARABEL)
+    if prob.status not in ("optimal", "optimal_inaccurate"):
+        raise UserError(f"the fit did not solve (cvxpy status '{prob.status}'); check the measurements")
+    x = np.concatenate([np.clip(beta.value, lo, hi), np.maximum(fixed.value, 0) * scale])
+    coefs = {n: float(v) for n, v in zip(names, x)}
+    fitted = a @ x
+    unfitted = [n for j, n in enumerate(names[:k]) if not np.any(a[:, j] > 0)]
+    residuals = [{**query_key(rows[i]), "phase": ph, "measured_s": float(y[j]), "fitted_s": float(fitted[j]),
+                  "rel_err": float((fitted[j] - y[j]) / y[j])} for j, (i, ph) in enumerate(labels)]
+    bounds = {n: [float(lo[j]), float(hi[j])] for j, n in enumerate(names[:k])} | {n: [0.0, None] for n in FIXED}
+    return FitResult(coefs, bounds, [query_key(r) for r in rows], residuals, unfitted, float(prob.value))
+
+
+def fit_pool(rows: Sequence[dict], exclude_archs: frozenset = frozenset()) -> list[dict]:
+    """The rows a fit may choose from: the `fit` split, without the excluded architectures."""
+    return [r for r in rows if r["split"] == "fit" and r["arch"] not in exclude_archs]
+
+
+def query_key(row: dict) -> dict:
+    """The configuration of a measured row: architecture, GPU, t, b, p, o."""
+    return {k: row[k] for k in ("arch", "gpu", "t", "b", "p", "o")}
+
+
+def fit_rows(rows: Sequence[dict], features: Features, max_queries: int = 6,
+             multiplier_bounds: tuple[float, float] = MULTIPLIER_BOUNDS, exclude_archs: frozenset = frozenset()) -> FitResult:
+    """Choose at most `max_queries` informative rows of the `fit` split (architectures in `exclude_archs`
+    left out) and fit the coefficients to them."""
+    if max_queries < MIN_QUERIES:
+        raise UserError(f"--max-queries is {max_queries}; the fit needs at least {MIN_QUERIES}")
+    pool = fit_pool(rows, exclude_archs)
+    check_queries(pool)
+    times = features(pool)
+    picks = select_queries(pool, times, max_queries)
+    return fit_coefficients([pool[i] for i in picks], [times[i] for i in picks], multiplier_bounds)
+
+
+class SimulatorFeatures:
+    """Per-class times of measured rows from `simulator.predict`, on the GPU's default table for `stack`
+    (or on the roofline alone with roofline=True); the simulator is imported when first called."""
+
+    def __init__(self, stack: str = "triton", roofline: bool = False):
+        self.stack, self.roofline = stack, roofline
+        self.models: dict[str, object] = {}  # gpu name -> time model
+        self.warnings: set[str] = set()
+
+    def model(self, gpu):
+        """The time model this instance predicts with on `gpu`."""
+        if gpu.name not in self.models:
+            from simulator.timemodel import RooflineModel, default_model
+            self.models[gpu.name] = RooflineModel(gpu) if self.roofline else default_model(gpu, self.stack)
+        return self.models[gpu.name]
+
+    def table_info(self, gpu_name: str) -> dict:
+        """What the times were computed on: the time model's source and, for a table, its provenance."""
+        from simulator.gpus import get_gpu
+        from simulator.timemodel import describe
+
+        model = self.model(get_gpu(gpu_name))
+        table = getattr(model, "table", None)
+        return {"time_model": describe(model),
+                "table_provenance": table.get("provenance") if isinstance(table, dict) else None,
+                "derived": table.get("derived") if isinstance(table, dict) else None}
+
+    @staticmethod
+    def moe(arch: str) -> bool:
+        """Whether the catalog architecture is a mixture of experts (the reference engine runs those
+        non-ideally, calibration/measurements/README.md, so fits leave them out by default)."""
+        from simulator.catalog import get_arch
+        return get_arch(arch).is_moe
+
+    def _predict(self, rows: Sequence[dict]):
+        """One `predict` over rows of one (arch, gpu, t)."""
+        from simulator.catalog import get_arch
+        from simulator.gpus import get_gpu
+        from simulator.predict import predict
+
+        gpu = get_gpu(rows[0]["gpu"])
+        p, o, b = (np.array([r[k] for r in rows]) for k in ("p", "o", "b"))  # (n,) each
+        return predict(get_arch(rows[0]["arch"]), gpu, p, o, b, rows[0]["t"], model=self.model(gpu))
+
+    @staticmethod
+    def _groups(rows: Sequence[dict]) -> dict[tuple, list[int]]:
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault((r["arch"], r["gpu"], r["t"]), []).append(i)
+        return groups
+
+    def predictable(self, rows: Sequence[dict]) -> list[dict]:
+        """The rows the simulator accepts; each one it refuses is left out with a warning naming why."""
+        keep = []
+        for idx in self._groups(rows).values():
+            for part in ([idx] if self._accepts([rows[i] for i in idx]) else [[i] for i in idx]):
+                if self._accepts([rows[i] for i in part]):
+                    keep += part
+        return [rows[i] for i in sorted(keep)]
+
+    def _accepts(self, rows: Sequence[dict]) -> bool:
+        try:
+            self._predict(rows)
+            return True
+        except UserError as e:
+            if len(rows) == 1:
+                self.warnings.add(f"left out {rows[0].get('_file', '')} {query_key(rows[0])}: {e}")
+            return False
+
+    def __call__(self, rows: Sequence[dict]) -> list[ClassTimes]:
+        out: list[ClassTimes | None] = [None] * len(rows)
+        for idx in self._groups(rows).values():
+            pred = self._predict([rows[i] for i in idx])
+            self.warnings |= set(pred.warnings)
+            for j, i in enumerate(idx):
+                out[i] = ClassTimes({c: float(v[j]) for c, v in pred.prefill_by_class.items()},
+                                    {c: float(v[j]) for c, v in pred.decode_by_class.items()})
+        return out  # type: ignore[return-value]

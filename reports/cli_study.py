@@ -1,0 +1,102 @@
+"""`idealrt study`: the paper's efficiency study over many models and GPUs, on screen, as CSV and as HTML."""
+from __future__ import annotations
+
+import argparse
+
+from reports.study import DERIVED_GPUS, MEASURED_GPUS, OPEN_MODELS
+
+CSV_COLS = ("model", "gpu", "stack", "params_b", "t", "n_gpus", "runtime_s", "cost_usd", "energy_j", "f0_ms",
+            "f_slope_ms_per_1k", "g_ms", "flop_only_s", "flop_only_error_pct", "fits", "time_model", "fit", "power",
+            "note")
+
+
+SCREEN_COLS = {"runtime_s": "runtime s", "cost_usd": "cost $", "energy_j": "energy J", "f0_ms": "F(1) ms",
+               "f_slope_ms_per_1k": "F slope ms/1k", "g_ms": "g ms", "flop_only_s": "FLOP-only s"}
+
+
+def _screen_row(r: dict, fmt) -> list:
+    """One line of the screen table; dashes for a model that does not fit."""
+    if "t" not in r:
+        return [r["model"]] + ["-"] * (len(SCREEN_COLS) + 2)
+    return [r["model"], r["t"], *(fmt(r[k]) for k in SCREEN_COLS), f"{r['flop_only_error_pct']:+.0f}"]
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """Options of `idealrt study`."""
+    parser.add_argument("--models", default=None,
+                        help="catalog names, comma-separated (default: the paper's study models and today's "
+                             "open models)")
+    parser.add_argument("--gpus", default=",".join(MEASURED_GPUS + DERIVED_GPUS),
+                        help="GPU names, comma-separated; the first is the base of the table and the what-ifs")
+    parser.add_argument("--stack", default="triton,torch",
+                        help="stacks, comma-separated: triton, torch (the first is the base)")
+    parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
+    parser.add_argument("--accuracy", default=None, metavar="FILE", help="CSV of model,accuracy[,source]")
+    parser.add_argument("--csv", default=None, metavar="FILE", help="write every study row to FILE (CSV)")
+    parser.add_argument("--html", default=None, metavar="FILE", help="write the study as a self-contained HTML page")
+
+
+def _names(text: str, option: str) -> list[str]:
+    from simulator.errors import UserError
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"{option}: give at least one name")
+    return names
+
+
+def collect(models: list[str], gpus: list[str], stacks: list[str], use_fit: bool = True,
+            accuracy: dict | None = None) -> dict:
+    """Every table of the study: the main rows, and on the base (first) GPU and stack the t, batch and
+    long-context what-ifs and, with accuracy, the Pareto frontiers."""
+    from reports.accuracy import frontiers
+    from reports.study import batch_rows, long_context_rows, setting, study_rows, tp_rows
+
+    rows = study_rows(models, gpus, stacks, use_fit)
+    base = setting(gpus[0], stacks[0], use_fit)
+    base_rows = [r for r in rows if r["gpu"] == base.gpu.name and r["stack"] == base.stack]
+    open_models = [m for m in models if m in OPEN_MODELS] or models
+    data = {"base": (base.gpu.name, base.stack), "rows": rows, "base_rows": base_rows,
+            "tp": tp_rows(open_models, base), "batch": batch_rows(open_models, base),
+            "long": long_context_rows(base_rows, base), "accuracy": accuracy}
+    if accuracy:
+        data["frontier"] = frontiers(base_rows, accuracy, ("flop_only_s", "runtime_s", "cost_usd"))
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute the study, print the base table, write the CSV and HTML asked for."""
+    from reports.accuracy import frontier_changes, read_accuracy
+    from reports.study import default_models
+    from simulator.catalog import get_arch
+    from simulator.errors import UserError
+    from simulator.gpus import get_gpu
+    from simulator.output import fmt_num, print_lines, print_table, write_rows
+
+    models = [get_arch(m).name for m in _names(args.models, "--models")] if args.models else default_models()
+    gpus = [get_gpu(g).name for g in _names(args.gpus, "--gpus")]
+    stacks = _names(args.stack, "--stack")
+    bad = [s for s in stacks if s not in ("triton", "torch")]
+    if bad:
+        raise UserError(f"--stack: '{bad[0]}' is not a stack; use triton, torch or both (triton,torch)")
+    accuracy = read_accuracy(args.accuracy) if args.accuracy else None
+    data = collect(models, gpus, stacks, not args.no_fit, accuracy)
+    shown = data["base_rows"]
+    print_table(f"idealrt study on {data['base'][0]} ({data['base'][1]}): mean of the request mix, b = 1",
+                ["model", "t", *SCREEN_COLS.values(), "FLOP-only err %"], [_screen_row(r, fmt_num) for r in shown])
+    lines = [f"{r['model']}: {r['note']}" for r in shown if r.get("note")]
+    lines += sorted({f"{r['gpu']} ({r['stack']}): time model {r['time_model']}, fit {r['fit']}" for r in data["rows"]
+                     if "time_model" in r})
+    if accuracy:
+        lines += [f"Pareto frontier, accuracy against {m}: {', '.join(f)}" for m, f in data["frontier"].items()]
+        lines += frontier_changes(data["frontier"])
+    if args.csv:
+        write_rows(args.csv, [{k: r.get(k) for k in CSV_COLS} for r in data["rows"]])
+        lines.append(f"all {len(data['rows'])} rows written to {args.csv}")
+    if args.html:
+        from reports.render import write_html
+        from reports.study_report import render_study
+
+        lines.append(f"HTML written to {write_html(args.html, render_study(data))}")
+    print_lines(lines)
+    return 0

@@ -67,7 +67,7 @@ def mix_arrays(arch: ArchSpec, mix=REQUEST_MIX) -> tuple[np.ndarray, np.ndarray,
     """p, o, weights of the mix for this model; prompts are shortened to fit max_positions (clipped=True)."""
     o = np.array([k.o for k in mix])
     p = np.array([k.p for k in mix])
-    fit_p = np.minimum(p, arch.max_positions - o)
+    fit_p = np.minimum(p, arch.max_positions - o + 1)  # p + o − 1 positions (the last token is not fed back)
     if np.any(fit_p < 1):
         raise UserError(f"{arch.name}: max_positions={arch.max_positions} is too short for the request mix")
     w = np.array([k.weight for k in mix], dtype=float)
@@ -151,7 +151,7 @@ def batch_rows(models: list[str], s: Setting, batches=BATCHES) -> list[dict]:
         arch = get_arch(name)
         for b in batches:
             try:
-                m = metrics(arch, s.gpu, min(p, arch.max_positions - o), o, b, None, model=s.model,
+                m = metrics(arch, s.gpu, min(p, arch.max_positions - o + 1), o, b, None, model=s.model,
                             coefficients=s.coefficients)
             except UserError:
                 continue  # this batch does not fit on 8 GPUs: the curve stops
@@ -163,14 +163,13 @@ def batch_rows(models: list[str], s: Setting, batches=BATCHES) -> list[dict]:
 
 def long_context_rows(rows: list[dict], s: Setting) -> list[dict]:
     """How far F(p) fitted over p <= 2048 is off the simulator's prefill at 8k, 32k and 128k tokens, for
-    models whose max_positions allow it (p = max_positions − 1 at the top, so one output token fits; same
-    t as in the study row)."""
+    models whose max_positions allow it (same t as in the study row)."""
     out = []
     for r in rows:
         if "profile" not in r:
             continue
         arch = get_arch(r["model"])
-        ps = np.array([min(p, arch.max_positions - 1) for p in LONG_CONTEXTS if p <= arch.max_positions])
+        ps = np.array([p for p in LONG_CONTEXTS if p <= arch.max_positions])
         if not len(ps):
             continue
         sim = predict(arch, s.gpu, ps, 1, 1, r["t"], model=s.model, coefficients=s.coefficients).prefill_s

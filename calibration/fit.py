@@ -340,7 +340,7 @@ class SimulatorFeatures:
             return True
         except UserError as e:
             if len(rows) == 1:
-                self.warnings.add(f"left out {rows[0].get('_file', '')} {query_key(rows[0])}: {e}")
+                self.warnings.add(f"left out {_repo_relative(rows[0].get('_file', ''))} {query_key(rows[0])}: {e}")
             return False
 
     def __call__(self, rows: Sequence[dict]) -> list[ClassTimes]:

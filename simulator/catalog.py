@@ -7,10 +7,8 @@ spec); the 2022 API models of the paper take theirs from the papers named in the
 """
 from __future__ import annotations
 
-import difflib
-
 from simulator.arch import ArchSpec
-from simulator.errors import UserError
+from simulator.names import lookup
 
 # Family settings shared by many entries.
 GPT = dict(ffn_kind="gelu", norm="layernorm", positions="learned", tied_embeddings=True)
@@ -169,10 +167,5 @@ def list_archs() -> list[str]:
 
 def get_arch(name: str) -> ArchSpec:
     """The catalog entry for `name` (case-insensitive; aliases such as "tnlg" accepted)."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key in ARCHS:
-        return ARCHS[key]
-    near = difflib.get_close_matches(key, list(ARCHS) + list(ALIASES), n=3, cutoff=0.4)
-    hint = f"did you mean {', '.join(near)}?" if near else "'idealrt models' lists them"
-    raise UserError(f"unknown model '{name}': {hint} (or pass a Hugging Face config.json)")
+    return lookup(name, ARCHS, ALIASES, "model",
+                  "'idealrt models' lists them (or pass a Hugging Face config.json with --config)")

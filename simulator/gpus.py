@@ -13,10 +13,9 @@ Conventions, so every entry means the same thing:
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
-from simulator.errors import UserError
+from simulator.names import lookup
 
 GIB = 2**30
 
@@ -128,13 +127,7 @@ ALIASES: dict[str, str] = {
 
 def get_gpu(name: str) -> GPUSpec:
     """The catalog entry for `name` (case-insensitive; a few aliases such as "h100" accepted)."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key in GPUS:
-        return GPUS[key]
-    near = difflib.get_close_matches(key, list(GPUS) + list(ALIASES), n=3, cutoff=0.4)
-    hint = f"did you mean {', '.join(near)}?" if near else f"choose from {', '.join(GPUS)}"
-    raise UserError(f"unknown GPU '{name}': {hint} ('idealrt gpus' lists them)")
+    return lookup(name, GPUS, ALIASES, "GPU", f"choose from {', '.join(GPUS)} ('idealrt gpus' lists them)")
 
 
 def gpu_for_device_name(device_name: str) -> GPUSpec | None:

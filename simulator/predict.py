@@ -138,12 +138,13 @@ def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Me
 
 
 def _power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
-    """Board power: the median the table's calibration measured if any, else the datasheet figure."""
+    """Board power: the 90th percentile of the NVML samples the table's calibration took (the board under
+    load: the median mixes in the idle gaps between microbenchmarks), else the datasheet figure."""
     measured = getattr(model, "power_w", None)
     if isinstance(measured, dict):
-        measured = measured.get("median")
+        measured = measured.get("p90", measured.get("median"))
     if isinstance(measured, (int, float)) and np.isfinite(measured) and measured > 0:
-        return float(measured), f"measured during calibration ({describe(model)})"
+        return float(measured), f"p90 of NVML samples during calibration ({describe(model)})"
     return gpu.board_power_w, "datasheet board power"
 
 

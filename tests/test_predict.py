@@ -143,3 +143,15 @@ def test_default_model_falls_back_to_the_roofline(monkeypatch):
     monkeypatch.setitem(sys.modules, "simulator.tables", None)  # as if tables.py did not exist
     model = default_model(H100)
     assert isinstance(model, RooflineModel) and model.source == "roofline"
+
+
+def test_energy_uses_the_p90_of_the_measured_board_power():
+    """The calibration's NVML p90 (board under load) sets the power, not the idle-diluted median."""
+    from types import SimpleNamespace
+
+    from simulator.predict import _power_w
+
+    model = SimpleNamespace(power_w={"median": 170.0, "p90": 650.0}, source="measured", derived_from=None)
+    watts, source = _power_w(model, H100)
+    assert watts == 650.0 and "p90" in source
+    assert _power_w(SimpleNamespace(power_w=None), H100) == (H100.board_power_w, "datasheet board power")

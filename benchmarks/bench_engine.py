@@ -31,13 +31,19 @@ def ceilings() -> dict:
     n_bytes = 2 * 2**30
     src = torch.randn(n_bytes // 2, dtype=torch.bfloat16, device="cuda")
     dst = torch.empty_like(src)
-    copy_us = measure(lambda i: dst.copy_(src), reps=10).median_us
+    copy_us = measure(lambda i: dst.copy_(src), reps=10).median_us  # graph replay
+    import triton.testing
+    copy_db_us = 1e3 * triton.testing.do_bench(lambda: dst.copy_(src), return_mode="median")  # eager, L2 flushed
     n = 8192
     a = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
     w = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
     mm_us = measure(lambda i: torch.mm(a, w.t()), reps=10).median_us
     ours_us = measure(lambda i: matmul(a, w), reps=10).median_us
-    return {"copy_bw_bytes_s": 2 * n_bytes / (copy_us / 1e6), "matmul_flops": 2 * n**3 / (mm_us / 1e6),
+    # the faster of the two copy timings is the ceiling: the stricter target (an H100 copy once read 2.44 TB/s
+    # by graph replay and 3.00 TB/s by do_bench in the same session)
+    copy_bw = {"graph": 2 * n_bytes / (copy_us / 1e6), "do_bench": 2 * n_bytes / (copy_db_us / 1e6)}
+    return {"copy_bw_bytes_s": max(copy_bw.values()), "copy_bw_by_method": copy_bw,
+            "matmul_flops": 2 * n**3 / (mm_us / 1e6),
             "matmul_flops_triton": 2 * n**3 / (ours_us / 1e6)}
 
 

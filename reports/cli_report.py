@@ -40,8 +40,10 @@ def read_rows(path: str) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     """Render and write the report; prints the path and which sections had no data."""
-    from reports.render import write_html
+    from reports.render import check_output, write_html
 
+    if args.output:
+        check_output(args.output)
     if args.whatif:
         from reports.whatif_report import render_whatif
 

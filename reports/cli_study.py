@@ -67,6 +67,7 @@ def collect(models: list[str], gpus: list[str], stacks: list[str], use_fit: bool
 def run(args: argparse.Namespace) -> int:
     """Compute the study, print the base table, write the CSV and HTML asked for."""
     from reports.accuracy import frontier_changes, read_accuracy
+    from reports.render import check_output
     from reports.study import default_models
     from simulator.catalog import get_arch
     from simulator.errors import UserError
@@ -79,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     bad = [s for s in stacks if s not in ("triton", "torch")]
     if bad:
         raise UserError(f"--stack: '{bad[0]}' is not a stack; use triton, torch or both (triton,torch)")
+    for out in (args.csv, args.html):
+        if out:
+            check_output(out)
     accuracy = read_accuracy(args.accuracy) if args.accuracy else None
     data = collect(models, gpus, stacks, not args.no_fit, accuracy)
     shown = data["base_rows"]

@@ -81,13 +81,19 @@ def render_page(template: str, title: str, sections: list[Section], **context) -
     return _env().get_template(template).render(title=title, sections=sections, generated=now, **context)
 
 
-def write_html(path: str | os.PathLike, html: str) -> Path:
-    """Write the page atomically (temp file in the same folder, then rename); returns the path."""
+def check_output(path: str | os.PathLike) -> Path:
+    """The output path, if a file can be written there; else a UserError (called before any long work)."""
     out = Path(path)
     if out.is_dir():
         raise UserError(f"output '{out}' is a folder; give a file name such as report.html")
-    if not out.parent.exists():
+    if not out.parent.is_dir():
         raise UserError(f"output folder '{out.parent}' does not exist; create it or pick another path")
+    return out
+
+
+def write_html(path: str | os.PathLike, html: str) -> Path:
+    """Write the page atomically (temp file in the same folder, then rename); returns the path."""
+    out = check_output(path)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

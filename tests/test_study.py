@@ -137,3 +137,8 @@ def test_study_html_without_accuracy_says_so():
     data = collect(["llama-3.1-8b"], ["h100-sxm"], ["triton"])
     soup = BeautifulSoup(render_study(data), "html.parser")
     assert "--accuracy FILE" in sections(soup)["capability"].find(class_="missing").get_text()
+
+
+def test_study_refuses_an_unwritable_output_before_computing(tmp_path, capsys):
+    assert main(["study", "--models", "llama-3.1-8b", "--html", str(tmp_path / "no" / "s.html")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -346,11 +344,9 @@ def decode_rows(checks: list, rows: list, sweep: list | None, copy_bw: float) ->
 
 # ------------------------------------------------------------------------------------------- output
 def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    from simulator.atomic import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 def _table(rows: list, sweep: list | None) -> str:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     knots = ", ".join(f"{k:g}" for k in res["knots"]) or "none"
     slopes = ", ".join(f"{1e6 * s:.3g}" for s in res["slopes_s_per_token"])
     print(f"denoised runtime of {args.log} ({res['rows']} rows, {args.quantile:g} quantile envelope):")
-    print(f"  T(p, o) = overhead + F(p) + g*(o - 1)")
+    print("  T(p, o) = overhead + F(p) + g*(o - 1)")
     print(f"  overhead          {1e3 * res['overhead_s']:.2f} ms")
     print(f"  F knots (p)       {knots}")
     print(f"  F slopes          {slopes} us per prompt token")

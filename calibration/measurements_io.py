@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 
+from simulator.atomic import write_atomic
 from simulator.errors import UserError
 
 KEY_FIELDS = ("arch", "gpu", "t", "b", "p", "o", "engine", "backend")
@@ -45,15 +45,7 @@ def append_row(path: str, row: dict) -> None:
             old = f.read()
         if old and not old.endswith(b"\n"):
             old += b"\n"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(old + (json.dumps(row, sort_keys=False) + "\n").encode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomic(path, old + (json.dumps(row, sort_keys=False) + "\n").encode())
 
 
 def summary_table(paths: list[str]) -> str:

@@ -8,11 +8,10 @@ and the sweep skips them. Points that raised are kept apart under `errors` and r
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
+from simulator.atomic import write_atomic
 from simulator.errors import UserError
 from simulator.tables import load_table
 
@@ -28,18 +27,7 @@ def dumps_table(obj: dict) -> str:
 
 def write_json_atomic(path: str | Path, obj: dict) -> None:
     """Write JSON to `path` via a temp file in the same folder and os.replace (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(dumps_table(obj))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, dumps_table(obj))
 
 
 def point_key(op: str, stack: str, shape: dict) -> tuple:

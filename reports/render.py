@@ -8,13 +8,13 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
+from simulator.atomic import write_atomic
 from simulator.errors import UserError
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -94,13 +94,5 @@ def check_output(path: str | os.PathLike) -> Path:
 def write_html(path: str | os.PathLike, html: str) -> Path:
     """Write the page atomically (temp file in the same folder, then rename); returns the path."""
     out = check_output(path)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)  # a report is for reading: not the 0600 of mkstemp
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, html)
     return out

@@ -7,9 +7,7 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -92,18 +90,9 @@ def fmt_num(x: float, digits: int = 4) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write text to a temp file beside `path`, then rename it over `path` (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it an ordinary file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from simulator.atomic import write_atomic
+
+    write_atomic(path, text)
 
 
 def write_rows(path: str, rows: list[dict]) -> None:

@@ -17,9 +17,7 @@ import time
 from pathlib import Path
 
 from simulator.errors import UserError
-
-REPO = Path(__file__).resolve().parents[1]
-TABLES = REPO / "calibration" / "tables"
+from simulator.paths import REPO, TABLES_DIR as TABLES
 
 
 def add_args(parser) -> None:

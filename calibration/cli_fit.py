@@ -11,10 +11,7 @@ import sys
 from pathlib import Path
 
 from simulator.errors import UserError
-
-HERE = Path(__file__).resolve().parent
-MEASUREMENTS_DIR = HERE / "measurements"
-FITS_DIR = HERE / "fits"
+from simulator.paths import FITS_DIR, MEASUREMENTS_DIR
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

@@ -16,9 +16,7 @@ import time
 from dataclasses import dataclass
 
 from simulator.errors import UserError
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-MEASUREMENTS_DIR = os.path.join(HERE, "measurements")
+from simulator.paths import MEASUREMENTS_DIR
 ENGINES = ("idealrt", "hf-eager")
 
 

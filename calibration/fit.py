@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.paths import repo_relative
 from simulator.fits import FIXED_KEYS as FIXED  # per prefill; per decode step
 from simulator.ops import OP_CLASSES
 
@@ -119,16 +120,10 @@ def data_provenance(rows: Sequence[dict]) -> list[dict]:
         dates = sorted(str(p["date"]) for p in provs if "date" in p)
         distinct = {json.dumps({k: v for k, v in p.items() if k != "date"}, sort_keys=True) for p in provs}
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).exists() else None
-        out.append({"file": _repo_relative(path), "sha256": digest, "rows_used": len(provs),
+        out.append({"file": repo_relative(path), "sha256": digest, "rows_used": len(provs),
                     "dates": [dates[0], dates[-1]] if dates else None,
                     "provenance": [json.loads(p) for p in sorted(distinct)]})
     return out
-
-
-def _repo_relative(path: str) -> str:
-    """`path` relative to the repository root when it lies inside it, so fit files read the same anywhere."""
-    full, root = Path(path).resolve(), Path(__file__).resolve().parent.parent
-    return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
 
 
 # -- design matrix ---------------------------------------------------------------------------------
@@ -340,7 +335,7 @@ class SimulatorFeatures:
             return True
         except UserError as e:
             if len(rows) == 1:
-                self.warnings.add(f"left out {_repo_relative(rows[0].get('_file', ''))} {query_key(rows[0])}: {e}")
+                self.warnings.add(f"left out {repo_relative(rows[0].get('_file', ''))} {query_key(rows[0])}: {e}")
             return False
 
     def __call__(self, rows: Sequence[dict]) -> list[ClassTimes]:

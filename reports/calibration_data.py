@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.errors import UserError
-
-CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "calibration"
+from simulator.paths import CALIBRATION_DIR
 STACKS = ("triton", "torch")
 
 

@@ -11,16 +11,9 @@ from pathlib import Path
 
 from simulator.errors import UserError
 from simulator.ops import OP_CLASSES
-
-REPO = Path(__file__).resolve().parent.parent
-FITS_DIR = REPO / "calibration" / "fits"
+from simulator.paths import FITS_DIR, repo_relative
 FIXED_KEYS = ("prefill_fixed_s", "decode_fixed_s")
 PATH_KEY = "path"  # where load_fit's mapping came from
-
-
-def _display(path: Path) -> str:
-    """Repository-relative path where it can be (what outputs print), else the path as given."""
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def fit_path(gpu_name: str, stack: str = "triton") -> Path:
@@ -58,4 +51,4 @@ def load_fit(gpu_name: str, stack: str = "triton") -> dict | None:
     if not isinstance(coefficients, dict):
         raise UserError(f"fit file {path}: no 'coefficients' mapping; re-run idealrt fit or pass --no-fit")
     check_coefficients(coefficients, where=f"fit file {path}")
-    return {**coefficients, PATH_KEY: _display(path)}
+    return {**coefficients, PATH_KEY: repo_relative(path)}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.atomic import write_atomic
 from simulator.errors import UserError
 from simulator.gpus import GIB
 
@@ -89,12 +90,6 @@ def fmt_num(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if x == 0 or 1e-4 <= abs(x) < 1e9 else f"{x:.{digits - 1}e}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    from simulator.atomic import write_atomic
-
-    write_atomic(path, text)
-
-
 def write_rows(path: str, rows: list[dict]) -> None:
     """Rows as CSV (.csv) or a JSON list (.json), chosen by the suffix; written atomically."""
     out = Path(path)
@@ -116,6 +111,6 @@ def write_rows(path: str, rows: list[dict]) -> None:
         writer.writerows(rows)
         text = buf.getvalue()
     try:
-        _atomic_write(out, text)
+        write_atomic(out, text)
     except OSError as e:
         raise UserError(f"-o {path}: cannot write it ({e.strerror})") from None

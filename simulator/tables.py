@@ -24,9 +24,8 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.ops import op_cost
+from simulator.paths import TABLES_DIR
 from simulator.timemodel import RooflineModel, TimeModel
-
-TABLES_DIR = Path(__file__).resolve().parents[1] / "calibration" / "tables"
 DERIVE_RULE = "compute-bound points x peak FLOP/s ratio, memory-bound x HBM bandwidth ratio (by arithmetic " \
               "intensity vs the source GPU's ridge point); all-reduce x interconnect ratio; launch unchanged"
 STACK_CLASSES = ("gemm", "prefill_attn", "decode_attn", "launch")  # measured separately per stack

@@ -2,7 +2,8 @@
 # The GPU runs of the reference engine, one entry point per lent machine; everything lands in $OUT
 # (at most 8 files, flat). Run from the repository root:
 #   bash benchmarks/gpu_measure.sh h100      # one H100: check, bench, 8 archs x ~65 queries, hf-eager  (<= 9 min)
-#   bash benchmarks/gpu_measure.sh h200x4    # four H200: check at t=2, 3 archs at t=2 and t=4         (<= 8 min)
+#   bash benchmarks/gpu_measure.sh h200x4    # four H200: all-reduce t=2,4 into the H200 table, check at t=4,
+#                                            # 3 archs at t=2 and t=4                                 (<= 9 min)
 #   bash benchmarks/gpu_measure.sh smoke     # one GPU, ~3 min: all families checked, bench, a few queries
 # Each measure phase gets --max-seconds from what is left of the budget, so the script ends in time.
 # Measurement files already in calibration/measurements/ are copied to $OUT first, so a second run
@@ -52,19 +53,24 @@ h100)  # budget 540 s: check ~40, bench ~15, measure (triton) until 420, hf-eage
     --max-seconds "$(( $(left 530) - 15 ))"
   python3 -m simulator.cli measure --summary "$OUT/h100-sxm_t1.jsonl" > "$OUT/summary_h100.md"
   ;;
-h200x4)  # budget 480 s: check at t=2 ~60, t=2 until 270, t=4 until 470 (skipped with fewer than 4 GPUs)
+h200x4)  # budget 520 s: all-reduce t=2,4 ~60, engine check at the top t ~40, t=2 until 300, t=4 until 500
   NGPU=$(nvidia-smi -L | wc -l)
+  TOP=$([ "$NGPU" -ge 4 ] && echo 4 || echo 2)
   TP2_GPUS=${TP2_GPUS:-0,1}  # the pair for t=2; another pair leaves GPU 0 free for a calibration meanwhile
   resume h200_t2.jsonl h200_t4.jsonl
-  step check_engine t=2
-  CUDA_VISIBLE_DEVICES=$TP2_GPUS torchrun --nproc-per-node 2 benchmarks/check_engine.py --out "$OUT/check_engine_h200_t2.json" 2>&1 | tee -a "$LOG"
+  step "all-reduce t=2..$TOP into calibration/tables/h200.json"
+  python3 -m simulator.cli calibrate --allreduce --tp "$(seq -s, 2 2 "$TOP")" --out calibration/tables/h200.json \
+    --max-seconds 150 2>&1 | tee -a "$LOG"
+  cp calibration/tables/h200.json "$OUT/"
+  step "check_engine t=$TOP"
+  torchrun --nproc-per-node "$TOP" benchmarks/check_engine.py --out "$OUT/check_engine_h200_t$TOP.json" 2>&1 | tee -a "$LOG"
   step measure t=2
   CUDA_VISIBLE_DEVICES=$TP2_GPUS torchrun --nproc-per-node 2 -m simulator.cli measure --t 2 --arch "$TP_ARCHS" --grid tp \
-    --gpu h200 --out "$OUT/h200_t2.jsonl" --max-seconds "$(( $(left 270) - 20 ))" 2>&1 | tee -a "$LOG"
-  if [ "$NGPU" -ge 4 ]; then
+    --gpu h200 --out "$OUT/h200_t2.jsonl" --max-seconds "$(( $(left 300) - 20 ))" 2>&1 | tee -a "$LOG"
+  if [ "$TOP" -ge 4 ]; then
     step measure t=4
     torchrun --nproc-per-node 4 -m simulator.cli measure --t 4 --arch "$TP_ARCHS" --grid tp \
-      --gpu h200 --out "$OUT/h200_t4.jsonl" --max-seconds "$(( $(left 440) - 20 ))" 2>&1 | tee -a "$LOG"
+      --gpu h200 --out "$OUT/h200_t4.jsonl" --max-seconds "$(( $(left 500) - 20 ))" 2>&1 | tee -a "$LOG"
   else
     step "only $NGPU GPUs: t=4 skipped"
   fi

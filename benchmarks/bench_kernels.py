@@ -42,7 +42,7 @@ METHODS = ("do_bench", "graph")
 
 def _variants():
     """Launch-config variants timed by --sweep (data, not code paths)."""
-    from kernels.configs import AttentionConfig as A, GemmConfig as G
+    from kernels.configs import AttentionConfig as A, DecodeConfig as DC, GemmConfig as G
 
     return {
         "gemm_large": [G(128, 256, 64, 8, 1, 8, 3, True), G(128, 128, 64, 8, 1, 4, 4, True),
@@ -58,8 +58,16 @@ def _variants():
         "gemm_m256": [G(128, 128, 64, 8, 1, 8, 4), G(64, 64, 128, 8, 1, 4, 5), G(128, 128, 64, 8, 1, 4, 4, True),
                       G(64, 128, 128, 8, 1, 4, 4), G(128, 64, 128, 8, 1, 4, 4)],
         "prefill": [A(128, 128, 8, 3), A(128, 64, 8, 3), A(64, 64, 4, 3)],
-        "decode": [A(16, 128, 4, 3), A(16, 64, 4, 3), A(16, 128, 8, 3), A(16, 256, 8, 2)],
-        "decode_splits_per_sm": [1, 2, 4],
+        # decode attention: the shipped config first, then run 3's serial merge, run 2's two-pass form,
+        # the two-pass block merge, more splits per SM (128 keys x 3 stages take 139 KB of shared memory,
+        # one program per SM at a time: the 2-per-SM variants with 2 stages or 64 keys fit two or three),
+        # then tiles / warps / stages
+        "decode": [DC(), DC(merge_block=1), DC(merge="two_pass", merge_block=1), DC(merge="two_pass"),
+                   DC(programs_per_sm=2), DC(programs_per_sm=4, min_chunk=128), DC(merge="two_pass", programs_per_sm=2),
+                   DC(num_stages=2, programs_per_sm=2), DC(block_n=64, num_stages=3, programs_per_sm=2, min_chunk=128),
+                   DC(block_n=64, num_stages=4, programs_per_sm=2, min_chunk=128), DC(block_n=64, num_stages=4),
+                   DC(block_n=64, num_stages=3), DC(num_stages=2), DC(num_stages=4), DC(num_warps=8),
+                   DC(block_n=256, num_warps=8, num_stages=2)],
     }
 
 
@@ -299,46 +307,95 @@ def prefill_rows(checks: list, rows: list, sweep: list | None) -> None:
 
 
 # ----------------------------------------------------------------------------------- decode attention
-def decode_rows(checks: list, rows: list, sweep: list | None, copy_bw: float) -> None:
-    """Check (random lengths) then time ours at full length; bandwidth = KV bytes / time vs copy."""
+def _decode_launch(cfg, b: int, c: int, d: int = D) -> tuple:
+    """What a decode config launches at (b, c): variants with equal keys run the same kernels."""
+    from kernels import configs
+    from kernels.decode_attention import _merge_block
+    from kernels.gemm import sm_count
+
     import torch
 
-    from kernels import configs
+    splits = configs.decode_num_splits(b, HKV, c, sm_count(torch.device(DEVICE)), cfg)[0]
+    merge = (cfg.merge, _merge_block(cfg, splits, HQ // HKV, d, cfg.num_warps)) if splits > 1 else None
+    return splits, cfg.block_n, cfg.num_warps, cfg.num_stages, merge
+
+
+def _decode_graph_check(checks: list) -> None:
+    """Each merge mode captured in a CUDA graph, replayed on two fresh input sets (copied into the
+    captured tensors): checks the arrival counters' reset and the device-side lengths."""
+    import torch
+
+    from kernels.configs import DecodeConfig
+    from kernels.decode_attention import decode_attention, decode_attention_ref
+
+    b, c = 2, 8192
+    for merge in ("fused", "two_pass"):
+        cfg = DecodeConfig(merge=merge)
+        q, kc, vc = _randn(b, HQ, D), _randn(b, HKV, c, D), _randn(b, HKV, c, D)
+        lens = torch.full((b,), c, device=DEVICE, dtype=torch.int32)
+        with torch.cuda.stream(torch.cuda.Stream()):
+            decode_attention(q, kc, vc, lens, config=cfg)                   # compile outside the capture
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = decode_attention(q, kc, vc, lens, config=cfg)
+            for _ in range(2):
+                for x in (q, kc, vc):
+                    x.copy_(torch.randn_like(x))
+                lens.copy_(torch.randint(1, c + 1, (b,), device=DEVICE, dtype=torch.int32))
+                out.fill_(float("nan"))
+                graph.replay()
+                torch.cuda.synchronize()
+                _check(checks, "decode_attention", {"b": b, "c": c, "d": D, "merge": merge, "graph_replay": True},
+                       out, decode_attention_ref(q, kc, vc, lens))
+
+
+def decode_rows(checks: list, rows: list, sweep: list | None, copy_bw: float) -> None:
+    """Check (random lengths; with --sweep every variant too, and graph replays) then time ours at full
+    length; bandwidth = KV bytes / time vs copy.  Variants that launch what an earlier one did are skipped."""
+    import torch
+
+    from kernels.configs import decode_attention_config
     from kernels.decode_attention import decode_attention, decode_attention_bytes, decode_attention_ref
 
-    for d in (64, 80, 96):                        # the other head dims, checked only
+    for d in (64, 80, 96, 256):                   # the other head dims (256: the narrow config), checked only
         q, kc, vc = _randn(4, HQ, d), _randn(4, HKV, 3000, d), _randn(4, HKV, 3000, d)
         lens = torch.randint(1, 3001, (4,), device=DEVICE, dtype=torch.int32)
         with _poisoned():
             out = decode_attention(q, kc, vc, lens)
         _check(checks, "decode_attention", {"b": 4, "h": HQ, "kv_h": HKV, "c": 3000, "d": d, "lengths": "random"},
                out, decode_attention_ref(q, kc, vc, lens))
+    if sweep is not None:
+        with _guard(checks, "decode_attention graph replay"):
+            _decode_graph_check(checks)
     for b, c in DECODE:
         with _guard(checks, f"decode_attention b{b}.c{c}"):
             shape = {"b": b, "h": HQ, "kv_h": HKV, "c": c, "d": D}
+            variants, seen = [], {_decode_launch(decode_attention_config(D), b, c)}
+            for cfg in _variants()["decode"] if sweep is not None else []:
+                if _decode_launch(cfg, b, c) not in seen:
+                    seen.add(_decode_launch(cfg, b, c))
+                    variants.append(cfg)
             q, kc, vc = _randn(b, HQ, D), _randn(b, HKV, c, D), _randn(b, HKV, c, D)
             lens = torch.randint(1, c + 1, (b,), device=DEVICE, dtype=torch.int32)
             lens[0] = c
-            with _poisoned():
-                out = decode_attention(q, kc, vc, lens)
-            _check(checks, "decode_attention", {**shape, "lengths": "random"}, out, decode_attention_ref(q, kc, vc, lens))
-            del q, kc, vc, out
+            ref = decode_attention_ref(q, kc, vc, lens)
+            for cfg in [None, *variants]:
+                with _poisoned():
+                    out = decode_attention(q, kc, vc, lens, config=cfg)
+                _check(checks, "decode_attention", {**shape, "lengths": "random", "config": cfg and asdict(cfg)}, out, ref)
+            del q, kc, vc, out, ref
             full = torch.full((b,), c, device=DEVICE, dtype=torch.int32)
             nbytes = decode_attention_bytes([c] * b, HKV, D)
             nxt = _rotating(lambda: (_randn(b, HQ, D), _randn(b, HKV, c, D), _randn(b, HKV, c, D)), nbytes)
             t_ours = _time(lambda: decode_attention(*nxt(), full))
             rows.append(_row("decode_attn", f"b{b}.c{c}", shape, "decode_attn_bw", t_ours, nbytes=nbytes, copy_bw=copy_bw))
-            rows[-1].update(kv_bytes=nbytes, splits=configs.decode_num_splits(b, HKV, c)[0])
-            if sweep is not None:
-                v = _variants()
-                split_opts = sorted({max(1, min(-(-per_sm * 132 // (b * HKV)), -(-c // configs.DECODE_MIN_CHUNK)))
-                                     for per_sm in v["decode_splits_per_sm"]})
-                for cfg in v["decode"]:
-                    for splits in split_opts:
-                        t = _time(lambda: decode_attention(*nxt(), full, config=cfg, num_splits=splits),
-                                  methods=("graph",))["graph"]
-                        sweep.append({"op": "decode_attn", "name": f"b{b}.c{c}", "shape": shape, "config": asdict(cfg),
-                                      "splits": splits, **t, "bw_frac": nbytes / (t["median_us"] * 1e-6) / copy_bw})
+            rows[-1].update(kv_bytes=nbytes, splits=_decode_launch(decode_attention_config(D), b, c)[0])
+            for cfg in variants:
+                with _guard(sweep, f"decode_attn b{b}.c{c} {cfg}"):
+                    t = _time(lambda: decode_attention(*nxt(), full, config=cfg), methods=("graph",))["graph"]
+                    sweep.append({"op": "decode_attn", "name": f"b{b}.c{c}", "shape": shape, "config": asdict(cfg),
+                                  "splits": _decode_launch(cfg, b, c)[0], **t,
+                                  "bw_frac": nbytes / (t["median_us"] * 1e-6) / copy_bw})
             del nxt
 
 

@@ -12,8 +12,15 @@ attention (30%): b log-uniform 1..128, context c log-uniform 128..65536. Shapes 
 range or work caps (extrapolation, not interpolation) are redrawn; so are GEMMs exactly on grid nodes.
 `--loo` instead checks the table against itself, on the CPU: every interior node value of each axis is
 dropped in turn and its points predicted from the rest (a gap twice the grid's: errors are upper bounds).
+`--repredict FILE` re-predicts the GPU-measured points of a committed result FILE with the current
+simulator.tables (its `measured_us` kept, no GPU) and prints the new summary: a check of interpolation
+changes on measured points, not a new measurement. `--grid-cost` estimates the GPU seconds of the full grid
+(calibration.grids.estimate_s with each point's time predicted by the table). All three run on the CPU.
 Run from the repo root:
     python3 benchmarks/bench_table_accuracy.py --loo --table calibration/tables/h100-sxm.json
+    python3 benchmarks/bench_table_accuracy.py --repredict benchmarks/results/table_accuracy_h100.json \
+        --table calibration/tables/h100-sxm.json
+    python3 benchmarks/bench_table_accuracy.py --grid-cost --table calibration/tables/h100-sxm.json
     python3 benchmarks/bench_table_accuracy.py --seed 1 --table $OUT/h100-sxm.json --out $OUT/table_accuracy_h100.json
 """
 from __future__ import annotations
@@ -106,7 +113,43 @@ def leave_one_out(table: dict, gpu, stack: str, op: str) -> np.ndarray:
     return np.concatenate(apes) if apes else np.zeros(0)
 
 
+def repredict(rows: list[dict], table: dict, gpu) -> list[dict]:
+    """The measured rows with `predicted_us` and `ape` recomputed by the current simulator.tables (no GPU)."""
+    from simulator.tables import TableModel
+
+    models, out = {}, []
+    for r in rows:
+        if "measured_us" not in r:
+            out.append(r)
+            continue
+        model = models.setdefault(r["stack"], TableModel(table, gpu, r["stack"]))
+        pred_us = float(model.op_time_s(r["op"], r["shape"])) * 1e6
+        out.append(dict(r, predicted_us=pred_us, ape=abs(pred_us - r["measured_us"]) / r["measured_us"]))
+    return out
+
+
+def grid_cost_s(table: dict, gpu) -> dict[str, float]:
+    """Estimated GPU seconds of the full grid per op class, each point's time predicted by the table."""
+    from calibration.grids import estimate_s, grid_points
+    from simulator.tables import TableModel
+
+    models, cost = {}, {}
+    for p in grid_points("full"):
+        model = models.setdefault(p.stack, TableModel(table, gpu, p.stack))
+        op_s = float(model.op_time_s(p.op, p.shape_dict))
+        cost[p.op] = cost.get(p.op, 0.0) + estimate_s(p, op_s=op_s)
+    return cost
+
+
+def _print_summary(summary: dict) -> None:
+    for key, s in summary.items():
+        print(f"{key:<22} n={s['n']:>3}  median APE {100 * s['median_ape']:5.1f}%  P95 APE {100 * s['p95_ape']:5.1f}%"
+              f"  {'ok' if s['meets_target'] else 'MISSES TARGET'}")
+
+
 def main() -> int:
+    import json
+
     from calibration.opbench import build
     from calibration.provenance import provenance
     from calibration.table_io import write_json_atomic
@@ -116,8 +159,10 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", required=True, help="table file measured on this GPU")
-    ap.add_argument("--out", help="JSON file for the results (required unless --loo)")
+    ap.add_argument("--out", help="JSON file for the results (required unless --loo, --repredict, --grid-cost)")
     ap.add_argument("--loo", action="store_true", help="leave-one-out over the table's own grid (CPU, no GPU)")
+    ap.add_argument("--repredict", metavar="FILE", help="re-predict the measured rows of a result file (CPU, no GPU)")
+    ap.add_argument("--grid-cost", action="store_true", help="estimated GPU seconds of the full grid (CPU, no GPU)")
     ap.add_argument("--n", type=int, default=200, help="random shapes per stack")
     ap.add_argument("--stack", default="triton,torch")
     ap.add_argument("--seed", type=int, default=1, help="shapes seed (0 drew the first, committed run)")
@@ -133,8 +178,18 @@ def main() -> int:
                     print(f"{stack}/{op:<14} leave-one-out n={ape.size:>5}  median APE {100 * np.median(ape):5.1f}%"
                           f"  P95 APE {100 * np.percentile(ape, 95):5.1f}%")
         return 0
+    if args.repredict:
+        rows = json.loads(Path(args.repredict).read_text())["rows"]
+        print(f"re-prediction of the measured points of {args.repredict} (measured_us kept; no GPU run)")
+        _print_summary(summarize(repredict(rows, table, gpu)))
+        return 0
+    if args.grid_cost:
+        cost = grid_cost_s(table, gpu)
+        print("full grid, estimated GPU seconds: " + ", ".join(f"{op} {s:.1f}" for op, s in cost.items())
+              + f"; total {sum(cost.values()):.1f} (table's own: {table['provenance'].get('gpu_seconds')})")
+        return 0
     if not args.out:
-        ap.error("--out is required (or give --loo)")
+        ap.error("--out is required (or give --loo, --repredict or --grid-cost)")
     shapes, rows, t0 = random_shapes(args.n, args.seed), [], time.perf_counter()
     for stack in args.stack.split(","):
         model = TableModel(table, gpu, stack)
@@ -154,9 +209,7 @@ def main() -> int:
                          "flagged": timing.flagged})
         print(f"{stack}: table warnings: {sorted(model.warnings) or 'none'}", file=sys.stderr)
     summary = summarize(rows)
-    for key, s in summary.items():
-        print(f"{key:<22} n={s['n']:>3}  median APE {100 * s['median_ape']:5.1f}%  P95 APE {100 * s['p95_ape']:5.1f}%"
-              f"  {'ok' if s['meets_target'] else 'MISSES TARGET'}")
+    _print_summary(summary)
     write_json_atomic(args.out, {"provenance": provenance(), "table": {"file": args.table,
                       "provenance": table["provenance"]}, "target": TARGET, "seed": args.seed, "summary": summary,
                       "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1)})

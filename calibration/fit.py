@@ -26,7 +26,10 @@ MULTIPLIER_BOUNDS = (0.7, 1.5)  # the tables are measured, so a class may be off
 # launch latency: `launch` (per-kernel overhead, also hidden behind GPU work by asynchronous launches: any
 # share of it may show, down to none) and `allreduce` (eager NCCL calls: a ~35 us floor per call on the
 # H200 table, several times NCCL's in-graph small-message latency: down to 0.2, a 5x lower latency).
-CLASS_BOUNDS = {"launch": (0.0, 1.5), "allreduce": (0.2, 1.5)}
+# `elementwise` is timed on contiguous adds; the engine's unfused torch kernels (rotary, SwiGLU halves, cache
+# copies) run on strided views at 0.4-0.6 of that bandwidth (benchmarks/results/profile_engine_h100.json):
+# up to 2.5.
+CLASS_BOUNDS = {"launch": (0.0, 1.5), "allreduce": (0.2, 1.5), "elementwise": (0.7, 2.5)}
 RIDGE = 1e-5  # weight of the pull of each multiplier towards 1 (settles classes the queries can't see)
 MIN_QUERIES = 3
 REQUIRED_FIELDS = {"arch": str, "gpu": str, "t": int, "b": int, "p": int, "o": int,
@@ -215,7 +218,7 @@ def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
 
     where i runs over each query's prefill and decode (y = prefill_s, decode_s) and A holds the simulated
     per-class times and the fixed-cost counts (1 per prefill, o − 1 per decode). [lo_c, hi_c] is
-    `multiplier_bounds`, or CLASS_BOUNDS for the classes listed there (launch [0, 1.5], allreduce [0.2, 1.5]).
+    `multiplier_bounds`, or CLASS_BOUNDS for the classes listed there (launch, allreduce, elementwise).
     """
     import cvxpy as cp
 
@@ -249,6 +252,12 @@ def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
 def fit_pool(rows: Sequence[dict], exclude_archs: frozenset = frozenset()) -> list[dict]:
     """The rows a fit may choose from: the `fit` split, without the excluded architectures."""
     return [r for r in rows if r["split"] == "fit" and r["arch"] not in exclude_archs]
+
+
+def fused_elementwise(row: dict) -> bool:
+    """Whether the engine that measured the row fused its elementwise kernels (the row's `fused`; rows written
+    before the field existed were not)."""
+    return bool(row.get("fused", False))
 
 
 def query_key(row: dict) -> dict:
@@ -311,13 +320,14 @@ class SimulatorFeatures:
 
         gpu = get_gpu(rows[0]["gpu"])
         p, o, b = (np.array([r[k] for r in rows]) for k in ("p", "o", "b"))  # (n,) each
-        return predict(get_arch(rows[0]["arch"]), gpu, p, o, b, rows[0]["t"], model=self.model(gpu))
+        return predict(get_arch(rows[0]["arch"]), gpu, p, o, b, rows[0]["t"], model=self.model(gpu),
+                       fused=fused_elementwise(rows[0]))
 
     @staticmethod
     def _groups(rows: Sequence[dict]) -> dict[tuple, list[int]]:
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(rows):
-            groups.setdefault((r["arch"], r["gpu"], r["t"]), []).append(i)
+            groups.setdefault((r["arch"], r["gpu"], r["t"], fused_elementwise(r)), []).append(i)
         return groups
 
     def predictable(self, rows: Sequence[dict]) -> list[dict]:

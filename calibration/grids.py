@@ -10,8 +10,10 @@ The grid covers the catalog models' prefill and decode shapes under t = 1, 2, 4,
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
+from calibration.timing import BATCH_S, MAX_INNER
 from simulator.ops import op_cost
 
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
@@ -21,11 +23,14 @@ FULL = {
              "k": [256, 1024, 2048, 4096, 8192, 16384, 65536],
              "max_flops": 2.0e12, "max_bytes": 4.4e9},
     # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim
-    "prefill_attn": {"bh": [1, 4, 16, 64, 256, 1024], "s": [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
-                     "d": [64, 128, 256], "causal": [1, 0], "max_flops": 2.0e12},
+    # s from 1: short prompts and many one-token prompts (below one 128-row block, where the kernel's time is
+    # latency, not work: the engine's b=32, p=1 prefill takes ~53 us a layer); d 96, 160: SDPA flash head dims
+    "prefill_attn": {"bh": [1, 4, 16, 64, 256, 1024],
+                     "s": [1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
+                     "d": [64, 96, 128, 160, 256], "causal": [1, 0], "max_flops": 2.0e12},
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context
     "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024], "g": [1, 8, 64],
-                    "c": [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
+                    "c": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
                     "d": [64, 128], "max_bytes": 4.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},
@@ -112,8 +117,15 @@ def grid_points(grid: str = "full", stacks: tuple[str, ...] = ("triton", "torch"
     return out
 
 
-def estimate_s(p: GridPoint, flops_s: float = 6e14, bw_bytes_s: float = 2.5e12) -> float:
-    """Rough seconds of GPU time to measure a point (for the progress bar's ETA and for sizing grids)."""
-    flops, nbytes = work(p.op, p.shape_dict)
-    op_s = max(flops / flops_s, nbytes / bw_bytes_s, 4e-6)
-    return 0.015 + 30 * op_s  # setup, warm-up, graph capture and ~20 timed calls
+SETUP_S = 0.0083  # per point: inputs, warm-up, graph capture (H100 table of 2026-11-22: 69.7 s over 3735 points)
+
+
+def estimate_s(p: GridPoint, flops_s: float = 6e14, bw_bytes_s: float = 2.5e12, op_s: float | None = None) -> float:
+    """Seconds of GPU time to measure a point (progress bar ETA, sizing grids): setup + `reps` timed batches of
+    `inner` calls, as calibration.timing picks them. `op_s`: the op's time if known (e.g. from a table), else
+    a roofline guess."""
+    if op_s is None:
+        flops, nbytes = work(p.op, p.shape_dict)
+        op_s = max(flops / flops_s, nbytes / bw_bytes_s, 4e-6)
+    inner = min(MAX_INNER, max(1, math.ceil(BATCH_S / op_s)))
+    return SETUP_S + 15 * inner * op_s

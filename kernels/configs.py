@@ -93,28 +93,48 @@ PREFILL_ATTENTION: dict[int, AttentionConfig] = {
     256: AttentionConfig(64, 32, num_warps=4, num_stages=2),
 }
 
-# Decode attention: keys per step of the split kernel; query heads of one KV head form the rows.
-DECODE_ATTENTION = AttentionConfig(16, 128, num_warps=4, num_stages=3)
+# Decode attention (kernels/decode_attention.py): one program per (sequence, KV head, split of the
+# cache); the query heads of a KV head are the rows of its tiles, so K and V are read once.
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Launch choices of decode attention.
+
+    block_n: keys per step; merge: "fused" (the last split program of a (sequence, KV head) merges the
+    partials, one launch) or "two_pass" (a second small kernel merges); merge_block: splits whose partials
+    the merge loads as one block per round (1 = a serial loop, run 3's code); programs_per_sm and
+    min_chunk (fewest keys per split) fix the split count from the cache capacity."""
+
+    block_n: int = 128
+    num_warps: int = 4
+    num_stages: int = 3
+    merge: str = "fused"
+    merge_block: int = 32
+    programs_per_sm: int = 1
+    min_chunk: int = 256
+
+
+DECODE_MERGES = ("fused", "two_pass")
+# Up to head dim 128: run 2/3's best split kernel (128 keys, 4 warps, 3 stages, one wave of splits);
+# the merge loads all (<= 32) splits' partials in one round, instead of run 3's serial loop that cost
+# b1.c8192 20.4 us against 18.2 us for run 2's two-pass merge (docs/kernels-notes.md).
+DECODE_ATTENTION = DecodeConfig()
 # Head dims above 128 (GPT-J's 256): the 128-key, 3-stage pipeline needs 268 KB of shared memory
 # against the H100's 227 KB (seen on the GPU), so half the keys per step and two stages.
-DECODE_ATTENTION_WIDE = AttentionConfig(16, 64, num_warps=4, num_stages=2)
+DECODE_ATTENTION_WIDE = DecodeConfig(block_n=64, num_stages=2)
 
 
-def decode_attention_config(head_dim: int) -> AttentionConfig:
+def decode_attention_config(head_dim: int) -> DecodeConfig:
     """Split-kernel configuration for a head dim: the tuned one up to 128, a narrower one above."""
     return DECODE_ATTENTION if head_dim <= 128 else DECODE_ATTENTION_WIDE
-# Target programs per SM of the split kernel, and fewest keys one split handles: on the H100 sweep
-# one wave of long splits beat 2-8 programs per SM (fewer partials to merge, longer pipelines).
-DECODE_PROGRAMS_PER_SM = 1
-DECODE_MIN_CHUNK = 256
 
 
 def decode_num_splits(batch: int, kv_heads: int, max_len: int, sm_count: int = 132,
-                      block_n: int = DECODE_ATTENTION.block_n) -> tuple[int, int]:
-    """(splits, chunk) of flash-decoding: fixed by the cache capacity, not the lengths (graph-safe)."""
-    want = -(-DECODE_PROGRAMS_PER_SM * sm_count // (batch * kv_heads))
-    most = max(1, -(-max_len // DECODE_MIN_CHUNK))
+                      config: DecodeConfig = DECODE_ATTENTION) -> tuple[int, int]:
+    """(splits, chunk) of flash-decoding: fixed by the cache capacity, not the lengths (graph-safe);
+    about `programs_per_sm` programs per SM, each at least `min_chunk` keys, in whole key blocks."""
+    want = -(-config.programs_per_sm * sm_count // (batch * kv_heads))
+    most = max(1, -(-max_len // config.min_chunk))
     splits = max(1, min(want, most))
     chunk = -(-max_len // splits)
-    chunk = -(-chunk // block_n) * block_n          # whole key blocks per split
+    chunk = -(-chunk // config.block_n) * config.block_n
     return -(-max_len // chunk), chunk

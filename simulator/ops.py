@@ -10,6 +10,9 @@ Conventions (what the counts mean):
 - FLOPs are matmul FLOPs (a multiply-add is 2); elementwise ops count 0 FLOPs and are timed by bytes.
 - Causal prefill attention counts the s(s+1)/2 query-key pairs it computes, not s².
 - Fused QKV and fused gate+up projections (one GEMM each); norms replicated on every GPU.
+- Elementwise kernels as the reference engine runs them (profiled: benchmarks/profile_engine.py): `fused`
+  (the Triton stack: residual add + norm, rotary + KV-cache write and the activation one kernel each) or
+  one torch kernel per op (the torch stack, and engine rows measured before the fusion).
 - Megatron sharding: QKV and up/gate column-parallel (heads and FFN split over t), attention output and
   down row-parallel, then one all-reduce of the hidden state (two per layer, one for parallel blocks).
   The embedding table is replicated (lookup needs no collective); the LM head is vocab-parallel and its
@@ -109,56 +112,87 @@ def expected_experts_touched(n_experts: int, k: int, tokens: Num) -> Num:
     return n_experts * (1.0 - (1.0 - k / n_experts) ** tokens)
 
 
-def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num) -> list[Op]:
+def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
+    """The activation between up and down projections on m tokens of f (sharded) columns. Fused: one
+    kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half): SwiGLU is silu(g)
+    then g·u, two kernels; GELU one."""
+    f_bytes = ACT_BYTES * m * f  # one (m, f) tensor
+    if arch.ffn_kind != "swiglu":
+        return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
+    if fused:
+        return [_elementwise(f"{prefix}_act", 3 * f_bytes, count)]
+    return [_elementwise(f"{prefix}_silu", 2 * f_bytes, count), _elementwise(f"{prefix}_mul", 3 * f_bytes, count)]
+
+
+def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """Dense FFN of intermediate size f (already sharded) on m tokens: up (+gate), activation, down."""
-    h, gated = arch.hidden, arch.ffn_kind == "swiglu"
-    up_n = 2 * f if gated else f
-    act_bytes = ACT_BYTES * m * (up_n + f)  # read up (and gate), write the activated f
-    return [_gemm(f"{prefix}_gate_up" if gated else f"{prefix}_up", m, up_n, h, count),
-            _elementwise(f"{prefix}_act", act_bytes, count),
-            _gemm(f"{prefix}_down", m, h, f, count)]
+    up_n = 2 * f if arch.ffn_kind == "swiglu" else f
+    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", m, up_n, arch.hidden, count)]
+            + _act_ops(prefix, m, f, arch, count, fused) + [_gemm(f"{prefix}_down", m, arch.hidden, f, count)])
 
 
-def _ffn_ops(arch: ArchSpec, tokens: Num, t: int) -> list[Op]:
+def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
     """The FFN of one layer on `tokens` tokens: dense, or router + shared + expected routed experts."""
     L, h = arch.n_layers, arch.hidden
     if not arch.is_moe:
-        return _mlp("ffn", tokens, shard(arch.ffn_hidden, t), arch, L)
+        return _mlp("ffn", tokens, shard(arch.ffn_hidden, t), arch, L, fused)
     E, k = arch.n_experts, arch.experts_per_token
     ops = [_gemm("router", tokens, E, h, L),  # replicated: every GPU routes every token
            _elementwise("router_topk", ACT_BYTES * tokens * E * 2, L)]
     if arch.n_shared_experts:
         ops += _mlp("shared_expert", tokens, shard(arch.n_shared_experts * arch.expert_ffn_hidden, t),
-                    arch, L)
+                    arch, L, fused)
     touched = expected_experts_touched(E, k, tokens)
-    ops += _mlp("expert", tokens * k / touched, shard(arch.expert_ffn_hidden, t), arch, L * touched)
+    ops += _mlp("expert", tokens * k / touched, shard(arch.expert_ffn_hidden, t), arch, L * touched, fused)
     # tokens gathered into expert order and the k outputs scattered back, weighted and summed
     ops.append(_elementwise("expert_permute", ACT_BYTES * tokens * h * (4 * k + 1), L))
     return ops
 
 
-def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op) -> list[Op]:
-    """One Transformer layer on `tokens` tokens under tensor-parallel degree t, around `attn`."""
+def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> list[Op]:
+    """Rotary and the KV-cache write after the QKV projection. Fused: one kernel reads q, k, v and writes
+    rotated q and (rotated) k, v into the cache. Unfused: rotary as x·cos, a half swap and an addcmul over
+    q and k together; K and V copied into the cache in two kernels."""
+    L, d = arch.n_layers, arch.head_dim
+    if fused:
+        return [_elementwise("rope_kv_write", 2 * ACT_BYTES * tokens * (hq + 2 * hkv) * d, L)]
+    qk = ACT_BYTES * tokens * (hq + hkv) * d  # bytes of q and k
+    ops = []
+    if arch.positions == "rotary":
+        ops += [_elementwise("rotary_mul", 2 * qk, L), _elementwise("rotary_swap", 2 * qk, L),
+                _elementwise("rotary_addcmul", 3 * qk, L)]
+    return ops + [_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * hkv * d, 2 * L)]
+
+
+def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> list[Op]:
+    """One Transformer layer on `tokens` tokens under tensor-parallel degree t, around `attn`.
+
+    fused: the elementwise kernels of the reference engine's Triton stack (each residual add folded into
+    the norm after it, rotary with the cache write, one activation kernel); otherwise one torch kernel per
+    op, as the torch stack runs. Prefill also copies the attention output from head-major to token-major.
+    """
     L, h, d = arch.n_layers, arch.hidden, arch.head_dim
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     x = ACT_BYTES * tokens * h  # bytes of one hidden-state tensor
-    ops = [_elementwise("norm_attn", 2 * x, L),
-           _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
-    if arch.positions == "rotary":
-        ops.append(_elementwise("rotary", 2 * ACT_BYTES * tokens * (hq + hkv) * d, L))
-    ops.append(_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * 2 * hkv * d, L))
-    ops += [attn, _gemm("attn_out", tokens, h, hq * d, L)]
+    prefill = attn.op_class == "prefill_attn"
+    # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
+    norm = (lambda name: _elementwise(name, 4 * x, L)) if fused else (lambda name: _elementwise(name, 2 * x, L))
+    add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
+    ops = [norm("norm_attn"), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
+    ops += _qkv_ops(arch, tokens, hq, hkv, fused) + [attn]
+    if prefill:
+        ops.append(_elementwise("attn_transpose", 2 * ACT_BYTES * tokens * hq * d, L))
+    ops.append(_gemm("attn_out", tokens, h, hq * d, L))
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
-        ops += _ffn_ops(arch, tokens, t)
+        ops += _ffn_ops(arch, tokens, t, fused)
+        ops.append(_elementwise("attn_plus_mlp", 3 * x, L))
         ops += _allreduce("allreduce_block", x, t, L)
-        ops.append(_elementwise("residual", 4 * x, L))  # x + attn + mlp
-        return ops
+        return ops + add
     ops += _allreduce("allreduce_attn", x, t, L)
-    ops += [_elementwise("residual_attn", 3 * x, L), _elementwise("norm_mlp", 2 * x, L)]
-    ops += _ffn_ops(arch, tokens, t)
+    ops += add + [norm("norm_mlp")]
+    ops += _ffn_ops(arch, tokens, t, fused)
     ops += _allreduce("allreduce_mlp", x, t, L)
-    ops.append(_elementwise("residual_mlp", 3 * x, L))
-    return ops
+    return ops + add
 
 
 def _embed_ops(arch: ArchSpec, tokens: Num) -> list[Op]:
@@ -170,10 +204,11 @@ def _embed_ops(arch: ArchSpec, tokens: Num) -> list[Op]:
     return ops
 
 
-def _head_ops(arch: ArchSpec, m: Num, t: int) -> list[Op]:
-    """Final norm, vocab-parallel LM head on m tokens, logits all-gather, greedy sampling."""
+def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
+    """Final norm (fused: with the last residual add), vocab-parallel LM head on m tokens, logits
+    all-gather, greedy sampling."""
     logits = ACT_BYTES * m * arch.vocab  # all logits of the m tokens, bytes
-    ops = [_elementwise("norm_final", 2 * ACT_BYTES * m * arch.hidden, 1),
+    ops = [_elementwise("norm_final", (4 if fused else 2) * ACT_BYTES * m * arch.hidden, 1),
            _gemm("lm_head", m, shard(arch.vocab, t), arch.hidden, 1)]
     # a ring all-gather of N bytes moves (t-1)/t · N per GPU: what an all-reduce of N/2 moves
     ops += _allreduce("logits_gather", logits / 2, t, 1)
@@ -181,29 +216,33 @@ def _head_ops(arch: ArchSpec, m: Num, t: int) -> list[Op]:
 
 
 def _with_launches(ops: list[Op], mode: str) -> list[Op]:
-    """Append the launch op: one fixed cost per kernel run (eager prefill, CUDA-graph decode)."""
+    """Append the launch op: one fixed cost per kernel run, at the cost of the given launch mode."""
     runs = sum(op.count for op in ops)
     return ops + [Op("launch", "launch", {"mode": mode}, 0.0, 0.0, runs)]
 
 
-def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last") -> list[Op]:
+def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last", fused: bool = True) -> list[Op]:
     """Ops of the prefill of b sequences of p tokens; logits="all" computes logits for every token
-    (the convention of the closed-form FLOP counts) instead of only the last token of each sequence."""
+    (the convention of the closed-form FLOP counts) instead of only the last token of each sequence;
+    fused: elementwise kernels as the Triton stack fuses them (see _layer_ops)."""
     tokens = b * p
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     attn = _op("attn", "prefill_attn",
                {"b": b, "h": hq, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
     m_head = tokens if logits == "all" else b
-    ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn) + _head_ops(arch, m_head, t)
-    return _with_launches(ops, "eager")
+    ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn, fused) + _head_ops(arch, m_head, t, fused)
+    # The reference engine replays prefills of up to 2,048 tokens from CUDA graphs; longer ones run eagerly,
+    # but then every kernel outlasts its launch, so the launches hide behind the GPU's work either way.
+    return _with_launches(ops, "graph")
 
 
-def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int) -> list[Op]:
-    """Ops of one decode step of b sequences whose new token attends to c cached tokens (itself included)."""
+def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True) -> list[Op]:
+    """Ops of one decode step of b sequences whose new token attends to c cached tokens (itself included);
+    fused as in prefill_ops."""
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     attn = _op("attn", "decode_attn", {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim},
                arch.n_layers)
-    ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn) + _head_ops(arch, b, t)
+    ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
     return _with_launches(ops, "graph")
 
 

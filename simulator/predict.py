@@ -87,11 +87,11 @@ def _gather(by_class: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.
 
 
 def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, float],
-            p: np.ndarray, o: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+            p: np.ndarray, o: np.ndarray, fused: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Per-class sums over steps at contexts p+1..p+o−1, and the (scaled) first and last step times."""
     steps = np.maximum(o - 1, 1)  # o == 1: no steps, but report the step a next token would take
     contexts = np.arange(1, int((p + steps).max()) + 1)  # (C,)
-    per_step = time_by_class(decode_ops(arch, b, contexts, t), model)  # class -> () or (C,)
+    per_step = time_by_class(decode_ops(arch, b, contexts, t, fused=fused), model)  # class -> () or (C,)
     sums, step_s = {}, np.full(contexts.shape, coef["decode_fixed_s"])
     for cls, v in per_step.items():
         if v.ndim == 0:
@@ -104,7 +104,7 @@ def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, fl
 
 
 def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float],
-                 p: np.ndarray, o: np.ndarray, b: np.ndarray) -> dict:
+                 p: np.ndarray, o: np.ndarray, b: np.ndarray, fused: bool) -> dict:
     """Flat per-request arrays: by-class prefill and decode sums, first and last decode steps."""
     n = p.size
     pre = {c: np.zeros(n) for c in OP_CLASSES}
@@ -115,9 +115,9 @@ def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float
         sel = slice(None) if batches.size == 1 else np.flatnonzero(b == bv)
         ps, os_ = p[sel], o[sel]
         grid, index = _grid(ps)
-        for c, v in _gather(time_by_class(prefill_ops(arch, int(bv), grid, t), model), index).items():
+        for c, v in _gather(time_by_class(prefill_ops(arch, int(bv), grid, t, fused=fused), model), index).items():
             pre[c][sel] = v
-        sums, first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_)
+        sums, first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_, fused)
         for c, v in sums.items():
             dec[c][sel] = v
     return {"pre": pre, "dec": dec, "first": first, "last": last}
@@ -150,12 +150,14 @@ def _power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
 
 def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLike = 1, t: int | None = None, *,
             model: TimeModel | None = None, coefficients: dict | None = None,
-            price_per_hour_usd: float | None = None) -> Prediction:
+            price_per_hour_usd: float | None = None, fused: bool | None = None) -> Prediction:
     """Idealized runtime, memory, cost and energy of b sequences of p prompt and o output tokens each.
 
     p, o, b broadcast as numpy arrays. t=None picks the smallest valid t that fits every request (see
     simulator/memory.py). model: a TimeModel (default: the GPU's table, else the roofline). coefficients:
     a fit's mapping; time = Σ_class coef · class time + prefill_fixed_s, + decode_fixed_s per decode step.
+    fused: elementwise kernels fused as the reference engine's Triton stack runs them (simulator/ops.py);
+    None: fused unless the model is a table of the torch stack.
     """
     p, o, b = np.broadcast_arrays(_positive_ints("prompt", p), _positive_ints("output", o),
                                   _positive_ints("batch", b))
@@ -168,7 +170,8 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     price = gpu.price_per_hour_usd if price_per_hour_usd is None else float(price_per_hour_usd)
     if not np.isfinite(price) or price < 0:
         raise UserError(f"price per hour: must be a finite number >= 0, got {price_per_hour_usd!r}")
-    raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel())
+    fused = getattr(model, "stack", "triton") != "torch" if fused is None else bool(fused)
+    raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel(), fused)
     shape = p.shape
 
     def scaled(by_class: dict[str, np.ndarray]) -> np.ndarray:

@@ -4,7 +4,8 @@ Per op class the measured points form a regular grid (GEMM: m, n, k; prefill att
 causal flag; decode attention: b*kv_h, h/kv_h, c, d; element-wise and all-reduce: bytes, per t; launch: per
 mode). The grid is first made monotone by padding: a shape never takes longer than a larger measured one
 (a kernel can run the larger one, padded), so each node takes the least time at or above it on every
-axis. A shape is looked up at its dimensions rounded up to whole kernel tiles (TILE). Between nodes, time
+axis. A shape is looked up at its dimensions rounded up to whole kernel tiles (TILE) and its head dim padded as
+the stack's kernel pads it (HEAD_DIM_STEP). Between nodes, time
 is interpolated multilinearly in work coordinates (m, n, k, b*h, s^2, c, ...: latency + work / throughput
 is multilinear in them), which is monotone, NaN-free and exact at (monotone) nodes; element-wise and
 all-reduce interpolate log efficiency over log bytes, whose grids span decades. Leave-one-out comparison
@@ -66,15 +67,28 @@ WORK_POWER = {"gemm": (1, 1, 1), "prefill_attn": (1, 2, 1), "decode_attn": (1, 1
 # grid's nodes are tile multiples, so the nodes are unchanged. GEMM: 128 x 128 output tiles; prefill
 # attention: 128-row query and key blocks; decode attention: 64-row KV blocks of the split context.
 TILE = {"gemm": {"m": 128, "n": 128}, "prefill_attn": {"s": 128}, "decode_attn": {"c": 64}}
+# Head dims the attention kernels are built for: a shape runs, and is looked up, at its head dim padded up to one
+# (0: the next power of two). Triton (kernels/*_attention.py): BLOCK_D = next power of two (d = 80, 96 run as 128;
+# 144, 160 as 256). torch prefill (SDPA's flash kernel): multiples of 32. torch decode (SDPA's masked kernel) is
+# memory-bound and reads only the d real columns: not padded.
+HEAD_DIM_STEP = {("triton", "prefill_attn"): 0, ("triton", "decode_attn"): 0, ("torch", "prefill_attn"): 32}
 
 
-def _tiled(op: str, shape: dict) -> dict:
-    """The shape with its tiled dimensions rounded up to whole tiles (see TILE)."""
+def _round_up(x, tile):
+    """x rounded up to a multiple of `tile` (0: to the next power of two); below one tile, to the next power of two."""
+    x = np.maximum(np.asarray(x, dtype=float), 1.0)
+    pow2 = 2.0 ** np.ceil(np.log2(x))
+    return pow2 if tile == 0 else np.ceil(x / np.minimum(tile, pow2)) * np.minimum(tile, pow2)
+
+
+def _tiled(op: str, shape: dict, stack: str = "triton") -> dict:
+    """The shape as the stack's kernel runs it: tiled dimensions rounded up to whole tiles (TILE), the head dim
+    padded (HEAD_DIM_STEP)."""
     out = dict(shape)
     for key, tile in TILE.get(op, {}).items():
-        x = np.maximum(np.asarray(shape[key], dtype=float), 1.0)
-        step = np.minimum(tile, 2.0 ** np.ceil(np.log2(x)))
-        out[key] = np.ceil(x / step) * step
+        out[key] = _round_up(shape[key], tile)
+    if (stack, op) in HEAD_DIM_STEP:
+        out["d"] = _round_up(shape["d"], HEAD_DIM_STEP[stack, op])
     return out
 
 
@@ -237,7 +251,7 @@ class TableModel(TimeModel):
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
-        cats, axes = _coords(op_class, _tiled(op_class, shape))
+        cats, axes = _coords(op_class, _tiled(op_class, shape, self.stack))
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
         logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]

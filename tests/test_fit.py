@@ -200,10 +200,13 @@ def test_simulator_features_match_predict_and_leave_out_refused_rows():
     assert [r["p"] for r in kept] == [128, 512]
     assert any("x.jsonl" in w and "'p': 5000" in w for w in features.warnings)
     gpu = get_gpu("h100-sxm")
-    pred = predict(get_arch("olmoe-1b-7b"), gpu, [128, 512], [8, 1], [1, 8], 1, model=RooflineModel(gpu))
-    for j, ct in enumerate(features(kept)):
-        pre, dec = apply_coefficients(ct, kept[j]["o"] - 1, {})
-        assert pre == pytest.approx(pred.prefill_s[j]) and dec == pytest.approx(pred.decode_s[j])
+    for fused in (False, True):  # rows without the field were measured before the engine fused its kernels
+        rows_f = [dict(r, fused=True) for r in kept] if fused else kept
+        pred = predict(get_arch("olmoe-1b-7b"), gpu, [128, 512], [8, 1], [1, 8], 1, model=RooflineModel(gpu),
+                       fused=fused)
+        for j, ct in enumerate(features(rows_f)):
+            pre, dec = apply_coefficients(ct, kept[j]["o"] - 1, {})
+            assert pre == pytest.approx(pred.prefill_s[j]) and dec == pytest.approx(pred.decode_s[j])
 
 
 def test_cli_fit_leaves_moe_out_unless_asked(tmp_path, monkeypatch, capsys):

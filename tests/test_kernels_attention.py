@@ -1,9 +1,9 @@
-"""Prefill and decode attention kernels in Triton's CPU interpreter against float64 torch references."""
+"""Prefill attention kernel in Triton's CPU interpreter against a float64 torch reference
+(decode attention: tests/test_decode_attention.py)."""
 import pytest
 import torch
 
-from kernels.configs import AttentionConfig, decode_num_splits
-from kernels.decode_attention import decode_attention, decode_attention_ref
+from kernels.configs import AttentionConfig
 from kernels.prefill_attention import prefill_attention, prefill_attention_ref
 from simulator.errors import UserError
 
@@ -54,59 +54,6 @@ def test_prefill_table_config_and_strided_input():
     assert _rel_err(out, prefill_attention_ref(q, k, v, causal=True, scale=0.3)) < TOL[torch.float16]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("b,hq,hkv,s_max,d,lengths,splits", [
-    (3, 4, 2, 70, 64, [1, 37, 70], 3),     # one-token sequence, ragged lengths, empty chunks
-    (2, 8, 2, 50, 80, [50, 23], None),     # head dim 80, the table's split count
-    (1, 3, 3, 40, 96, [33], 5),            # no grouping (MHA), head dim 96
-    (2, 4, 1, 20, 128, [20, 1], 2),        # 4 heads per KV head
-])
-def test_decode_matches_reference(monkeypatch, dtype, b, hq, hkv, s_max, d, lengths, splits):
-    gen = torch.Generator().manual_seed(s_max * 10 + d)
-    q = _randn(gen, dtype, b, hq, d)
-    k, v = _randn(gen, dtype, b, hkv, s_max, d), _randn(gen, dtype, b, hkv, s_max, d)
-    lens = torch.tensor(lengths, dtype=torch.int32)
-    _poison_empty(monkeypatch)
-    out = decode_attention(q, k, v, lens, config=SMALL, num_splits=splits)
-    monkeypatch.undo()
-    assert out.shape == q.shape and out.dtype == dtype and not torch.isnan(out).any()
-    assert _rel_err(out, decode_attention_ref(q, k, v, lens)) < TOL[dtype]
-
-
-def test_decode_ignores_cache_past_length():
-    """Garbage (inf) after each sequence's length must not reach the output."""
-    gen = torch.Generator().manual_seed(4)
-    q = _randn(gen, torch.float16, 2, 2, 64)
-    k, v = _randn(gen, torch.float16, 2, 1, 48, 64), _randn(gen, torch.float16, 2, 1, 48, 64)
-    lens = torch.tensor([30, 7], dtype=torch.int32)
-    ref = decode_attention_ref(q, k, v, lens)
-    k[0, :, 30:], v[1, :, 7:] = float("inf"), float("inf")
-    out = decode_attention(q, k, v, lens, config=SMALL, num_splits=3)
-    assert _rel_err(out, ref) < TOL[torch.float16]
-
-
-def test_decode_counters_reset_for_replay():
-    """The merging program resets its arrival counter: a second launch (a graph replay) is right too."""
-    from kernels import decode_attention as mod
-
-    gen = torch.Generator().manual_seed(5)
-    q = _randn(gen, torch.float16, 2, 4, 64)
-    k, v = _randn(gen, torch.float16, 2, 2, 40, 64), _randn(gen, torch.float16, 2, 2, 40, 64)
-    lens = torch.tensor([40, 13], dtype=torch.int32)
-    first = decode_attention(q, k, v, lens, config=SMALL, num_splits=3)
-    assert int(mod._counters(q.device, 4).abs().sum()) == 0
-    second = decode_attention(q, k, v, lens, config=SMALL, num_splits=3)
-    assert torch.equal(first, second)
-    assert _rel_err(second, decode_attention_ref(q, k, v, lens)) < TOL[torch.float16]
-
-
-def test_decode_splits_fixed_by_capacity():
-    """Splits depend on (B, Hkv, S_max) only, cover S_max in whole key blocks, and grow for batch 1."""
-    splits, chunk = decode_num_splits(1, 8, 32768, sm_count=132, block_n=64)
-    assert splits * chunk >= 32768 and chunk % 64 == 0 and splits > 1
-    assert decode_num_splits(64, 8, 256, sm_count=132, block_n=64)[0] == 1   # one min chunk
-
-
 @pytest.mark.parametrize("shapes,fix", [
     (((1, 6, 8, 64), (1, 4, 8, 64)), "multiple of KV heads"),
     (((1, 4, 8, 64), (1, 2, 4, 64)), "keys 4 < queries 8"),
@@ -116,23 +63,3 @@ def test_prefill_bad_input_names_the_field(shapes, fix):
     q, k = torch.randn(*shapes[0]).half(), torch.randn(*shapes[1]).half()
     with pytest.raises(UserError, match=fix):
         prefill_attention(q, k, k.clone())
-
-
-def test_decode_bad_lengths():
-    q, k = torch.randn(2, 4, 64).half(), torch.randn(2, 2, 8, 64).half()
-    with pytest.raises(UserError, match="int32"):
-        decode_attention(q, k, k.clone(), torch.tensor([8, 8]))
-
-
-def test_decode_config_fits_hopper_shared_memory_for_catalog_head_dims():
-    """K and V tiles of every pipeline stage fit the H100's 227 KB per block for each catalog head dim
-    (GPT-J's 256 once needed 268 KB under the 128-key config, and failed at launch on the GPU)."""
-    import triton
-    from kernels.configs import decode_attention_config
-    from simulator.catalog import ARCHS
-
-    for d in sorted({a.head_dim for a in ARCHS.values()}):
-        cfg = decode_attention_config(d)
-        # K and V tiles in (num_stages - 1) buffers, bf16: 128 KB of the 139 KB the GPU reported at d=128
-        tiles = 2 * cfg.block_n * triton.next_power_of_2(d) * 2 * (cfg.num_stages - 1)
-        assert tiles + 32 * 1024 <= 232448, (d, cfg)

@@ -119,7 +119,7 @@ def test_decode_attention_reads_the_kv_cache():
 def test_launch_op_counts_every_kernel_run():
     ops = prefill_ops(MOE, 1, np.array([1, 64]), 2)
     launch = by_name(ops, "launch")
-    assert launch.shape["mode"] == "eager" and by_name(decode_ops(MOE, 1, 5, 2), "launch").shape["mode"] == "graph"
+    assert launch.shape["mode"] == "graph" and by_name(decode_ops(MOE, 1, 5, 2), "launch").shape["mode"] == "graph"
     np.testing.assert_allclose(launch.count, sum(op.count for op in ops[:-1]))
 
 
@@ -135,3 +135,19 @@ def test_roofline_op_times():
     assert model.op_time_s("allreduce", {"bytes": 1e6, "t": 1}) == 0
     assert model.op_time_s("launch", {"mode": "graph"}) == LAUNCH_S["graph"]
     assert model.warnings  # says it is a roofline
+
+
+def test_fused_elementwise_kernels_read_less_and_launch_fewer():
+    def elementwise(ops):
+        ew = [op for op in ops if op.op_class == "elementwise"]
+        return sum(op.count for op in ew), sum(op.bytes * op.count for op in ew)
+
+    for build in (lambda f: prefill_ops(LLAMA, 2, 64, 1, fused=f), lambda f: decode_ops(LLAMA, 2, 64, 1, fused=f)):
+        (n_fused, b_fused), (n_torch, b_torch) = elementwise(build(True)), elementwise(build(False))
+        assert n_fused < n_torch and b_fused < b_torch
+    names = {op.name for op in decode_ops(LLAMA, 1, 8, 1, fused=True)}
+    assert "rope_kv_write" in names and not names & {"rotary_mul", "residual", "ffn_silu"}
+    torch_names = {op.name for op in decode_ops(LLAMA, 1, 8, 1, fused=False)}
+    assert {"rotary_mul", "rotary_swap", "rotary_addcmul", "kv_cache_write", "residual", "ffn_silu", "ffn_mul"} <= torch_names
+    # the FLOPs do not depend on how the elementwise kernels are cut
+    assert total_flops(prefill_ops(LLAMA, 2, 64, 1, fused=True)) == total_flops(prefill_ops(LLAMA, 2, 64, 1, fused=False))

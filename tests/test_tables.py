@@ -178,3 +178,41 @@ def test_accuracy_bench_draws_catalog_shapes_inside_the_grid():
 def test_leave_one_out_is_small_on_a_smooth_fake_law():
     ape = _bench().leave_one_out(fake_table(), H100, "triton", "gemm")
     assert ape.size > 50 and np.median(ape) < 0.05 and np.all(np.isfinite(ape))
+
+
+def test_head_dim_padded_as_each_stack_kernel_pads_it():
+    """Triton runs d = 80, 96 in 128-wide blocks (next power of two); SDPA's flash prefill in multiples of 32;
+    the torch decode op reads the real d columns (interpolated, not padded)."""
+    table = fake_table()
+    table["points"] += [dict(p, stack="torch") for p in table["points"] if p["op"].endswith("attn")]
+    pre = {"b": 1, "h": 8, "kv_h": 8, "s": 1024, "causal": 1}
+    dec = {"b": 8, "h": 8, "kv_h": 1, "c": 2048}
+    tri, tor = TableModel(table, H100, "triton"), TableModel(table, H100, "torch")
+    for op, shape in (("prefill_attn", pre), ("decode_attn", dec)):
+        assert tri.op_time_s(op, dict(shape, d=80)) == pytest.approx(tri.op_time_s(op, dict(shape, d=128)))
+    t64, t80, t96, t128 = (tor.op_time_s("prefill_attn", dict(pre, d=d)) for d in (64, 80, 96, 128))
+    assert t80 == pytest.approx(t96) and t64 < t80 < t128
+    d64, d96, d128 = (tor.op_time_s("decode_attn", dict(dec, d=d)) for d in (64, 96, 128))
+    assert d64 < d96 < d128
+
+
+def test_repredict_recomputes_predictions_of_measured_rows():
+    bench, table = _bench(), fake_table()
+    shape = {"m": 300, "n": 2048, "k": 2048}
+    rows = [{"op": "gemm", "stack": "triton", "shape": shape, "measured_us": 50.0, "predicted_us": 1.0, "ape": 0.98},
+            {"op": "gemm", "stack": "triton", "shape": shape, "error": "FAKE: failed"}]
+    out = bench.repredict(rows, table, H100)
+    want_us = float(TableModel(table, H100).op_time_s("gemm", shape)) * 1e6
+    assert out[0]["predicted_us"] == pytest.approx(want_us) and out[0]["ape"] == pytest.approx(abs(want_us - 50) / 50)
+    assert out[1] == rows[1] and bench.summarize(out)["triton/gemm"]["errors"] == 1
+
+
+def test_grid_cost_follows_the_timing_policy():
+    from calibration.grids import SETUP_S, estimate_s, grid_points, point
+
+    p = point("gemm", "triton", m=1, n=256, k=256)
+    assert estimate_s(p, op_s=1e-6) == pytest.approx(SETUP_S + 15 * 64e-6)  # short op: 64 calls a batch
+    assert estimate_s(p, op_s=2e-3) == pytest.approx(SETUP_S + 15 * 2e-3)  # long op: one call a batch
+    cost = _bench().grid_cost_s(fake_table(), H100)
+    assert set(cost) >= {"gemm", "prefill_attn", "decode_attn"}
+    assert sum(cost.values()) > SETUP_S * len(grid_points("full", ("triton",)))

@@ -1,8 +1,9 @@
-"""The software-stack switch: the three kernels the engine calls, from our Triton kernels or from torch.
+"""The software-stack switch: the kernels the engine calls, from our Triton kernels or from torch.
 
-`triton`: kernels.gemm.matmul, kernels.prefill_attention, kernels.decode_attention (CONTRACTS.md).
-`torch`: cuBLAS through F.linear and torch's SDPA (flash on the GPU). Everything else (norms,
-activations, rotary, MoE routing) is plain torch in both stacks.
+`triton`: kernels.gemm.matmul, kernels.prefill_attention, kernels.decode_attention (CONTRACTS.md), and the
+fused element-wise kernels of kernels.fused (residual add + norm, rotary + KV-cache write, activation).
+`torch`: cuBLAS through F.linear, torch's SDPA (flash on the GPU) and plain torch element-wise ops, one
+kernel per op: the "torch's own kernels" stack. MoE routing is plain torch in both stacks.
 """
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ from typing import Callable
 from simulator.errors import UserError
 
 BACKENDS = ("triton", "torch")
+EPS = 1e-5  # of every norm
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The kernels of one stack: linear(x, w), prefill_attn(q, k, v), decode_attn(q, k, v, lengths)."""
+    """The kernels of one stack (shapes below; T = B x S tokens)."""
 
     name: str
     linear: Callable  # x (T, K), w (N, K) -> (T, N)
     prefill_attn: Callable  # q (B, Hq, S, D), k/v (B, Hkv, S, D) -> (B, Hq, S, D), causal
     decode_attn: Callable  # q (B, Hq, D), caches (B, Hkv, C, D), lengths (B,) int32 -> (B, Hq, D)
+    add_norm: Callable  # x, y (T, H) or y None, w, b (H,) or b None (RMSNorm) -> (x + y, norm(x + y))
+    rope_write: Callable  # qkv (B, S, Hq+2Hkv, D), cos/sin (S, D) or None, KVCache, pos (1,) or None -> q (B, S, Hq, D)
+    act: Callable  # up (.., 2F) "swiglu" or (.., F) "gelu" -> (.., F)
 
 
 def _torch_backend() -> Backend:
@@ -39,10 +44,39 @@ def _torch_backend() -> Backend:
                                            enable_gqa=q.shape[1] != k_cache.shape[1])
         return o[:, :, 0, :]  # (B, Hq, D)
 
-    return Backend("torch", F.linear, prefill_attn, decode_attn)
+    def add_norm(x, y, w, b):
+        if y is not None:
+            x = x + y
+        if b is None:
+            return x, F.rms_norm(x, x.shape[-1:], w, eps=EPS)
+        return x, F.layer_norm(x, x.shape[-1:], w, b, eps=EPS)
+
+    def rope_write(qkv, cos, sin, cache, pos):
+        hkv = cache.k.shape[1]
+        hq = qkv.shape[2] - 2 * hkv
+        qk, v = qkv[:, :, :hq + hkv], qkv[:, :, hq + hkv:]  # (B, S, h, D) views
+        if cos is not None:  # q and k in one pass: x * cos + swap_halves(x) * sin (sin signed)
+            cos, sin = cos[None, :, None], sin[None, :, None]  # (1, S, 1, D)
+            half = qkv.shape[-1] // 2
+            qk = torch.addcmul(qk * cos, torch.cat([qk[..., half:], qk[..., :half]], dim=-1), sin)
+        k, v = qk[:, :, hq:].transpose(1, 2), v.transpose(1, 2)  # (B, Hkv, S, D)
+        if pos is None:
+            cache.write_prefill(k, v)
+        else:
+            cache.write_step(k, v, pos)
+        return qk[:, :, :hq]
+
+    def act(up, kind):
+        if kind == "swiglu":
+            g, u = up.chunk(2, dim=-1)
+            return F.silu(g) * u
+        return F.gelu(up, approximate="tanh")
+
+    return Backend("torch", F.linear, prefill_attn, decode_attn, add_norm, rope_write, act)
 
 
 def _triton_backend() -> Backend:
+    from kernels import fused
     from kernels.decode_attention import decode_attention
     from kernels.gemm import matmul
     from kernels.prefill_attention import prefill_attention
@@ -53,7 +87,13 @@ def _triton_backend() -> Backend:
     def prefill_attn(q, k, v):
         return prefill_attention(q, k, v, causal=True)
 
-    return Backend("triton", linear, prefill_attn, decode_attention)
+    def add_norm(x, y, w, b):
+        return fused.add_norm(x, y, w, b, eps=EPS)
+
+    def rope_write(qkv, cos, sin, cache, pos):
+        return fused.rope_write(qkv, cos, sin, cache.k, cache.v, pos)
+
+    return Backend("triton", linear, prefill_attn, decode_attention, add_norm, rope_write, fused.act)
 
 
 def get_backend(name: str) -> Backend:

@@ -4,7 +4,8 @@ Covers dense and MoE FFNs, MHA/GQA/MQA, GELU and SwiGLU, sequential and parallel
 LayerNorm, rotary and learned (or sinusoidal, as a table) positions. Approximations, each a fraction
 of a percent of the work: no linear biases; rotary on the whole head; parallel blocks share one norm;
 ALiBi models run without the bias (our flash kernels take none). MoE decode is not ideal: see MoE.
-Activations are 2-D (T, hidden) with T = B x S tokens.
+Activations are 2-D (T, hidden) with T = B x S tokens. Each block returns the residual stream and its
+output not yet added, so every residual add is done by the next norm's kernel (Backend.add_norm).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class Ctx:
 
     b: int
     s: int
-    cos: torch.Tensor | None  # (1, S, 1, D) or None without rotary
+    cos: torch.Tensor | None  # (S, D) rotary rows of this forward, or None without rotary
     sin: torch.Tensor | None
     pos: torch.Tensor | None = None  # decode: (1,) int64 position of the new token
     lengths: torch.Tensor | None = None  # decode: (B,) int32 tokens in the cache after this step
@@ -40,59 +41,46 @@ class Block(nn.Module):
         super().__init__()
         self.arch, self.sh, self.be, self.reduce = arch, sh, be, reduce
         d, h = arch.head_dim, arch.hidden
-        self.norm1 = Norm(arch, mk)
-        self.norm2 = None if arch.parallel_block else Norm(arch, mk)
+        self.norm1 = Norm(arch, be, mk)
+        self.norm2 = None if arch.parallel_block else Norm(arch, be, mk)
         self.wqkv = mk((sh.n_heads + 2 * sh.n_kv_heads) * d, h)
         self.wo = mk(h, sh.n_heads * d)
         self.mlp = MoE(arch, sh, be, mk) if arch.is_moe else MLP(arch, sh.ffn_hidden, be, mk)
         self.cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, ctx: Ctx) -> torch.Tensor:
-        h = self.norm1(x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None, ctx: Ctx) -> tuple[torch.Tensor, torch.Tensor]:
+        """(residual x, previous block's output y not yet added; None before the first) -> the same pair."""
+        x, h = self.norm1(x, y)
         if self.norm2 is None:  # parallel: both branches read h; one all-reduce for their sum
-            return x + self.reduce(self.attention(h, ctx) + self.mlp(h))
-        x = x + self.reduce(self.attention(h, ctx))
-        return x + self.reduce(self.mlp(self.norm2(x)))
+            return x, self.reduce(self.attention(h, ctx) + self.mlp(h))
+        x, h = self.norm2(x, self.reduce(self.attention(h, ctx)))
+        return x, self.reduce(self.mlp(h))
 
     def attention(self, h: torch.Tensor, ctx: Ctx) -> torch.Tensor:
-        hq, hkv, d = self.sh.n_heads, self.sh.n_kv_heads, self.arch.head_dim
-        qkv = self.be.linear(h, self.wqkv).view(ctx.b, ctx.s, hq + 2 * hkv, d)
-        qk, v = qkv[:, :, :hq + hkv], qkv[:, :, hq + hkv:]  # (B, S, h, D) views
-        if ctx.cos is not None:
-            qk = rope(qk, ctx.cos, ctx.sin)  # q and k in one pass
-        q, k, v = qk[:, :, :hq].transpose(1, 2), qk[:, :, hq:].transpose(1, 2), v.transpose(1, 2)  # (B, h, S, D)
+        hq, d = self.sh.n_heads, self.arch.head_dim
+        qkv = self.be.linear(h, self.wqkv).view(ctx.b, ctx.s, -1, d)  # (B, S, hq + 2 hkv, D)
+        q = self.be.rope_write(qkv, ctx.cos, ctx.sin, self.cache, ctx.pos)  # (B, S, hq, D); k, v into the cache
         if ctx.pos is None:
-            self.cache.write_prefill(k, v)
-            o = self.be.prefill_attn(q, k, v)  # (B, hq, S, D)
+            k, v = self.cache.window(ctx.s)
+            o = self.be.prefill_attn(q.transpose(1, 2), k, v).transpose(1, 2)  # (B, S, hq, D)
         else:
-            self.cache.write_step(k, v, ctx.pos)
-            kc, vc = self.cache.window(ctx.c)
-            o = self.be.decode_attn(q[:, :, 0], kc, vc, ctx.lengths)[:, :, None]  # (B, hq, 1, D)
-        o = o.transpose(1, 2).reshape(ctx.b * ctx.s, hq * d)  # (T, hq*D)
-        return self.be.linear(o, self.wo)
+            k, v = self.cache.window(ctx.c)
+            o = self.be.decode_attn(q[:, 0], k, v, ctx.lengths)  # (B, hq, D)
+        return self.be.linear(o.reshape(ctx.b * ctx.s, hq * d), self.wo)  # (T, hq*D) -> (T, H)
 
 
 class Norm(nn.Module):
-    """RMSNorm or LayerNorm over the hidden size (gain, plus bias for LayerNorm)."""
+    """The residual add folded into RMSNorm or LayerNorm over the hidden size (gain, plus bias for LayerNorm)."""
 
-    def __init__(self, arch: ArchSpec, mk):
+    def __init__(self, arch: ArchSpec, be: Backend, mk):
         super().__init__()
-        self.rms = arch.norm == "rmsnorm"
+        self.be = be
         self.w = mk(arch.hidden)
-        self.b = None if self.rms else mk(arch.hidden)
+        self.b = None if arch.norm == "rmsnorm" else mk(arch.hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.rms:
-            return F.rms_norm(x, x.shape[-1:], self.w, eps=1e-5)
-        return F.layer_norm(x, x.shape[-1:], self.w, self.b, eps=1e-5)
-
-
-def ffn(x: torch.Tensor, kind: str, up: torch.Tensor) -> torch.Tensor:
-    """The activation between up and down projections: SwiGLU on [gate | up] columns, or tanh-GELU."""
-    if kind == "swiglu":
-        g, u = up.chunk(2, dim=-1)
-        return F.silu(g) * u
-    return F.gelu(up, approximate="tanh")
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y (T, H) -> (x + y, norm(x + y)); y None: (x, norm(x))."""
+        return self.be.add_norm(x, y, self.w, self.b)
 
 
 class MLP(nn.Module):
@@ -105,7 +93,7 @@ class MLP(nn.Module):
         self.w2 = mk(arch.hidden, f)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.be.linear(ffn(x, self.kind, self.be.linear(x, self.w_up)), self.w2)
+        return self.be.linear(self.be.act(self.be.linear(x, self.w_up), self.kind), self.w2)
 
 
 class MoE(nn.Module):
@@ -141,7 +129,7 @@ class MoE(nn.Module):
 
     def _gathered(self, x, weights, idx):
         w_up, w2 = self.w_up[idx], self.w2[idx]  # (T, k, U, H), (T, k, H, F)
-        a = ffn(x, self.kind, torch.einsum("th,tkuh->tku", x, w_up))  # (T, k, F)
+        a = self.be.act(torch.einsum("th,tkuh->tku", x, w_up), self.kind)  # (T, k, F)
         return torch.einsum("tkf,tkhf,tk->th", a, w2, weights)
 
     def _bucketed(self, x, weights, idx):
@@ -155,22 +143,16 @@ class MoE(nn.Module):
         slot = expert * cap + rank  # (T*k,) row of each sorted (token, slot) in the buckets
         tok = order // self.k
         buf = x.new_zeros(self.e * cap, h).index_copy_(0, slot, x[tok])  # (E*cap, H)
-        a = ffn(x, self.kind, torch.bmm(buf.view(self.e, cap, h), self.w_up.transpose(1, 2)))  # (E, cap, F)
+        a = self.be.act(torch.bmm(buf.view(self.e, cap, h), self.w_up.transpose(1, 2)), self.kind)  # (E, cap, F)
         y = torch.bmm(a, self.w2.transpose(1, 2)).view(self.e * cap, h)
         return torch.zeros_like(x).index_add_(0, tok, y[slot] * weights.flatten()[order, None])
 
 
-def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding on halves of the head, in x's dtype: x (B, S, h, D); cos, sin (1, S, 1, D).
-
-    sin carries the sign of the rotation ([-sin, sin]), so x' = x * cos + swap_halves(x) * sin.
-    """
-    half = x.shape[-1] // 2
-    return torch.addcmul(x * cos, torch.cat([x[..., half:], x[..., :half]], dim=-1), sin)
-
-
 def rope_table(head_dim: int, n_pos: int, dtype, device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and signed sin of every position, each frequency twice: (n_pos, D) each, in `dtype`."""
+    """cos and signed sin ([-sin, sin]) of every position, each frequency twice: (n_pos, D) each, in `dtype`.
+
+    Rotary on halves of the head is then x' = x * cos + swap_halves(x) * sin (Backend.rope_write).
+    """
     inv = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     ang = torch.outer(torch.arange(n_pos, device=device, dtype=torch.float32), inv)  # (n_pos, D/2)
     cos, sin = ang.cos(), ang.sin()
@@ -193,7 +175,7 @@ class Transformer(nn.Module):
         self.tok_emb = mk(arch.vocab, arch.hidden)
         self.pos_emb = mk(arch.max_positions, arch.hidden) if arch.positions in ("learned", "sinusoidal") else None
         self.layers = nn.ModuleList(Block(arch, sh, be, reduce, mk) for _ in range(arch.n_layers))
-        self.norm = Norm(arch, mk)
+        self.norm = Norm(arch, be, mk)
         self.lm_head = self.tok_emb if arch.tied_embeddings and sh.t == 1 else mk(sh.vocab, arch.hidden)
         self.rope = rope_table(arch.head_dim, arch.max_positions, dtype, device) if arch.positions == "rotary" else None
 
@@ -218,11 +200,11 @@ class Transformer(nn.Module):
         x = self.tok_emb[tokens.flatten()]  # (T, H)
         if self.pos_emb is not None:
             x = (x.view(b, s, -1) + self.pos_emb[:s]).view(b * s, -1)
-        cos, sin = (None, None) if self.rope is None else (t[:s].view(1, s, 1, -1) for t in self.rope)
-        ctx = Ctx(b, s, cos, sin)
+        cos, sin = (None, None) if self.rope is None else (t[:s] for t in self.rope)  # (S, D)
+        ctx, y = Ctx(b, s, cos, sin), None
         for layer in self.layers:
-            x = layer(x, ctx)
-        return self._logits(x.view(b, s, -1)[:, -1])
+            x, y = layer(x, y, ctx)
+        return self._logits(x.view(b, s, -1)[:, -1], y.view(b, s, -1)[:, -1])  # the last position's rows
 
     def decode(self, tokens: torch.Tensor, pos: torch.Tensor, c: int) -> torch.Tensor:
         """tokens (B,) at position pos ((1,) int64, same for all) -> logits (B, vocab); reads c cache rows."""
@@ -230,16 +212,17 @@ class Transformer(nn.Module):
         x = self.tok_emb[tokens]  # (B, H)
         if self.pos_emb is not None:
             x = x + self.pos_emb[pos]
-        cos, sin = (None, None) if self.rope is None else (t[pos].view(1, 1, 1, -1) for t in self.rope)
+        cos, sin = (None, None) if self.rope is None else (t[pos] for t in self.rope)  # (1, D)
         lengths = (pos + 1).to(torch.int32).repeat(b)  # (B,) contiguous: the kernel reads it densely
-        ctx = Ctx(b, 1, cos, sin, pos=pos, lengths=lengths, c=c)
+        ctx, y = Ctx(b, 1, cos, sin, pos=pos, lengths=lengths, c=c), None
         for layer in self.layers:
-            x = layer(x, ctx)
-        return self._logits(x)
+            x, y = layer(x, y, ctx)
+        return self._logits(x, y)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, H) -> (B, vocab): final norm, this rank's vocabulary rows, gathered over ranks."""
-        logits = self.be.linear(self.norm(x), self.lm_head)  # (B, V/t)
+    def _logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x, y (B, H): the last block's residual and output -> (B, vocab): final add and norm, this rank's
+        vocabulary rows, gathered over ranks."""
+        logits = self.be.linear(self.norm(x, y)[1], self.lm_head)  # (B, V/t)
         if self.group is None:
             return logits
         dist = torch.distributed

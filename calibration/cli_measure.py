@@ -146,6 +146,8 @@ class _Session:
         prov = dict(self.prov, date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         return {"arch": arch.name, "gpu": self.gpu, "gpu_name": self.prov["gpu_name"], "t": q.t, "b": q.b,
                 "p": q.p, "o": q.o, **res, "engine": self.args.engine, "backend": self.backend,
+                # the reference engine's Triton stack fuses its elementwise kernels (kernels/fused.py)
+                "fused": self.args.engine == "idealrt" and self.backend == "triton",
                 "split": split_of(arch.name, q), "provenance": prov}
 
     def late(self, arch, q) -> bool:

@@ -155,9 +155,11 @@ def _counters(device, n: int):
 
 
 def _merge_block(cfg: DecodeConfig, splits: int, heads: int, block_d: int, num_warps: int) -> int:
-    """Splits per merge round: the config's, at most the (padded) split count and what registers hold."""
-    fit = max(1, _MERGE_ELEMS_PER_WARP * num_warps // (heads * block_d))
-    return max(1, min(cfg.merge_block, triton.next_power_of_2(splits), 1 << (fit.bit_length() - 1)))
+    """Splits per merge round (a power of two): the config's, at most the padded split count and what
+    registers hold."""
+    most = max(1, min(cfg.merge_block, triton.next_power_of_2(splits),
+                      _MERGE_ELEMS_PER_WARP * num_warps // (heads * block_d)))
+    return 1 << (most.bit_length() - 1)
 
 
 def decode_attention(q, k_cache, v_cache, lengths, *, scale: float | None = None,

@@ -66,7 +66,7 @@ def add_norm(x, y, w, b=None, eps: float = EPS):
         _add_norm_kernel[(t,)](
             x, x if y is None else y, w, w if b is None else b, res, out,
             h, x.stride(0), 0 if y is None else y.stride(0), res.stride(0), out.stride(0), eps,
-            HAS_Y=y is not None, RMS=b is None, BLOCK=block, num_warps=min(16, max(4, block // 1024)),
+            HAS_Y=y is not None, RMS=b is None, BLOCK=block, num_warps=min(16, max(4, block // 512)),
         )
     return res, out
 

@@ -154,8 +154,9 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> lis
     rotated q and (rotated) k, v into the cache. Unfused: rotary as x·cos, a half swap and an addcmul over
     q and k together; K and V copied into the cache in two kernels."""
     L, d = arch.n_layers, arch.head_dim
-    if fused:
-        return [_elementwise("rope_kv_write", 2 * ACT_BYTES * tokens * (hq + 2 * hkv) * d, L)]
+    if fused:  # without rotary q is left in place: only k and v move
+        heads = hq + 2 * hkv if arch.positions == "rotary" else 2 * hkv
+        return [_elementwise("rope_kv_write", 2 * ACT_BYTES * tokens * heads * d, L)]
     qk = ACT_BYTES * tokens * (hq + hkv) * d  # bytes of q and k
     ops = []
     if arch.positions == "rotary":

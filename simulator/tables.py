@@ -92,6 +92,24 @@ def _tiled(op: str, shape: dict, stack: str = "triton") -> dict:
     return out
 
 
+# Wave quantisation of our Triton GEMM above 256 rows (kernels/configs.py: GEMM_LARGE_M, 128 x 128 output tiles,
+# one tile per SM at a time): a shape takes ceil(tiles / SMs) waves, so between grid nodes time is not smooth in
+# m and n (m = 512, n = 4672: 148 tiles on 132 SMs, two waves where n = 4096 needs one). Time per wave is
+# interpolated instead, then multiplied by the shape's own waves.
+WAVE_TILE = {"triton": (256, 128, 128)}  # stack -> (rows above which the large-tile config runs, tile m, tile n)
+
+
+def gemm_waves(m, n, stack: str, sm_count: int) -> np.ndarray:
+    """Waves of output tiles the stack's GEMM runs for an (m, n) product (1 where it has no such model)."""
+    m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
+    if stack not in WAVE_TILE:
+        return np.ones(np.broadcast_shapes(m.shape, n.shape))
+    above, tm, tn = WAVE_TILE[stack]
+    tiles = np.ceil(m / tm - 1e-9) * np.ceil(n / tn - 1e-9)  # (grid nodes come back from log space a hair high)
+    waves = np.ceil(tiles / sm_count - 1e-9)
+    return np.where(m > above, np.maximum(waves, 1.0), 1.0)
+
+
 def _coords(op: str, shape: dict) -> tuple[tuple, list[np.ndarray]]:
     """Categorical values and interpolation axes of a shape (arrays broadcast)."""
     f = lambda k: np.asarray(shape[k], dtype=float)  # noqa: E731
@@ -136,7 +154,8 @@ def _roofline_s(op: str, cat: tuple, axes: list[np.ndarray], peak: float, bw: fl
 class _Grid:
     """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
 
-    def __init__(self, op: str, cat: tuple, rows: list[tuple[list[float], float]], roof):
+    def __init__(self, op: str, cat: tuple, rows: list[tuple[list[float], float]], roof, waves=None):
+        """`waves(axes)`: if given, the grid holds time per wave (gemm_waves), made monotone as time first."""
         self.op, self.cat, self.roof = op, cat, roof
         dims = len(rows[0][0])
         self.nodes = [np.unique(np.log([r[0][i] for r in rows])) for i in range(dims)]
@@ -151,6 +170,8 @@ class _Grid:
             logt = self._fill(logt, logroof, np.stack(mesh, -1))
         for ax in range(dims):  # padding: never slower than a larger shape, so non-decreasing on every axis
             logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
+        if waves is not None:
+            logt = logt - np.log(waves([np.exp(m) for m in mesh])).reshape(logt.shape)
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 
     def _logroof(self, logx: list[np.ndarray]) -> np.ndarray:
@@ -246,12 +267,21 @@ class TableModel(TimeModel):
                 pc, px = _coords(op, p["shape"])
                 if tuple(np.asarray(v).item() for v in pc) == cat:
                     rows.append(([float(v) for v in px], p["median_us"] * 1e-6))
-            self._grids[key] = _Grid(op, cat, rows, self._roof) if rows else None
+            waves = (lambda axes: self._waves(op, axes)) if op == "gemm" else None
+            self._grids[key] = _Grid(op, cat, rows, self._roof, waves) if rows else None
         return self._grids[key]
+
+    def _waves(self, op: str, axes) -> np.ndarray | float:
+        """Waves of GEMM output tiles at coordinates (m, n, k) (gemm_waves); 1 for other classes."""
+        if op != "gemm":
+            return 1.0
+        sm_count = int((self.table.get("provenance") or {}).get("sm_count") or 132)
+        return gemm_waves(axes[0], axes[1], self.stack, sm_count)
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
         cats, axes = _coords(op_class, _tiled(op_class, shape, self.stack))
+        waves = self._waves(op_class, axes)
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
         logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]
@@ -275,7 +305,7 @@ class TableModel(TimeModel):
         if self.derived_from:
             self.warnings.add(f"table derived from {self.derived_from} by spec ratios, not measured on "
                               f"{self.gpu.name}")
-        return out.reshape(full)
+        return out.reshape(full) * waves
 
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""

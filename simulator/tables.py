@@ -278,10 +278,23 @@ class TableModel(TimeModel):
         sm_count = int((self.table.get("provenance") or {}).get("sm_count") or 132)
         return gemm_waves(axes[0], axes[1], self.stack, sm_count)
 
+    def _allreduce_floor_s(self, t: int) -> float | None:
+        """The all-reduce's fixed cost over t GPUs: its time at the smallest measured message (None: no points)."""
+        grid = self._grid("allreduce", (int(t),))
+        return None if grid is None else float(np.exp(grid.logt.min()))
+
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
-        """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
+        """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes.
+
+        An all-reduce is split in two: `allreduce_latency`, the measured time of the smallest message (an eager
+        call's fixed cost), and `allreduce`, the time above it (moving the bytes)."""
+        if op_class == "allreduce_latency":
+            floor = self._allreduce_floor_s(np.max(shape["t"]))
+            if floor is None:
+                self.warnings.add(f"allreduce t={np.max(shape['t'])}: not in the table; roofline latency assumed")
+                return self._fallback.op_time_s(op_class, shape)
+            return np.asarray(floor)
         cats, axes = _coords(op_class, _tiled(op_class, shape, self.stack))
-        waves = self._waves(op_class, axes)
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
         logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]
@@ -296,6 +309,12 @@ class TableModel(TimeModel):
                 continue
             log_t, outside, filled = grid.log_time([v[sel] for v in logx], int(sel.sum()))
             out[sel] = np.exp(log_t)
+            if op_class == "gemm":  # time per wave back to time; outside the grid the roofline scales instead
+                inside = [np.clip(np.broadcast_to(axes[i], full).reshape(-1)[sel], *np.exp(grid.nodes[i][[0, -1]]))
+                          for i in (0, 1)]
+                out[sel] *= self._waves(op_class, inside)
+            if op_class == "allreduce":  # the fixed cost is the allreduce_latency term
+                out[sel] = np.maximum(out[sel] - np.exp(grid.logt.min()), 0.0)
             if outside.any():
                 self.warnings.add(f"{op_class}: shapes outside the measured grid ({grid.extent()}) extrapolated "
                                   "as roofline x the efficiency at the grid edge")
@@ -305,7 +324,7 @@ class TableModel(TimeModel):
         if self.derived_from:
             self.warnings.add(f"table derived from {self.derived_from} by spec ratios, not measured on "
                               f"{self.gpu.name}")
-        return out.reshape(full) * waves
+        return out.reshape(full)
 
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""

@@ -46,8 +46,9 @@ class RooflineModel(TimeModel):
             return np.asarray(LAUNCH_S[shape["mode"]])
         if op_class == "allreduce":
             t = shape["t"]
-            wire = 2.0 * (t - 1) / t * shape["bytes"]
-            return np.asarray(wire / self.gpu.interconnect_bw_bytes_s + ALLREDUCE_LATENCY_S * (t > 1))
+            return np.asarray(2.0 * (t - 1) / t * shape["bytes"] / self.gpu.interconnect_bw_bytes_s)
+        if op_class == "allreduce_latency":
+            return np.asarray(ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1))
         flops, nbytes = op_cost(op_class, shape)
         return np.maximum(flops / self.gpu.peak_bf16_flops, nbytes / self.gpu.hbm_bw_bytes_s)
 

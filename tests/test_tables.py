@@ -8,7 +8,7 @@ import pytest
 
 from simulator.gpus import get_gpu
 from simulator.ops import op_cost
-from simulator.tables import TableModel, derive_table, load_table, table_model_for
+from simulator.tables import TableModel, derive_table, gemm_waves, load_table, table_model_for
 from simulator.errors import UserError
 
 H100 = get_gpu("h100-sxm")
@@ -54,7 +54,10 @@ def test_exact_at_grid_points_and_vectorised():
 
 
 def test_interpolation_close_to_the_law_and_monotone():
-    model = TableModel(fake_table(), H100)
+    table = fake_table()  # the smooth law has no wave quantisation: read it as the torch stack (no wave model)
+    for p in table["points"]:
+        p["stack"] = "torch"
+    model = TableModel(table, H100, stack="torch")
     rng = np.random.default_rng(0)
     n, k = (128 * rng.integers(4, 64, 5000) for _ in range(2))  # model widths: multiples of 128
     shape = {"m": rng.integers(1, 4096, 5000), "n": n, "k": k}
@@ -216,3 +219,21 @@ def test_grid_cost_follows_the_timing_policy():
     cost = _bench().grid_cost_s(fake_table(), H100)
     assert set(cost) >= {"gemm", "prefill_attn", "decode_attn"}
     assert sum(cost.values()) > SETUP_S * len(grid_points("full", ("triton",)))
+
+
+def test_triton_gemm_interpolates_time_per_wave():
+    """FAKE wave-quantised law (128 x 128 tiles, 132 SMs, above 256 rows): between nodes the triton lookup follows
+    the waves, where smooth interpolation (the torch lookup of the same points) misses them."""
+    def law(s):
+        return gemm_waves(s["m"], s["n"], "triton", 132) * 1e-8 * s["k"] + 1e-6  # mostly work: ~per wave
+
+    pts = [{"op": "gemm", "stack": stack, "kernel": "fake", "shape": {"m": m, "n": n, "k": k},
+            "median_us": law({"m": m, "n": n, "k": k}) * 1e6, "reps": 1, "flagged": False}
+           for stack in ("triton", "torch") for m in (256, 512, 1024, 2048) for n in (2048, 4096, 8192)
+           for k in (1024, 4096)]
+    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
+    shape = {"m": np.array([512, 1000, 1536]), "n": np.array([4736, 6144, 3000]), "k": np.array([4096, 2048, 1024])}
+    want = law({k: np.ceil(v / 128) * 128 if k != "k" else v for k, v in shape.items()})
+    triton = TableModel(table, H100, stack="triton").op_time_s("gemm", shape)
+    torch = TableModel(table, H100, stack="torch").op_time_s("gemm", shape)
+    assert np.all(np.abs(triton / want - 1) < 0.05) and np.max(np.abs(torch / want - 1)) > 0.2

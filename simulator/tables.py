@@ -68,10 +68,11 @@ WORK_POWER = {"gemm": (1, 1, 1), "prefill_attn": (1, 2, 1), "decode_attn": (1, 1
 # attention: 128-row query and key blocks; decode attention: 64-row KV blocks of the split context.
 TILE = {"gemm": {"m": 128, "n": 128}, "prefill_attn": {"s": 128}, "decode_attn": {"c": 64}}
 # Head dims the attention kernels are built for: a shape runs, and is looked up, at its head dim padded up to one
-# (0: the next power of two). Triton (kernels/*_attention.py): BLOCK_D = next power of two (d = 80, 96 run as 128;
-# 144, 160 as 256). torch prefill (SDPA's flash kernel): multiples of 32. torch decode (SDPA's masked kernel) is
-# memory-bound and reads only the d real columns: not padded.
-HEAD_DIM_STEP = {("triton", "prefill_attn"): 0, ("triton", "decode_attn"): 0, ("torch", "prefill_attn"): 32}
+# (0: the next power of two). Triton prefill (kernels/prefill_attention.py): BLOCK_D = next power of two (d = 80, 96
+# run as 128; 144, 160 as 256) in its tensor-core products. torch prefill (SDPA's flash kernel): multiples of 32.
+# Decode (both stacks) is memory-bound and its masked loads read only the d real columns: not padded (seed-2 check:
+# triton decode d = 80, 96 were predicted 16-48% high when padded).
+HEAD_DIM_STEP = {("triton", "prefill_attn"): 0, ("torch", "prefill_attn"): 32}
 
 
 def _round_up(x, tile):

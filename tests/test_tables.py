@@ -184,19 +184,19 @@ def test_leave_one_out_is_small_on_a_smooth_fake_law():
 
 
 def test_head_dim_padded_as_each_stack_kernel_pads_it():
-    """Triton runs d = 80, 96 in 128-wide blocks (next power of two); SDPA's flash prefill in multiples of 32;
-    the torch decode op reads the real d columns (interpolated, not padded)."""
+    """Triton prefill runs d = 80, 96 in 128-wide blocks (next power of two); SDPA's flash prefill in multiples
+    of 32; both decode ops are memory-bound and read only the real d columns (interpolated, not padded)."""
     table = fake_table()
     table["points"] += [dict(p, stack="torch") for p in table["points"] if p["op"].endswith("attn")]
     pre = {"b": 1, "h": 8, "kv_h": 8, "s": 1024, "causal": 1}
     dec = {"b": 8, "h": 8, "kv_h": 1, "c": 2048}
     tri, tor = TableModel(table, H100, "triton"), TableModel(table, H100, "torch")
-    for op, shape in (("prefill_attn", pre), ("decode_attn", dec)):
-        assert tri.op_time_s(op, dict(shape, d=80)) == pytest.approx(tri.op_time_s(op, dict(shape, d=128)))
+    assert tri.op_time_s("prefill_attn", dict(pre, d=80)) == pytest.approx(tri.op_time_s("prefill_attn", dict(pre, d=128)))
     t64, t80, t96, t128 = (tor.op_time_s("prefill_attn", dict(pre, d=d)) for d in (64, 80, 96, 128))
     assert t80 == pytest.approx(t96) and t64 < t80 < t128
-    d64, d96, d128 = (tor.op_time_s("decode_attn", dict(dec, d=d)) for d in (64, 96, 128))
-    assert d64 < d96 < d128
+    for model in (tri, tor):
+        d64, d96, d128 = (model.op_time_s("decode_attn", dict(dec, d=d)) for d in (64, 96, 128))
+        assert d64 < d96 < d128
 
 
 def test_repredict_recomputes_predictions_of_measured_rows():

@@ -152,6 +152,12 @@ def _roofline_s(op: str, cat: tuple, axes: list[np.ndarray], peak: float, bw: fl
     return np.maximum(np.maximum(flops / peak, nbytes / bw), 1e-12)
 
 
+# Axes along which a shape is not run as a larger one: the attention kernels pick their tiles by head dim
+# (kernels/configs.py), so d = 160 (64-row tiles) can beat d = 128 (128-row tiles) on one-token prompts; a running
+# minimum over d would hand the faster config to the smaller head dim (seen: b*h = 1024, s = 1: 18 vs 50 us).
+NOT_PADDED = {"prefill_attn": (2,), "decode_attn": (3,)}
+
+
 class _Grid:
     """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
 
@@ -170,6 +176,8 @@ class _Grid:
         if self.filled.any():
             logt = self._fill(logt, logroof, np.stack(mesh, -1))
         for ax in range(dims):  # padding: never slower than a larger shape, so non-decreasing on every axis
+            if ax in NOT_PADDED.get(op, ()):
+                continue
             logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
         if waves is not None:
             logt = logt - np.log(waves([np.exp(m) for m in mesh])).reshape(logt.shape)

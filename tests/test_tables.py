@@ -237,3 +237,16 @@ def test_triton_gemm_interpolates_time_per_wave():
     triton = TableModel(table, H100, stack="triton").op_time_s("gemm", shape)
     torch = TableModel(table, H100, stack="torch").op_time_s("gemm", shape)
     assert np.all(np.abs(triton / want - 1) < 0.05) and np.max(np.abs(torch / want - 1)) > 0.2
+
+
+def test_a_faster_config_at_a_larger_head_dim_is_not_handed_down():
+    """FAKE: the kernel for d = 256 happens to be faster than the one for d = 128 on these shapes (they pick
+    different tiles); the running minimum that makes nodes monotone must not run across head dims."""
+    table = fake_table()
+    for p in table["points"]:
+        if p["op"] == "prefill_attn" and p["shape"]["d"] == 128:
+            p["median_us"] *= 3.0
+    model = TableModel(table, H100, "triton")
+    shape = {"b": 1, "h": 8, "kv_h": 8, "s": 1024, "causal": 1}
+    slow = model.op_time_s("prefill_attn", dict(shape, d=128))
+    assert slow == pytest.approx(3.0 * fake_time_s("prefill_attn", dict(shape, d=128)))

@@ -21,21 +21,6 @@ PREFILLS = ((1, 512), (1, 2048), (32, 1), (8, 128))  # (b, p): graphed in the en
 DECODES = ((1, 1024), (8, 1024), (32, 512))  # (b, context)
 
 
-def _event_ms(fn, n: int = 5) -> float:
-    """Median CUDA-event time of fn() over n calls (ms)."""
-    import torch
-
-    times = []
-    for _ in range(n):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
-
-
 def _kernels(fn) -> list[dict]:
     """Kernels one fn() call runs on the GPU: name, count, summed device time (us), longest first."""
     import torch
@@ -58,6 +43,7 @@ def profile_arch(name: str, backend: str) -> list[dict]:
     import torch
 
     from calibration.engine.runner import Engine, bucket_for
+    from calibration.timing import batch_times_us
     from simulator.catalog import get_arch
 
     arch = get_arch(name)
@@ -68,7 +54,7 @@ def profile_arch(name: str, backend: str) -> list[dict]:
         eng.capture_prefill(b, p)
         prompt = torch.randint(0, arch.vocab, (b, p), device="cuda")
         eng.prefill(prompt)
-        ms = _event_ms(lambda: eng.prefill(prompt))
+        ms = statistics.median(batch_times_us(lambda: eng.prefill(prompt), 5)) / 1e3
         rows.append({"arch": name, "backend": backend, "phase": "prefill", "b": b, "p": p,
                      "graph": bool(eng.prefill_graphs), "event_ms": ms, "kernels": _kernels(lambda: eng.prefill(prompt))})
         print(f"{name:14s} prefill b={b:3d} p={p:5d}: {ms:8.3f} ms", flush=True)
@@ -79,7 +65,7 @@ def profile_arch(name: str, backend: str) -> list[dict]:
         eng.capture(c, c)
         step = eng.graphs[bucket_for(c, eng.s_rows)][0] if eng.graphs else None
         replay = step.replay if step is not None else eng.step
-        ms = _event_ms(replay, n=20)
+        ms = statistics.median(batch_times_us(replay, 20)) / 1e3
         rows.append({"arch": name, "backend": backend, "phase": "decode", "b": b, "c": c, "graph": step is not None,
                      "event_ms": ms, "kernels": _kernels(replay)})
         print(f"{name:14s} decode  b={b:3d} c={c:5d}: {ms:8.3f} ms", flush=True)

@@ -56,8 +56,8 @@ def _stats(per_call_us: list[float]) -> tuple[float, float, float, float, float]
     return float(med), float(a.min()), float(p10), float(p90), float(a.std())
 
 
-def _batches(run_batch: Callable[[], None], reps: int, inner: int) -> list[float]:
-    """Time `reps` batches with CUDA events; returns per-call microseconds."""
+def batch_times_us(run_batch: Callable[[], None], reps: int, inner: int = 1) -> list[float]:
+    """Time `reps` batches of `inner` calls with CUDA events; returns per-call microseconds."""
     import torch
 
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
@@ -105,7 +105,7 @@ def measure(call: Callable[[int], object], *, rotate: int = 1, reps: int = 15, u
     torch.cuda.synchronize()
     compile_s = time.perf_counter() - t0
     warm = max(rotate, 2)  # warm-up that also estimates: every input set once, at least two calls
-    est_us = _batches(lambda: [call(i) for i in range(warm)], 1, warm)[0]
+    est_us = batch_times_us(lambda: [call(i) for i in range(warm)], 1, warm)[0]
     est_us = agree(est_us)
     inner = int(min(MAX_INNER, max(1, math.ceil(batch_s * 1e6 / max(est_us, 1e-3)))))
     inner = max(inner, min(rotate, MAX_INNER))  # each batch visits every input set when it can
@@ -120,7 +120,7 @@ def measure(call: Callable[[int], object], *, rotate: int = 1, reps: int = 15, u
     flagged = False
     for attempt in range(2):
         n = reps * (attempt + 1)
-        per_call = _batches(batch, n, inner)
+        per_call = batch_times_us(batch, n, inner)
         med, mn, p10, p90, std = _stats(per_call)
         spread = agree((p90 - p10) / med if med > 0 else math.inf)
         flagged = not spread <= max_spread

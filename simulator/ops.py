@@ -183,9 +183,9 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
     x = ACT_BYTES * tokens * h  # bytes of one hidden-state tensor
     prefill = attn.op_class == "prefill_attn"
     # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
-    norm = (lambda name: _elementwise(name, 4 * x, L)) if fused else (lambda name: _elementwise(name, 2 * x, L))
+    norm_bytes = (4 if fused else 2) * x
     add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
-    ops = [norm("norm_attn"), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
+    ops = [_elementwise("norm_attn", norm_bytes, L), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
     ops += _qkv_ops(arch, tokens, hq, hkv, fused) + [attn]
     if prefill:
         ops.append(_elementwise("attn_transpose", 2 * ACT_BYTES * tokens * hq * d, L))
@@ -196,7 +196,7 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
         ops += _allreduce("allreduce_block", x, t, L)
         return ops + add
     ops += _allreduce("allreduce_attn", x, t, L)
-    ops += add + [norm("norm_mlp")]
+    ops += add + [_elementwise("norm_mlp", norm_bytes, L)]
     ops += _ffn_ops(arch, tokens, t, fused)
     ops += _allreduce("allreduce_mlp", x, t, L)
     return ops + add

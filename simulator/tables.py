@@ -183,6 +183,11 @@ class _Grid:
             logt = logt - np.log(waves([np.exp(m) for m in mesh])).reshape(logt.shape)
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 
+    @property
+    def min_time_s(self) -> float:
+        """The smallest node time (for all-reduce: its fixed cost, the smallest message's time)."""
+        return float(np.exp(self.logt.min()))
+
     def _logroof(self, logx: list[np.ndarray]) -> np.ndarray:
         return np.log(self.roof(self.op, self.cat, [np.exp(v) for v in logx]))
 
@@ -276,21 +281,14 @@ class TableModel(TimeModel):
                 pc, px = _coords(op, p["shape"])
                 if tuple(np.asarray(v).item() for v in pc) == cat:
                     rows.append(([float(v) for v in px], p["median_us"] * 1e-6))
-            waves = (lambda axes: self._waves(op, axes)) if op == "gemm" else None
+            waves = (lambda axes: self._gemm_waves(axes[0], axes[1])) if op == "gemm" else None
             self._grids[key] = _Grid(op, cat, rows, self._roof, waves) if rows else None
         return self._grids[key]
 
-    def _waves(self, op: str, axes) -> np.ndarray | float:
-        """Waves of GEMM output tiles at coordinates (m, n, k) (gemm_waves); 1 for other classes."""
-        if op != "gemm":
-            return 1.0
+    def _gemm_waves(self, m, n) -> np.ndarray:
+        """Waves of this stack's GEMM output tiles (gemm_waves) on the table's GPU."""
         sm_count = int((self.table.get("provenance") or {}).get("sm_count") or 132)
-        return gemm_waves(axes[0], axes[1], self.stack, sm_count)
-
-    def _allreduce_floor_s(self, t: int) -> float | None:
-        """The all-reduce's fixed cost over t GPUs: its time at the smallest measured message (None: no points)."""
-        grid = self._grid("allreduce", (int(t),))
-        return None if grid is None else float(np.exp(grid.logt.min()))
+        return gemm_waves(m, n, self.stack, sm_count)
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes.
@@ -298,11 +296,11 @@ class TableModel(TimeModel):
         An all-reduce is split in two: `allreduce_latency`, the measured time of the smallest message (an eager
         call's fixed cost), and `allreduce`, the time above it (moving the bytes)."""
         if op_class == "allreduce_latency":
-            floor = self._allreduce_floor_s(np.max(shape["t"]))
-            if floor is None:
+            grid = self._grid("allreduce", (int(np.max(shape["t"])),))
+            if grid is None:
                 self.warnings.add(f"allreduce t={np.max(shape['t'])}: not in the table; roofline latency assumed")
                 return self._fallback.op_time_s(op_class, shape)
-            return np.asarray(floor)
+            return np.asarray(grid.min_time_s)
         cats, axes = _coords(op_class, _tiled(op_class, shape, self.stack))
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
@@ -321,9 +319,9 @@ class TableModel(TimeModel):
             if op_class == "gemm":  # time per wave back to time; outside the grid the roofline scales instead
                 inside = [np.clip(np.broadcast_to(axes[i], full).reshape(-1)[sel], *np.exp(grid.nodes[i][[0, -1]]))
                           for i in (0, 1)]
-                out[sel] *= self._waves(op_class, inside)
+                out[sel] *= self._gemm_waves(*inside)
             if op_class == "allreduce":  # the fixed cost is the allreduce_latency term
-                out[sel] = np.maximum(out[sel] - np.exp(grid.logt.min()), 0.0)
+                out[sel] = np.maximum(out[sel] - grid.min_time_s, 0.0)
             if outside.any():
                 self.warnings.add(f"{op_class}: shapes outside the measured grid ({grid.extent()}) extrapolated "
                                   "as roofline x the efficiency at the grid edge")

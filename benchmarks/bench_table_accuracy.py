@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import numpy as np  # noqa: E402
 
-from calibration.grids import FULL, work  # noqa: E402
+from calibration.grids import FULL, specs, work  # noqa: E402
 
 TARGET = {"median": 0.05, "p95": 0.15}
 SHARE = {"gemm": 0.4, "prefill_attn": 0.3, "decode_attn": 0.3}
@@ -67,7 +67,7 @@ def _draw(rng, op: str) -> dict:
 
 def _in_grid(op: str, shape: dict) -> bool:
     """Inside the full grid's range on every axis and under its work caps (so the table interpolates)."""
-    cap = FULL[op]
+    cap = specs(FULL[op])[0]  # the first sub-grid: the one the simulator asks for (prefill: causal)
     flops, nbytes = work(op, shape)
     if flops > cap.get("max_flops", np.inf) or nbytes > cap.get("max_bytes", np.inf):
         return False
@@ -84,7 +84,7 @@ def random_shapes(n: int, seed: int) -> list[tuple[str, dict]]:
     """n (op, shape) pairs drawn as the module docstring says, inside the full grid, no GEMM on a grid node."""
     rng, out = np.random.default_rng(seed), []
     for op, share in SHARE.items():
-        cap = FULL[op]
+        cap = specs(FULL[op])[0]
         while sum(o == op for o, _ in out) < round(n * share):
             shape = _draw(rng, op)
             on_node = op == "gemm" and all(shape[a] in cap[a] for a in "mnk")

@@ -13,7 +13,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from calibration.timing import BATCH_S, MAX_INNER
+from calibration.timing import BATCH_S, MAX_INNER, REPS
 from simulator.ops import op_cost
 
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
@@ -22,16 +22,22 @@ FULL = {
              "n": [256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
              "k": [256, 1024, 2048, 4096, 8192, 16384, 65536],
              "max_flops": 2.0e12, "max_bytes": 4.4e9},
-    # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim
-    # s from 1: short prompts and many one-token prompts (below one 128-row block, where the kernel's time is
-    # latency, not work: the engine's b=32, p=1 prefill takes ~53 us a layer); d 96, 160: SDPA flash head dims
-    "prefill_attn": {"bh": [1, 4, 16, 64, 256, 1024],
-                     "s": [1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
-                     "d": [64, 96, 128, 160, 256], "causal": [1, 0], "max_flops": 2.0e12},
-    # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context
+    # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim. Causal (what prefill runs) on
+    # a dense grid: bh by factors of 2 (below ~132 programs the time is one program's latency, not work:
+    # a factor-4 gap missed b*h = 32 by 25%); s from 1 (one-token prompts: latency, ~53 us a layer in the
+    # engine) with the 3 * 2^k nodes between powers of two (SDPA's time is not smooth between them: seed-10
+    # scan, calibration/tables/README.md); d 96, 160: SDPA flash head dims. Non-causal on a coarse grid.
+    "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+                      "s": [1, 4, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192,
+                            16384, 32768],
+                      "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12},
+                     {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
+                      "max_flops": 1.0e12}],
+    # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
+    # two (decode reads only the real columns, but d = 96 runs ~20% slower than its linear share of 64..128)
     "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024], "g": [1, 8, 64],
                     "c": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
-                    "d": [64, 128], "max_bytes": 4.0e9},
+                    "d": [64, 96, 128], "max_bytes": 4.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},
 }
@@ -39,8 +45,8 @@ FULL = {
 QUICK = {
     "gemm": {"m": [1, 16, 64, 256, 1024, 4096, 16384], "n": [1024, 4096, 16384, 131072],
              "k": [1024, 4096, 16384], "max_flops": 1.0e12, "max_bytes": 4.4e9},
-    "prefill_attn": {"bh": [4, 64, 1024], "s": [128, 512, 2048, 8192], "d": [128], "causal": [1],
-                     "max_flops": 1.0e12},
+    "prefill_attn": [{"bh": [4, 64, 1024], "s": [128, 512, 2048, 8192], "d": [128], "causal": [1],
+                      "max_flops": 1.0e12}],
     "decode_attn": {"bkv": [1, 16, 256], "g": [1, 8], "c": [512, 4096, 32768], "d": [128], "max_bytes": 2.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 4)]},
     "launch": {"mode": ["eager", "graph"]},
@@ -89,7 +95,19 @@ def work(op: str, shape: dict) -> tuple[float, float]:
     return float(flops), float(nbytes)
 
 
-def _grid_shapes(op: str, spec: dict) -> list[dict]:
+def specs(op_spec: dict | list[dict]) -> list[dict]:
+    """The sub-grids of an op's grid spec (one dict, or a list of them, e.g. dense causal + coarse non-causal)."""
+    return op_spec if isinstance(op_spec, list) else [op_spec]
+
+
+def _grid_shapes(op: str, op_spec: dict | list[dict]) -> list[dict]:
+    shapes = []
+    for spec in specs(op_spec):
+        shapes += [s for s in _spec_shapes(op, spec) if s not in shapes]
+    return shapes
+
+
+def _spec_shapes(op: str, spec: dict) -> list[dict]:
     if op == "gemm":
         shapes = [dict(m=m, n=n, k=k) for m, n, k in itertools.product(spec["m"], spec["n"], spec["k"])]
     elif op == "prefill_attn":
@@ -128,4 +146,4 @@ def estimate_s(p: GridPoint, flops_s: float = 6e14, bw_bytes_s: float = 2.5e12, 
         flops, nbytes = work(p.op, p.shape_dict)
         op_s = max(flops / flops_s, nbytes / bw_bytes_s, 4e-6)
     inner = min(MAX_INNER, max(1, math.ceil(BATCH_S / op_s)))
-    return SETUP_S + 15 * inner * op_s
+    return SETUP_S + REPS * inner * op_s

@@ -28,6 +28,8 @@ import numpy as np
 
 BATCH_S = 0.5e-3  # target length of one timed batch of calls
 MAX_INNER = 64
+REPS = 10  # timed batches per point: p10..p90 of the H100 table's points spans ~1% of the median at 15, so 10
+# suffice; the GPU seconds go to more grid nodes instead (calibration/grids.py)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def _graph_batch(call: Callable[[int], object], inner: int) -> Callable[[], None
         return None
 
 
-def measure(call: Callable[[int], object], *, rotate: int = 1, reps: int = 15, use_graph: bool = True,
+def measure(call: Callable[[int], object], *, rotate: int = 1, reps: int = REPS, use_graph: bool = True,
             max_spread: float = 0.15, batch_s: float = BATCH_S,
             agree: Callable[[float], float] | None = None) -> Timing:
     """Time `call(i)` (runs the op on input set i % rotate) by the policy in this module's docstring."""

@@ -155,7 +155,9 @@ def _roofline_s(op: str, cat: tuple, axes: list[np.ndarray], peak: float, bw: fl
 # Axes along which a shape is not run as a larger one: the attention kernels pick their tiles by head dim
 # (kernels/configs.py), so d = 160 (64-row tiles) can beat d = 128 (128-row tiles) on one-token prompts; a running
 # minimum over d would hand the faster config to the smaller head dim (seen: b*h = 1024, s = 1: 18 vs 50 us).
-NOT_PADDED = {"prefill_attn": (2,), "decode_attn": (3,)}
+# GEMM rows: a product of 1 row runs other code than one of 16 (Triton specializes M == 1; cuBLAS picks GEMV
+# kernels), and was measured slower (n = 2048, k = 4096: 13.4 vs 10.1 us); padding m would give it the 16-row time.
+NOT_PADDED = {"gemm": (0,), "prefill_attn": (2,), "decode_attn": (3,)}
 
 
 class _Grid:

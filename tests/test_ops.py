@@ -49,13 +49,24 @@ def test_flops_scale_with_batch_and_last_token_logits():
 @pytest.mark.parametrize("arch", [GPT, LLAMA, MOE, PARALLEL], ids=lambda a: a.name)
 @pytest.mark.parametrize("t", [2, 4, 8])
 def test_tensor_parallel_keeps_total_flops(arch, t):
-    # Every GEMM and attention is split over t GPUs (the MoE router is replicated, so it is left out).
+    # Every GEMM and attention is split over t GPUs (the MoE router is replicated, so it is left out; the LM
+    # head's rows are padded per GPU, checked below).
     def sharded(ops):
-        return total_flops([op for op in ops if op.name != "router"])
+        return total_flops([op for op in ops if op.name not in ("router", "lm_head")])
 
     p = np.array([1, 100, 3000])
     assert np.allclose(t * sharded(prefill_ops(arch, 2, p, t)), sharded(prefill_ops(arch, 2, p, 1)), rtol=1e-12)
     assert np.allclose(t * sharded(decode_ops(arch, 2, p, t)), sharded(decode_ops(arch, 2, p, 1)), rtol=1e-12)
+    rows = by_name(decode_ops(arch, 2, p, t), "lm_head").shape["n"]
+    assert rows % 64 == 0 and arch.vocab <= t * rows < arch.vocab + 64 * t
+
+
+def test_vocab_rows_padded_per_gpu():
+    # GPT-3's vocabulary over 8 GPUs: 6283 rows would leave the LM head's rows 16-byte unaligned
+    from simulator.ops import vocab_shard
+
+    assert [vocab_shard(50257, t) for t in (1, 2, 4, 8)] == [50304, 25152, 12608, 6336]
+    assert vocab_shard(128256, 4) == 32064  # already aligned: unchanged
 
 
 def test_megatron_sharding_shapes_and_allreduces():

@@ -73,14 +73,16 @@ def test_interpolation_close_to_the_law_and_monotone():
 
 def test_padding_makes_slow_nodes_monotone_and_tiles_round_up():
     """A node slower than a larger one takes the larger one's time (it could run padded); a dimension just
-    past a tile costs what the next whole tile costs."""
+    past a tile costs what the next whole tile costs. GEMM rows are not padded: one row runs other code."""
     table = fake_table()
     slow = next(p for p in table["points"] if p["op"] == "gemm" and p["shape"] == {"m": 256, "n": 2048, "k": 2048})
     slow["median_us"] *= 3  # FAKE: a bad kernel configuration at this node
-    model = TableModel(table, H100)
-    at = {"m": np.array([256, 1024]), "n": 2048, "k": 2048}
-    t256, t1024 = model.op_time_s("gemm", at)
-    assert t256 <= t1024 < slow["median_us"] * 1e-6
+    one_row = next(p for p in table["points"] if p["op"] == "gemm" and p["shape"] == {"m": 1, "n": 2048, "k": 2048})
+    one_row["median_us"] = 2 * fake_time_s("gemm", {"m": 16, "n": 2048, "k": 2048}) * 1e6  # FAKE: slower than m=16
+    model = TableModel(table, H100, stack="torch")
+    t2048, t8192 = model.op_time_s("gemm", {"m": 256, "n": np.array([2048, 8192]), "k": 2048})
+    assert t2048 <= t8192 < slow["median_us"] * 1e-6
+    assert model.op_time_s("gemm", {"m": 1, "n": 2048, "k": 2048}) == pytest.approx(one_row["median_us"] * 1e-6)
     m = np.array([1024, 1025, 1152])
     t = model.op_time_s("gemm", {"m": m, "n": 2048, "k": 2048})
     assert t[1] == pytest.approx(t[2]) and t[1] > t[0]
@@ -212,10 +214,11 @@ def test_repredict_recomputes_predictions_of_measured_rows():
 
 def test_grid_cost_follows_the_timing_policy():
     from calibration.grids import SETUP_S, estimate_s, grid_points, point
+    from calibration.timing import REPS
 
     p = point("gemm", "triton", m=1, n=256, k=256)
-    assert estimate_s(p, op_s=1e-6) == pytest.approx(SETUP_S + 15 * 64e-6)  # short op: 64 calls a batch
-    assert estimate_s(p, op_s=2e-3) == pytest.approx(SETUP_S + 15 * 2e-3)  # long op: one call a batch
+    assert estimate_s(p, op_s=1e-6) == pytest.approx(SETUP_S + REPS * 64e-6)  # short op: 64 calls a batch
+    assert estimate_s(p, op_s=2e-3) == pytest.approx(SETUP_S + REPS * 2e-3)  # long op: one call a batch
     cost = _bench().grid_cost_s(fake_table(), H100)
     assert set(cost) >= {"gemm", "prefill_attn", "decode_attn"}
     assert sum(cost.values()) > SETUP_S * len(grid_points("full", ("triton",)))

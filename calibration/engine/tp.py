@@ -8,12 +8,12 @@ replicated (a lookup touches only a few rows).
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
 from simulator.arch import ArchSpec
 from simulator.errors import UserError
+from simulator.ops import vocab_shard
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class LocalShape:
     ffn_hidden: int
     expert_ffn_hidden: int
     shared_ffn_hidden: int  # the always-on experts, fused into one MLP
-    vocab: int  # ceil(vocab / t); the last rank's padding rows are sliced off after the gather
+    vocab: int  # simulator.ops.vocab_shard: vocab / t padded to 64 rows; padding rows are sliced off the logits
     kv_head_start: int  # first global KV head this rank keeps
 
 
@@ -54,7 +54,7 @@ def local_shape(arch: ArchSpec, t: int = 1, rank: int = 0) -> LocalShape:
     expert = _split(arch.expert_ffn_hidden, t, "expert_ffn_hidden", arch) if arch.is_moe else 0
     return LocalShape(t=t, rank=rank, n_heads=n_heads, n_kv_heads=n_kv, ffn_hidden=ffn,
                       expert_ffn_hidden=expert, shared_ffn_hidden=expert * arch.n_shared_experts,
-                      vocab=math.ceil(arch.vocab / t), kv_head_start=kv_start)
+                      vocab=vocab_shard(arch.vocab, t), kv_head_start=kv_start)
 
 
 def _cols(w, parts: list[tuple[int, int, int]]):

@@ -135,7 +135,8 @@ def grid_points(grid: str = "full", stacks: tuple[str, ...] = ("triton", "torch"
     return out
 
 
-SETUP_S = 0.0083  # per point: inputs, warm-up, graph capture (H100 table of 2026-11-22: 69.7 s over 3735 points)
+SETUP_S = 0.0118  # per point: inputs, warm-up, graph capture (H100 table of 2026-11-22: 120.8 s over 6323 points,
+# 46.0 s of it in timed batches)
 
 
 def estimate_s(p: GridPoint, flops_s: float = 6e14, bw_bytes_s: float = 2.5e12, op_s: float | None = None) -> float:

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-BATCH_S = 0.5e-3  # target length of one timed batch of calls
+BATCH_S = 0.4e-3  # target length of one timed batch of calls (graph replays: launch gaps are ~0.1% of it)
 MAX_INNER = 64
 REPS = 10  # timed batches per point: p10..p90 of the H100 table's points spans ~1% of the median at 15, so 10
 # suffice; the GPU seconds go to more grid nodes instead (calibration/grids.py)

@@ -138,3 +138,32 @@ def decode_num_splits(batch: int, kv_heads: int, max_len: int, sm_count: int = 1
     chunk = -(-max_len // splits)
     chunk = -(-chunk // config.block_n) * config.block_n
     return -(-max_len // chunk), chunk
+
+
+# Grouped (MoE) GEMM (kernels/moe.py): one program per (block of block_m rows of one expert, N tile).
+@dataclass(frozen=True)
+class MoeConfig:
+    """Tile shape of `kernels.moe.grouped_matmul`; block_m is also the padding unit of `moe_align`."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+# By block_m. Decode-like (a few rows per expert): 16-row blocks waste the least padding; the weights
+# are read once per (expert, N tile), so narrow N tiles and deep K tiles give enough programs and bytes
+# in flight (the small-M GEMM rows above). Prefill-like: 64 x 128 tiles for the tensor cores.
+# Not yet swept on a GPU (benchmarks/check_moe.py times the defaults).
+MOE_CONFIGS: dict[int, MoeConfig] = {
+    16: MoeConfig(16, 64, 128, num_warps=4, num_stages=4),
+    64: MoeConfig(64, 128, 64, num_warps=4, num_stages=3),
+}
+MOE_LARGE_BLOCK_FROM = 32  # mean rows per expert (T*k/E) above which 64-row blocks are used
+
+
+def moe_config(n_slots: int, n_experts: int) -> MoeConfig:
+    """The grouped-GEMM configuration of T*k = n_slots routed rows over n_experts: 16-row blocks while
+    the mean rows per expert is small (decode), 64-row blocks above MOE_LARGE_BLOCK_FROM (prefill)."""
+    return MOE_CONFIGS[64 if n_slots > MOE_LARGE_BLOCK_FROM * max(1, n_experts) else 16]

@@ -146,6 +146,16 @@ def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -
             + _act_ops(prefix, m, f, arch, count, fused) + [_gemm(f"{prefix}_down", m, arch.hidden, f, count)])
 
 
+def _grouped_mlp(prefix: str, rows: Num, groups: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
+    """Routed experts as a grouped-GEMM kernel runs them (kernels/moe.py): one launch per projection over
+    `groups` touched experts of `rows` tokens each, each expert's weights read once. Its time is looked up as
+    one GEMM of `rows` rows, `groups` times as wide: the same tiles, FLOPs and weight bytes."""
+    up_n = 2 * f if arch.ffn_kind == "swiglu" else f
+    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden, count)]
+            + _act_ops(prefix, rows * groups, f, arch, count, fused)
+            + [_gemm(f"{prefix}_down", rows, groups * arch.hidden, f, count)])
+
+
 def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
     """The FFN of one layer on `tokens` tokens: dense, or router + shared + expected routed experts."""
     L, h = arch.n_layers, arch.hidden
@@ -158,7 +168,7 @@ def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
         ops += _mlp("shared_expert", tokens, shard(arch.n_shared_experts * arch.expert_ffn_hidden, t),
                     arch, L, fused)
     touched = expected_experts_touched(E, k, tokens)
-    ops += _mlp("expert", tokens * k / touched, shard(arch.expert_ffn_hidden, t), arch, L * touched, fused)
+    ops += _grouped_mlp("expert", tokens * k / touched, touched, shard(arch.expert_ffn_hidden, t), arch, L, fused)
     # tokens gathered into expert order and the k outputs scattered back, weighted and summed
     ops.append(_elementwise("expert_permute", ACT_BYTES * tokens * h * (4 * k + 1), L))
     return ops

@@ -106,6 +106,9 @@ def test_moe_decode_of_one_token_reads_its_active_experts():
     weights = sum(op.shape["n"] * op.shape["k"] * op.count for op in ops if op.op_class == "gemm")
     assert weights == pytest.approx(MOE.param_count(active=True) - MOE.vocab * MOE.hidden, rel=1e-12)
     assert by_name(ops, "expert_down").shape["m"] == pytest.approx(1.0)  # one token per touched expert
+    # one grouped launch a layer over the k touched experts: a GEMM k times as wide
+    down = by_name(ops, "expert_down")
+    assert down.count == MOE.n_layers and down.shape["n"] == pytest.approx(MOE.experts_per_token * MOE.hidden)
 
 
 def test_expected_experts_touched_matches_sampling():

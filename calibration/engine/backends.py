@@ -1,9 +1,11 @@
 """The software-stack switch: the kernels the engine calls, from our Triton kernels or from torch.
 
 `triton`: kernels.gemm.matmul, kernels.prefill_attention, kernels.decode_attention (CONTRACTS.md), and the
-fused element-wise kernels of kernels.fused (residual add + norm, rotary + KV-cache write, activation).
+fused element-wise kernels of kernels.fused (residual add + norm, rotary + KV-cache write, activation), and
+the grouped-GEMM routed experts of kernels.moe.
 `torch`: cuBLAS through F.linear, torch's SDPA (flash on the GPU) and plain torch element-wise ops, one
-kernel per op: the "torch's own kernels" stack. MoE routing is plain torch in both stacks.
+kernel per op: the "torch's own kernels" stack, whose routed experts are model.MoE's torch schedules.
+MoE routing (router, top-k) is plain torch in both stacks.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ class Backend:
     add_norm: Callable  # x, y (T, H) or y None, w, b (H,) or b None (RMSNorm) -> (x + y, norm(x + y))
     rope_write: Callable  # qkv (B, S, Hq+2Hkv, D), cos/sin (S, D) or None, KVCache, pos (1,) or None -> q (B, S, Hq, D)
     act: Callable  # up (.., 2F) "swiglu" or (.., F) "gelu" -> (.., F)
+    # routed MoE FFN: x (T, H), w_up (E, U, H), w2 (E, H, F), weights/idx (T, k), kind, act -> (T, H);
+    # None: the engine's own torch schedules (model.MoE)
+    moe: Callable | None = None
 
 
 def _torch_backend() -> Backend:
@@ -79,6 +84,7 @@ def _triton_backend() -> Backend:
     from kernels import fused
     from kernels.decode_attention import decode_attention
     from kernels.gemm import matmul
+    from kernels.moe import moe_ffn
     from kernels.prefill_attention import prefill_attention
 
     def linear(x, w):
@@ -93,7 +99,7 @@ def _triton_backend() -> Backend:
     def rope_write(qkv, cos, sin, cache, pos):
         return fused.rope_write(qkv, cos, sin, cache.k, cache.v, pos)
 
-    return Backend("triton", linear, prefill_attn, decode_attention, add_norm, rope_write, fused.act)
+    return Backend("triton", linear, prefill_attn, decode_attention, add_norm, rope_write, fused.act, moe=moe_ffn)
 
 
 def get_backend(name: str) -> Backend:

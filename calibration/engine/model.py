@@ -3,7 +3,9 @@
 Covers dense and MoE FFNs, MHA/GQA/MQA, GELU and SwiGLU, sequential and parallel blocks, RMSNorm and
 LayerNorm, rotary and learned (or sinusoidal, as a table) positions. Approximations, each a fraction
 of a percent of the work: no linear biases; rotary on the whole head; parallel blocks share one norm;
-ALiBi models run without the bias (our flash kernels take none). MoE decode is not ideal: see MoE.
+ALiBi models run without the bias (our flash kernels take none). MoE: the triton stack runs the routed
+experts as grouped GEMMs (kernels.moe: each touched expert read once a step, one graph-safe path for
+every token count); the torch stack gathers or buckets them and is not ideal at small batch: see MoE.
 Activations are 2-D (T, hidden) with T = B x S tokens. Each block returns the residual stream and its
 output not yet added, so every residual add is done by the next norm's kernel (Backend.add_norm).
 """
@@ -99,12 +101,14 @@ class MLP(nn.Module):
 class MoE(nn.Module):
     """Routed experts (top-k of a replicated router, weights renormalised) plus fused shared experts.
 
-    Dropless, in two schedules: at few tokens (3*T*k <= E, decode at batch 1) the chosen experts'
-    weights are gathered (read ~3 times); otherwise tokens are sorted into per-expert buckets and
-    every expert runs one batched GEMM (torch.bmm in both stacks) over its bucket. A bucket holds T
-    rows up to SYNC_FREE_TOKENS tokens (no host sync: CUDA graphs capture it), else the largest
-    expert load rounded up to 16 (one host sync a layer: eager). A grouped-GEMM kernel would make
-    small-batch decode ideal.
+    Dropless. When the backend has a grouped MoE (`Backend.moe`: the triton stack's kernels.moe.moe_ffn)
+    it runs every token count, decode and prefill: (token, slot) pairs sorted by expert on the device,
+    one grouped-GEMM launch per projection reading each touched expert's weights once, no host sync
+    (CUDA graphs capture it). Otherwise (the torch stack) two schedules: at few tokens (3*T*k <= E,
+    decode at batch 1) the chosen experts' weights are gathered (read ~3 times); else tokens are sorted
+    into per-expert buckets and every expert runs one batched GEMM (torch.bmm) over its bucket. A bucket
+    holds T rows up to SYNC_FREE_TOKENS tokens (no host sync), else the largest expert load rounded up
+    to 16 (one host sync a layer: eager).
     """
 
     SYNC_FREE_TOKENS = 128
@@ -121,7 +125,9 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights, idx = torch.topk(F.softmax(self.be.linear(x, self.wr).float(), dim=-1), self.k)  # (T, k)
         weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
-        if 3 * x.shape[0] * self.k <= self.e:
+        if self.be.moe is not None:
+            out = self.be.moe(x, self.w_up, self.w2, weights, idx, self.kind, self.be.act)  # (T, H)
+        elif 3 * x.shape[0] * self.k <= self.e:
             out = self._gathered(x, weights, idx)
         else:
             out = self._bucketed(x, weights, idx)
@@ -191,8 +197,9 @@ class Transformer(nn.Module):
             layer.cache = KVCache(b, self.sh.n_kv_heads, s_max, self.arch.head_dim, self.dtype, self.device)
 
     def graph_safe(self, n_tokens: int) -> bool:
-        """Whether a forward of n_tokens can be captured in a CUDA graph (large MoE buckets sync the host)."""
-        return not self.arch.is_moe or n_tokens <= MoE.SYNC_FREE_TOKENS
+        """Whether a forward of n_tokens can be captured in a CUDA graph (the torch stack's large MoE buckets sync
+        the host; the grouped MoE of Backend.moe never does)."""
+        return not self.arch.is_moe or self.be.moe is not None or n_tokens <= MoE.SYNC_FREE_TOKENS
 
     def prefill(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, S) at positions 0..S-1 -> logits (B, vocab) of the last position; fills the caches."""
@@ -222,9 +229,9 @@ class Transformer(nn.Module):
     def _logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y (B, H): the last block's residual and output -> (B, vocab): final add and norm, this rank's
         vocabulary rows, gathered over ranks."""
-        logits = self.be.linear(self.norm(x, y)[1], self.lm_head)  # (B, V/t)
+        logits = self.be.linear(self.norm(x, y)[1], self.lm_head)  # (B, V/t padded: tp.LocalShape.vocab)
         if self.group is None:
-            return logits
+            return logits[:, :self.arch.vocab]
         dist = torch.distributed
         gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # renamed in torch 2.13
         parts = logits.new_empty(self.sh.t * logits.shape[0], logits.shape[1])  # (t*B, V/t), rank-major

@@ -1,0 +1,188 @@
+"""kernels.moe in Triton's CPU interpreter: moe_align's invariants, grouped_matmul against a float64 torch
+reference in both modes, moe_ffn against the loop-over-experts reference, bad input, and the engine's MoE
+layer on the grouped path against calibration.engine.reference."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels import fused
+from kernels.configs import MOE_CONFIGS, MoeConfig, moe_config
+from kernels.moe import grouped_matmul, moe_align, moe_ffn, moe_ffn_ref, padded_rows
+from simulator.errors import UserError
+
+# relative Frobenius error allowed, by dtype: grouped_matmul rounds once (its output); moe_ffn three times
+# (up projection, activation, output) and sums k rounded rows
+TOL_GEMM = {torch.bfloat16: 1.5e-2, torch.float16: 2e-3}
+TOL_FFN = {torch.bfloat16: 3e-2, torch.float16: 4e-3}
+SMALL = MoeConfig(16, 16, 16)  # small tiles so small shapes span several N and K tiles
+E = 8
+
+
+def _rel_err(out, ref):
+    return ((out.double() - ref).norm() / ref.norm()).item()
+
+
+def _route(gen, t, k, e=E, dtype=torch.bfloat16):
+    """Routing weights (renormalised top-k of a softmax) and expert ids, both (T, k)."""
+    w, idx = torch.softmax(torch.randn(t, e, generator=gen), -1).topk(k)
+    return (w / w.sum(-1, keepdim=True)).to(dtype), idx
+
+
+def _no_host_sync(monkeypatch):
+    """Make every tensor -> Python conversion raise: what would sync the host on a GPU."""
+    def boom(*_a, **_kw):
+        raise AssertionError("host sync")
+    for name in ("item", "tolist", "__bool__", "__int__", "__index__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, boom)
+
+
+@pytest.mark.parametrize("t,k,block_m,pattern", [
+    (1, 2, 16, "random"), (3, 4, 16, "random"), (40, 2, 16, "random"), (40, 4, 64, "random"),
+    (40, 2, 16, "two_experts"),   # six experts get no token
+    (17, 4, 16, "same_set"),      # every token picks experts 3, 4, 5, 6
+    (1, 1, 16, "random"),
+])
+def test_moe_align_invariants(t, k, block_m, pattern, monkeypatch):
+    gen = torch.Generator().manual_seed(t * k)
+    if pattern == "random":
+        idx = _route(gen, t, k)[1]
+    elif pattern == "two_experts":
+        idx = torch.stack([torch.full((t,), 1), torch.full((t,), 5)], 1)
+    else:
+        idx = torch.arange(3, 3 + k).repeat(t, 1)
+    n, flat = t * k, idx.flatten()
+    _no_host_sync(monkeypatch)
+    slots, block_expert = moe_align(idx, E, block_m)
+    monkeypatch.undo()
+    assert slots.dtype == block_expert.dtype == torch.int32
+    assert slots.shape == (padded_rows(n, E, block_m),) and block_expert.shape == (slots.shape[0] // block_m,)
+    valid = slots < n
+    assert torch.equal(slots[valid].sort().values, torch.arange(n, dtype=torch.int32))  # each slot once
+    assert bool((slots[~valid] == n).all())  # padding is the sentinel
+    blocks = slots.view(-1, block_m)
+    used = block_expert >= 0
+    assert bool(used[:int(used.sum())].all())  # unused blocks only at the end, all padding
+    assert not bool((blocks[~used] < n).any())
+    counts = torch.bincount(flat, minlength=E)
+    for e in range(E):
+        mine = (block_expert == e).nonzero().flatten()
+        assert len(mine) == -(-int(counts[e]) // block_m)  # whole blocks, no more than needed
+        if len(mine):
+            assert torch.equal(mine, torch.arange(int(mine[0]), int(mine[0]) + len(mine)))  # contiguous
+            rows = blocks[mine].flatten()
+            got = rows[rows < n].long()
+            assert torch.equal(got, (flat == e).nonzero().flatten())  # its slots, in token order
+            assert bool((rows[len(got):] == n).all())  # then padding
+
+
+def test_moe_align_size_is_static():
+    gen = torch.Generator().manual_seed(0)
+    sizes = {tuple(t.shape for t in moe_align(idx, E, 16))
+             for idx in (_route(gen, 9, 2)[1], torch.zeros(9, 2, dtype=torch.long), torch.arange(18).view(9, 2) % E)}
+    assert sizes == {((padded_rows(18, E, 16),), (padded_rows(18, E, 16) // 16,))}
+    assert padded_rows(8, 64, 16) == 128 and padded_rows(4096 * 8, 64, 64) == 4096 * 8 + 64 * 63
+
+
+def _grouped_ref(x, w, idx, gather, scale):
+    """float64 out[s] = A[s] · w[idx.flat[s]]ᵀ (· scale[s]), A[s] = x[s // k] or x[s]."""
+    k = idx.shape[1]
+    s = torch.arange(idx.numel())
+    a = x.double()[s // k if gather else s]  # (T*k, K)
+    out = torch.einsum("sk,snk->sn", a, w.double()[idx.flatten()])
+    return out if scale is None else out * scale.double()[:, None]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("gather", [True, False])
+@pytest.mark.parametrize("t,k,n,kdim,cfg,scaled", [
+    (3, 2, 40, 50, SMALL, False),   # ragged N and K, several tiles
+    (19, 4, 37, 64, SMALL, True),   # even K, routing weights in the epilogue
+    (40, 2, 70, 30, MOE_CONFIGS[64], True),   # prefill blocks, one K tile
+    (1, 4, 24, 40, None, False),    # decode row, table config
+])
+def test_grouped_matmul_matches_reference(dtype, gather, t, k, n, kdim, cfg, scaled, monkeypatch):
+    gen = torch.Generator().manual_seed(t * n + kdim)
+    scale, idx = _route(gen, t, k, dtype=dtype)
+    x = torch.randn(t if gather else t * k, kdim, generator=gen).to(dtype)
+    w = torch.randn(E, n, kdim, generator=gen).to(dtype)
+    slots, block_expert = moe_align(idx, E, (cfg or moe_config(t * k, E)).block_m)
+    real_empty = torch.empty  # poison: every output row must be written
+    monkeypatch.setattr(torch, "empty", lambda *s, **kw: real_empty(*s, **kw).fill_(float("nan")))
+    out = grouped_matmul(x, w, slots, block_expert, gather_k=k if gather else None,
+                         row_scale=scale.flatten() if scaled else None, config=cfg)
+    monkeypatch.undo()
+    assert out.shape == (t * k, n) and out.dtype == dtype and torch.isfinite(out).all()
+    assert _rel_err(out, _grouped_ref(x, w, idx, gather, scale.flatten() if scaled else None)) < TOL_GEMM[dtype]
+
+
+@pytest.mark.parametrize("kind", ["swiglu", "gelu"])
+@pytest.mark.parametrize("t", [1, 3, 40])
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_moe_ffn_matches_reference(kind, t, k):
+    dtype = torch.bfloat16 if (t + k) % 2 else torch.float16
+    gen = torch.Generator().manual_seed(100 * t + k)
+    h, f = 48, 40
+    u = 2 * f if kind == "swiglu" else f
+    weights, idx = _route(gen, t, k, dtype=dtype)
+    x = torch.randn(t, h, generator=gen).to(dtype)
+    w_up = (torch.randn(E, u, h, generator=gen) * h ** -0.5).to(dtype)
+    w2 = (torch.randn(E, h, f, generator=gen) * f ** -0.5).to(dtype)
+    out = moe_ffn(x, w_up, w2, weights, idx, kind, fused.act)
+    assert out.shape == (t, h) and out.dtype == dtype
+    assert _rel_err(out, moe_ffn_ref(x, w_up, w2, weights, idx, kind)) < TOL_FFN[dtype]
+
+
+def test_moe_ffn_prefill_blocks_and_torch_act():
+    """64-row blocks (the prefill config) and a plain torch activation passed in, as the torch stack's act."""
+    gen = torch.Generator().manual_seed(7)
+    weights, idx = _route(gen, 70, 4)
+    x = torch.randn(70, 32, generator=gen).bfloat16()
+    w_up = (torch.randn(E, 48, 32, generator=gen) * 32 ** -0.5).bfloat16()
+    w2 = (torch.randn(E, 32, 24, generator=gen) * 24 ** -0.5).bfloat16()
+
+    def act(up, kind):
+        return fused.act_ref(up, kind).to(up.dtype)
+    assert moe_config(70 * 4, E).block_m == 64
+    out = moe_ffn(x, w_up, w2, weights, idx, "swiglu", act)
+    assert _rel_err(out, moe_ffn_ref(x, w_up, w2, weights, idx, "swiglu")) < TOL_FFN[torch.bfloat16]
+
+
+def test_bad_input_is_a_user_error():
+    gen = torch.Generator().manual_seed(3)
+    weights, idx = _route(gen, 4, 2)
+    x, w_up, w2 = torch.randn(4, 32).bfloat16(), torch.randn(E, 48, 32).bfloat16(), torch.randn(E, 32, 24).bfloat16()
+    slots, block_expert = moe_align(idx, E, 16)
+    cases = [
+        (lambda: moe_ffn(x, w_up, w2, weights, idx, "relu"), "kind='relu'"),
+        (lambda: moe_ffn(x, w_up, w2[:, :, :20], weights, idx, "swiglu"), "U = 2F"),
+        (lambda: moe_ffn(x, w_up, w2, weights[:, :1], idx, "swiglu"), "weights"),
+        (lambda: moe_ffn(x.float(), w_up, w2, weights, idx, "swiglu"), "dtypes"),
+        (lambda: moe_align(idx.float(), E, 16), "idx"),
+        (lambda: moe_align(idx, 0, 16), "n_experts=0"),
+        (lambda: grouped_matmul(x[:, :16], w_up, slots, block_expert, gather_k=2), "K=16"),
+        (lambda: grouped_matmul(x, w_up, slots, block_expert, gather_k=0), "gather_k=0"),
+        (lambda: grouped_matmul(x, w_up, slots.long(), block_expert, gather_k=2), "sorted_slots"),
+        (lambda: grouped_matmul(x, w_up, *moe_align(idx, E, 24), gather_k=2), "power of two"),
+        (lambda: grouped_matmul(x, w_up, slots, block_expert, gather_k=2, config=MOE_CONFIGS[64]), "block_m=64"),
+        (lambda: grouped_matmul(x, w_up, slots, block_expert, gather_k=2, row_scale=weights[:, 0]), "row_scale"),
+    ]
+    for call, match in cases:
+        with pytest.raises(UserError, match=match):
+            call()
+
+
+@pytest.mark.parametrize("b,p", [(1, 5), (3, 7)])  # decode at batch 1 (3 T k <= E before: gathered), prefill
+def test_engine_grouped_moe_matches_reference(b, p):
+    """The triton stack's MoE layers on the grouped path, fp16, against the float32 reference forward."""
+    from calibration.engine.reference import reference_logits
+    from calibration.engine.runner import Engine
+    from tests.test_engine import run_engine, tiny
+
+    arch = tiny("moe")
+    engine = Engine(arch, "triton", device="cpu", dtype=torch.float16, seed=3)
+    assert engine.model.layers[0].mlp.be.moe is moe_ffn
+    prompt = torch.randint(0, arch.vocab, (b, p), generator=torch.Generator().manual_seed(b))
+    got, seq = run_engine(engine, prompt, steps=3)
+    ref = reference_logits(arch, engine.model.state_dict(), seq)[:, p - 1:]
+    assert _rel_err(got.float(), ref.double()) < 5e-3  # fp16 activations; float32 reference

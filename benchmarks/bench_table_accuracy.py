@@ -55,7 +55,7 @@ def _draw(rng, op: str) -> dict:
     t = int(tps[rng.integers(len(tps))])
     hq, hkv, d = arch.n_heads // t, arch.n_kv_heads // t, arch.head_dim
     if op == "gemm":
-        widths = sorted({(int(o.shape["n"]), int(o.shape["k"])) for o in prefill_ops(arch, 1, 1, t)
+        widths = sorted({(round(float(o.shape["n"])), round(float(o.shape["k"]))) for o in prefill_ops(arch, 1, 1, t)
                          if o.op_class == "gemm"})
         n, k = widths[rng.integers(len(widths))]
         m = _logu(rng, 1, 16) * _logu(rng, 64, 8192) if rng.random() < 0.5 else _logu(rng, 1, 256)

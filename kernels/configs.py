@@ -155,7 +155,7 @@ class MoeConfig:
 # By block_m. Decode-like (a few rows per expert): 16-row blocks waste the least padding; the weights
 # are read once per (expert, N tile), so narrow N tiles and deep K tiles give enough programs and bytes
 # in flight (the small-M GEMM rows above). Prefill-like: 64 x 128 tiles for the tensor cores.
-# Not yet swept on a GPU (benchmarks/check_moe.py times the defaults).
+# Not yet swept on a GPU: `benchmarks/check_moe.py --sweep` times these against candidate variants.
 MOE_CONFIGS: dict[int, MoeConfig] = {
     16: MoeConfig(16, 64, 128, num_warps=4, num_stages=4),
     64: MoeConfig(64, 128, 64, num_warps=4, num_stages=3),

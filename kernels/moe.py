@@ -41,7 +41,8 @@ def moe_align(idx: "torch.Tensor", n_experts: int, block_m: int) -> tuple["torch
 
     Each expert's slots are contiguous (token order kept) and padded with the sentinel T*k to whole
     blocks; block_expert is the expert of each block, -1 past the used blocks. Plain torch, static
-    sizes (`padded_rows`), no host sync. Expert ids outside [0, n_experts) are not checked (device data).
+    sizes (`padded_rows`), no host sync: one stable sort and 15 small ops (about as many GPU launches,
+    the sort a few), graph-capturable. Expert ids outside [0, n_experts) are not checked (device data).
     """
     import torch
 
@@ -50,20 +51,17 @@ def moe_align(idx: "torch.Tensor", n_experts: int, block_m: int) -> tuple["torch
     if n_experts < 1 or block_m < 1:
         raise UserError(f"moe_align: n_experts={n_experts}, block_m={block_m}: both must be >= 1")
     n = idx.numel()
-    dev = idx.device
-    flat = idx.reshape(-1).long()  # (T*k,) expert of each flat slot
-    counts = torch.zeros(n_experts, dtype=torch.long, device=dev).scatter_add_(0, flat, torch.ones_like(flat))
-    blocks = (counts + block_m - 1) // block_m  # (E,) blocks of each expert
-    block_end = torch.cumsum(blocks, 0)  # (E,) one past each expert's last block
-    order = torch.argsort(flat, stable=True)  # (T*k,) flat slots sorted by expert
-    expert = flat[order]
-    rank = torch.arange(n, device=dev) - (torch.cumsum(counts, 0) - counts)[expert]  # place within its expert
-    dest = (block_end - blocks)[expert] * block_m + rank  # (T*k,) aligned row of each sorted slot
     p = padded_rows(n, n_experts, block_m)
-    sorted_slots = torch.full((p,), n, dtype=torch.int32, device=dev).scatter_(0, dest, order.to(torch.int32))
-    owner = torch.searchsorted(block_end, torch.arange(p // block_m, device=dev), right=True)  # (P/bm,) E = unused
-    block_expert = torch.where(owner < n_experts, owner, -1).to(torch.int32)
-    return sorted_slots, block_expert
+    expert, order = torch.sort(idx.reshape(-1).long(), stable=True)  # (T*k,) flat slots sorted by expert
+    pos = torch.arange(-1, max(n, p // block_m, n_experts + 1), device=idx.device)  # one arange, three views
+    start = torch.searchsorted(expert, pos[:n_experts + 2])  # (E+2,) [0, s_0, .., s_E]: s_e slots before expert e
+    blocks = (start[1:] + (block_m - 1)).sub_(start[:-1]) // block_m  # (E+1,) [0, blocks of each expert]
+    block_start = torch.cumsum(blocks, 0)  # (E+1,) first block of each expert, then one past the last used
+    back = torch.sub(start[1:-1], block_start[:-1], alpha=block_m)  # (E,) s_e - first aligned row of e
+    dest = pos[1:n + 1] - back[expert]  # (T*k,) aligned row of each sorted slot (its rank within e kept)
+    sorted_slots = torch.full((p,), n, dtype=torch.int32, device=idx.device).scatter_(0, dest, order.to(torch.int32))
+    owner = torch.searchsorted(block_start[1:], pos[1:p // block_m + 1], right=True, out_int32=True)  # E = unused
+    return sorted_slots, owner.masked_fill_(owner >= n_experts, -1)  # (P,), (P / block_m,)
 
 
 @triton.jit

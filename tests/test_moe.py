@@ -39,6 +39,7 @@ def _no_host_sync(monkeypatch):
 
 @pytest.mark.parametrize("t,k,block_m,pattern", [
     (1, 2, 16, "random"), (3, 4, 16, "random"), (40, 2, 16, "random"), (40, 4, 64, "random"),
+    (40, 4, 128, "random"),       # the sweep's largest blocks
     (40, 2, 16, "two_experts"),   # six experts get no token
     (17, 4, 16, "same_set"),      # every token picks experts 3, 4, 5, 6
     (1, 1, 16, "random"),
@@ -84,6 +85,27 @@ def test_moe_align_size_is_static():
     assert padded_rows(8, 64, 16) == 128 and padded_rows(4096 * 8, 64, 64) == 4096 * 8 + 64 * 63
 
 
+def test_moe_align_is_few_torch_ops():
+    """One sort and 15 small ops (on a GPU about one launch each, the sort a few): no extra passes, casts
+    or clones; int32 ids cost one cast more."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    views = {"view", "reshape", "_reshape_alias", "_unsafe_view", "slice", "select", "alias", "detach"}
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.split(".")[0] not in views:
+                ops.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    idx = _route(torch.Generator().manual_seed(0), 5, 2)[1]
+    for ids, most in ((idx, 16), (idx.int(), 17)):
+        ops = []
+        with Count():
+            moe_align(ids, E, 16)
+        assert len(ops) <= most and ops.count("sort.stable") == 1, ops
+
+
 def _grouped_ref(x, w, idx, gather, scale):
     """float64 out[s] = A[s] · w[idx.flat[s]]ᵀ (· scale[s]), A[s] = x[s // k] or x[s]."""
     k = idx.shape[1]
@@ -100,6 +122,7 @@ def _grouped_ref(x, w, idx, gather, scale):
     (19, 4, 37, 64, SMALL, True),   # even K, routing weights in the epilogue
     (40, 2, 70, 30, MOE_CONFIGS[64], True),   # prefill blocks, one K tile
     (1, 4, 24, 40, None, False),    # decode row, table config
+    (40, 4, 24, 40, MoeConfig(128, 32, 32), True),   # the sweep's 128-row blocks
 ])
 def test_grouped_matmul_matches_reference(dtype, gather, t, k, n, kdim, cfg, scaled, monkeypatch):
     gen = torch.Generator().manual_seed(t * n + kdim)
@@ -186,3 +209,33 @@ def test_engine_grouped_moe_matches_reference(b, p):
     got, seq = run_engine(engine, prompt, steps=3)
     ref = reference_logits(arch, engine.model.state_dict(), seq)[:, p - 1:]
     assert _rel_err(got.float(), ref.double()) < 5e-3  # fp16 activations; float32 reference
+
+
+def test_check_moe_sweep_runs_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/check_moe.py --sweep --cpu on one tiny model: every variant checked and timed, a bad one
+    (block_m 24: not a power of two) reported and skipped, moe_ffn's pieces at T = 1, tidy JSON rows."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "check_moe.py"
+    spec = importlib.util.spec_from_file_location("check_moe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "CPU_MODELS", {"tiny": dict(e=8, k=4, h=64, f=32)})
+    monkeypatch.setattr(mod, "CPU_TOKENS", (1, 40))  # T*k/E = 0.5: decode only; 20: both families
+    monkeypatch.setattr(mod, "CPU_VARIANTS", {"decode": ((16, 32, 32, 4, 3), (24, 32, 32, 4, 3)),
+                                              "prefill": ((32, 32, 16, 4, 3),)})
+    out = tmp_path / "sweep.json"
+    assert mod.main(["--sweep", "--cpu", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rows = data["sweep"]
+    assert [(r["t"], r["family"], r["config"]["block_m"], r["default"]) for r in rows] == [
+        (1, "decode", 16, True), (1, "decode", 16, False), (1, "decode", 24, False),
+        (40, "decode", 16, True), (40, "decode", 16, False), (40, "decode", 24, False), (40, "prefill", 32, False)]
+    bad = [r for r in rows if r["config"]["block_m"] == 24]
+    assert all(not r["ok"] and "power of two" in r["error"] for r in bad)
+    assert all(r["ok"] and r["rel_err"] < mod.TOL and r["time_us"] > 0 for r in rows if r not in bad)
+    assert [p["part"] for p in data["pieces"]] == ["align", "up", "act", "down", "combine", "moe_ffn"]
+    assert [(b["t"], b["default_us"] is not None) for b in data["best"]] == [(1, True), (40, True)]
+    assert "provenance" in data

@@ -5,7 +5,8 @@
     python3 benchmarks/check_moe.py --sweep --out benchmarks/results/moe_sweep_h100.json   # tile variants
 
 (a) moe_ffn against moe_ffn_ref (a float32 loop over experts on the GPU), outputs poisoned with NaN first,
-and once per model replayed from a CUDA graph on fresh routing (graph safety). (b) moe_ffn against
+and once per model replayed from a CUDA graph on fresh routing (graph safety); moe_align (Triton) against
+moe_align_ref (torch) at every block_m of the table, and moe_ffn bitwise equal with either. (b) moe_ffn against
 model.MoE's gathered / bucketed methods (the engine before the grouped path, chosen by its own rule, with
 the triton stack's fused activation), each timed by calibration.timing.measure (CUDA-graph batches, or
 eager where the old path syncs the host), inputs rotated over weight copies past 2 x L2. Reported: time,
@@ -14,7 +15,8 @@ touched experts' weight bytes / time, FLOP/s. bf16, random router logits (near-u
 --sweep instead times moe_ffn under candidate MoeConfig variants (DECODE_VARIANTS, PREFILL_VARIANTS; the
 table's own config always first) at each (model, T), each variant checked once against the reference
 first (a failing or uncompilable one, e.g. shared memory overflow, is reported and skipped), and times
-moe_ffn's pieces at T = 1 with the default config (align, both grouped launches, activation, combine).
+moe_ffn's pieces at T = 1 with the default config (align, and the torch align_ref beside it, both grouped
+launches, activation, combine; GPU kernels counted for align, align_ref and the whole moe_ffn).
 """
 from __future__ import annotations
 
@@ -75,15 +77,19 @@ def old_path(s: dict, m: dict):
     return "torch.bucketed", lambda: MoE._bucketed(me, s["x"], s["weights"], s["idx"])
 
 
+def _nan_if_float(t):
+    return t.fill_(float("nan")) if t.is_floating_point() else t
+
+
 def check(s: dict, config=None, ref=None) -> float:
-    """Relative error of moe_ffn (outputs of torch.empty poisoned with NaN; the table's config, or `config`)
+    """Relative error of moe_ffn (float outputs of torch.empty poisoned with NaN; the table's config, or `config`)
     against the float32 reference (`ref`, else computed)."""
     import torch
 
     from kernels.moe import moe_ffn, moe_ffn_ref
 
     empty = torch.empty
-    torch.empty = lambda *a, **kw: empty(*a, **kw).fill_(float("nan"))
+    torch.empty = lambda *a, **kw: _nan_if_float(empty(*a, **kw))
     try:
         out = moe_ffn(s["x"], s["w_up"], s["w2"], s["weights"], s["idx"], "swiglu", config=config)
     finally:
@@ -91,6 +97,33 @@ def check(s: dict, config=None, ref=None) -> float:
     if ref is None:
         ref = moe_ffn_ref(s["x"], s["w_up"], s["w2"], s["weights"], s["idx"], "swiglu")
     return float((out.float() - ref).norm() / ref.norm()) if out.isfinite().all() else float("inf")
+
+
+def align_check(s: dict, m: dict) -> dict:
+    """moe_align against moe_align_ref at each block_m of the table: the same block_expert and sentinel rows,
+    the same slots per expert (order within an expert is free); and moe_ffn bitwise equal with either."""
+    import torch
+
+    from kernels import moe
+    from kernels.configs import MOE_CONFIGS
+
+    idx, n, e = s["idx"], s["idx"].numel(), m["e"]
+    same_sets = True
+    for block_m in MOE_CONFIGS:
+        (slots, block_expert), (ref_slots, ref_block_expert) = (moe.moe_align(idx, e, block_m),
+                                                                moe.moe_align_ref(idx, e, block_m))
+        rows_expert = block_expert.repeat_interleave(block_m)  # (P,) each row's expert
+        key, ref_key = rows_expert.long() * (n + 1) + slots, rows_expert.long() * (n + 1) + ref_slots
+        same_sets &= bool(torch.equal(block_expert, ref_block_expert) and torch.equal(slots == n, ref_slots == n)
+                          and torch.equal(key.sort().values, ref_key.sort().values))
+    args = (s["x"], s["w_up"], s["w2"], s["weights"], idx, "swiglu")
+    out = moe.moe_ffn(*args)
+    align, moe.moe_align = moe.moe_align, moe.moe_align_ref
+    try:
+        bitwise = bool(torch.equal(out, moe.moe_ffn(*args)))
+    finally:
+        moe.moe_align = align
+    return {"align_same_sets": same_sets, "ffn_bitwise_as_token_order": bitwise}
 
 
 def graph_check(m: dict, t: int) -> float:
@@ -157,6 +190,10 @@ def run_model(name: str, m: dict, tokens, cpu: bool, rows: list, checks: list) -
         err = check(first)
         checks.append({"model": name, "t": t, "rel_err": err, "ok": err < TOL})
         print(f"check {name:18s} T={t:5d} rel_err {err:.2e} {'ok' if err < TOL else 'FAIL'}")
+        align = align_check(first, m)
+        checks.append({"model": name, "t": t, **align, "ok": all(align.values())})
+        print(f"check {name:18s} T={t:5d} moe_align vs moe_align_ref: same slots per expert "
+              f"{align['align_same_sets']}, moe_ffn bitwise equal {align['ffn_bitwise_as_token_order']}")
         sets, touched = input_sets(m, t, first, cpu)
         old_name = old_path(first, m)[0]
         paths = {"grouped": ([lambda s=s: moe_ffn(s["x"], s["w_up"], s["w2"], s["weights"], s["idx"], "swiglu")
@@ -211,11 +248,12 @@ def cuda_kernels(call) -> list[str] | None:
 
 
 def time_pieces(name: str, m: dict, sets: list, cpu: bool) -> list[dict]:
-    """moe_ffn's parts, each timed alone over the rotated sets with the table's config: align, up launch,
-    activation, down launch, combine, and the whole call (so the align step's share is seen)."""
+    """moe_ffn's parts, each timed alone over the rotated sets with the table's config: align (Triton; and
+    align_ref, the torch version, beside it), up launch, activation, down launch, combine, and the whole call
+    (so the align step's share is seen); on the GPU also the kernels align and moe_ffn launch."""
     from kernels import fused
     from kernels.configs import moe_config
-    from kernels.moe import grouped_matmul, moe_align, moe_ffn
+    from kernels.moe import grouped_matmul, moe_align, moe_align_ref, moe_ffn
 
     e, k, h, f = m["e"], m["k"], m["h"], m["f"]
     t = sets[0]["x"].shape[0]
@@ -228,6 +266,7 @@ def time_pieces(name: str, m: dict, sets: list, cpu: bool) -> list[dict]:
                                 row_scale=s["weights"].reshape(-1), config=cfg)
     parts = {
         "align": lambda s: moe_align(s["idx"], e, cfg.block_m),
+        "align_ref": lambda s: moe_align_ref(s["idx"], e, cfg.block_m),  # the torch version, for comparison
         "up": lambda s: grouped_matmul(s["x"], s["w_up"], s["slots"], s["block_expert"], gather_k=k, config=cfg),
         "act": lambda s: fused.act(s["up"], "swiglu"),
         "down": lambda s: grouped_matmul(s["a"], s["w2"], s["slots"], s["block_expert"], gather_k=None,
@@ -243,7 +282,7 @@ def time_pieces(name: str, m: dict, sets: list, cpu: bool) -> list[dict]:
         row = {"model": name, "t": t, "part": part, "config": vars(cfg), "timing": tm, "time_us": tm["median_us"]}
         if part in weight_bytes:
             row["weight_bw_gbps"] = weight_bytes[part] / (tm["median_us"] * 1e-6) / 1e9
-        if part in ("align", "moe_ffn") and not cpu:
+        if part in ("align", "align_ref", "moe_ffn") and not cpu:
             names = cuda_kernels(lambda fn=fn: fn(sets[0]))
             row["gpu_kernels"], row["gpu_kernel_names"] = (len(names), names) if names is not None else (None, None)
         rows.append(row)

@@ -152,18 +152,26 @@ class MoeConfig:
     num_stages: int = 3
 
 
-# By block_m. Decode-like (a few rows per expert): 16-row blocks waste the least padding; the weights
-# are read once per (expert, N tile), so narrow N tiles and deep K tiles give enough programs and bytes
-# in flight (the small-M GEMM rows above). Prefill-like: 64 x 128 tiles for the tensor cores.
-# Not yet swept on a GPU: `benchmarks/check_moe.py --sweep` times these against candidate variants.
+# By block_m, chosen by the mean rows per expert (T*k/E) from the H100 sweep
+# (benchmarks/results/moe_sweep_h100.json, `benchmarks/check_moe.py --sweep`; OLMoE- and Qwen1.5-MoE-like).
+# Decode-like (<= 32 rows): 16-row blocks waste the least padding; the weights are read once per
+# (expert, N tile); at T <= 64 this config was within 2% of the best of 14-28 variants, 7% at Qwen T = 8.
+# 32 < rows <= 128: 64 x 128 tiles, within 3% of the best of 28 variants at T = 512 (34 and 64 rows).
+# > 128 rows: 128 x 256 tiles, 8 warps, 4 stages, best at T = 4096 (273 and 512 rows) for both models,
+# 1.35x and 1.20x over 64 x 128 (no point swept between 64 and 273 rows); 192 KB of shared memory: fits
+# the H100's 227 KB, not an A100's 164 KB.
 MOE_CONFIGS: dict[int, MoeConfig] = {
     16: MoeConfig(16, 64, 128, num_warps=4, num_stages=4),
     64: MoeConfig(64, 128, 64, num_warps=4, num_stages=3),
+    128: MoeConfig(128, 256, 64, num_warps=8, num_stages=4),
 }
-MOE_LARGE_BLOCK_FROM = 32  # mean rows per expert (T*k/E) above which 64-row blocks are used
+MOE_BLOCK_M_BY_ROWS = ((32, 16), (128, 64))  # (most mean rows per expert, block_m); above the last: 128
 
 
 def moe_config(n_slots: int, n_experts: int) -> MoeConfig:
-    """The grouped-GEMM configuration of T*k = n_slots routed rows over n_experts: 16-row blocks while
-    the mean rows per expert is small (decode), 64-row blocks above MOE_LARGE_BLOCK_FROM (prefill)."""
-    return MOE_CONFIGS[64 if n_slots > MOE_LARGE_BLOCK_FROM * max(1, n_experts) else 16]
+    """The grouped-GEMM configuration of T*k = n_slots routed rows over n_experts, by the mean rows per
+    expert (MOE_BLOCK_M_BY_ROWS): 16-row blocks for decode, 64 and then 128 for prefill."""
+    for most, block_m in MOE_BLOCK_M_BY_ROWS:
+        if n_slots <= most * max(1, n_experts):
+            return MOE_CONFIGS[block_m]
+    return MOE_CONFIGS[128]

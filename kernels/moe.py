@@ -2,7 +2,8 @@
 
 An ideal engine reads each touched expert's weights once per step and runs all tokens of an expert
 together. Here the (token, slot) pairs are sorted by expert and padded to whole blocks of rows
-(`moe_align`, plain torch, static sizes, no host sync); one launch per projection then runs every
+(`moe_align`, Triton: one launch at decode sizes, a zeroing and two above; static sizes, no host sync;
+`moe_align_ref` is the torch version); one launch per projection then runs every
 (row block, N tile) against the one expert that owns the block (`grouped_matmul`): the first projection
 gathers token rows of x, the second reads its input in flat-slot order and can scale each row by its
 routing weight, so the combine is a plain `.view(T, k, H).sum(1)` (deterministic, no atomics).
@@ -36,20 +37,141 @@ def padded_rows(n_slots: int, n_experts: int, block_m: int) -> int:
     return -(-rows // block_m) * block_m
 
 
-def moe_align(idx: "torch.Tensor", n_experts: int, block_m: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Sort flat slots by expert into blocks of block_m rows -> sorted_slots (P,), block_expert (P/block_m,), int32.
-
-    Each expert's slots are contiguous (token order kept) and padded with the sentinel T*k to whole
-    blocks; block_expert is the expert of each block, -1 past the used blocks. Plain torch, static
-    sizes (`padded_rows`), no host sync: one stable sort and 15 small ops (about as many GPU launches,
-    the sort a few), graph-capturable. Expert ids outside [0, n_experts) are not checked (device data).
-    """
+def _check_align(idx, n_experts: int, block_m: int) -> None:
     import torch
 
     if idx.dim() != 2 or idx.dtype not in (torch.int32, torch.int64):
         raise UserError(f"moe_align: idx {tuple(idx.shape)} {idx.dtype}: pass (T, k) int32/int64 expert ids")
     if n_experts < 1 or block_m < 1:
         raise UserError(f"moe_align: n_experts={n_experts}, block_m={block_m}: both must be >= 1")
+
+
+# moe_align's kernels. ws (2E + 1,) int32: per-expert counts (then cursors), first rows, arrival ticket.
+ALIGN_BLOCK = 1024  # slots (and sorted rows) per program and loop step
+ALIGN_ONE_PROGRAM = 2048  # up to this many slots (T*k) one program aligns alone: one launch, no zeroing
+
+
+@triton.jit
+def _align_count(idx_ptr, counts_ptr, sorted_ptr, lo, n_slots, n_rows, n_experts, BLOCK: tl.constexpr):
+    """Slots [lo, lo + BLOCK): count each one's expert (atomics); fill sorted rows [lo, lo + BLOCK) with the
+    sentinel n_slots (the scatter overwrites the real ones). Ids outside [0, n_experts) are skipped."""
+    s = lo + tl.arange(0, BLOCK)
+    e = tl.load(idx_ptr + s, mask=s < n_slots, other=-1)
+    tl.atomic_add(counts_ptr + e, 1, mask=(e >= 0) & (e < n_experts), sem="relaxed")
+    tl.store(sorted_ptr + s, tl.zeros((BLOCK,), tl.int32) + n_slots, mask=s < n_rows)
+
+
+@triton.jit
+def _align_plan(counts_ptr, start_ptr, block_expert_ptr, n_experts, n_blocks,
+                BLOCK_M: tl.constexpr, E_PAD: tl.constexpr, BLOCK: tl.constexpr):
+    """Whole blocks per expert -> its first aligned row (exclusive cumsum) into start; -1 for every block
+    past the used ones (the scatter writes the used blocks' experts: each starts with a real slot)."""
+    e = tl.arange(0, E_PAD)
+    count = tl.load(counts_ptr + e, mask=e < n_experts, other=0, cache_modifier=".cg")  # (E_PAD,) other SMs' atomics
+    blocks = (count + BLOCK_M - 1) // BLOCK_M
+    ends = tl.cumsum(blocks, 0)  # (E_PAD,) one past each expert's last block
+    tl.store(start_ptr + e, (ends - blocks) * BLOCK_M, mask=e < n_experts)
+    used = tl.sum(blocks, 0)
+    for b0 in range(0, n_blocks, BLOCK):
+        b = b0 + tl.arange(0, BLOCK)
+        tl.store(block_expert_ptr + b, tl.zeros((BLOCK,), tl.int32) - 1, mask=(b >= used) & (b < n_blocks))
+
+
+@triton.jit
+def _align_scatter(idx_ptr, counts_ptr, start_ptr, sorted_ptr, block_expert_ptr, lo, n_slots, n_experts,
+                   BLOCK_M: tl.constexpr, BLOCK: tl.constexpr):
+    """Slots [lo, lo + BLOCK) to their rows: start[e] + (slots of e not yet placed, counted down by atomics);
+    the row's block gets expert e. The order within an expert is whatever the atomics make it."""
+    s = lo + tl.arange(0, BLOCK)
+    e = tl.load(idx_ptr + s, mask=s < n_slots, other=-1)
+    ok = (e >= 0) & (e < n_experts)
+    left = tl.atomic_add(counts_ptr + e, -1, mask=ok, sem="relaxed")  # this slot included: >= 1
+    row = tl.load(start_ptr + e, mask=ok, other=0, cache_modifier=".cg") + left - 1
+    tl.store(sorted_ptr + row, s, mask=ok)
+    tl.store(block_expert_ptr + row // BLOCK_M, e.to(tl.int32), mask=ok)
+
+
+@triton.jit
+def _moe_align_kernel(
+    # pointers: idx (T*k,) expert ids; ws (2E + 1,) int32; outputs (P,), (P / BLOCK_M,) int32
+    idx_ptr, ws_ptr, sorted_ptr, block_expert_ptr,
+    # sizes: T*k slots (the sentinel), P rows, E experts, P / BLOCK_M blocks
+    n_slots, n_rows, n_experts, n_blocks,
+    # meta-parameters
+    BLOCK_M: tl.constexpr, E_PAD: tl.constexpr, BLOCK: tl.constexpr, ONE_PROGRAM: tl.constexpr,
+):
+    counts_ptr = ws_ptr
+    start_ptr = ws_ptr + n_experts
+    if ONE_PROGRAM:  # zero, count, plan, scatter; each barrier orders one phase's global writes before the next
+        e = tl.arange(0, E_PAD)
+        tl.store(counts_ptr + e, tl.zeros((E_PAD,), tl.int32), mask=e < n_experts)
+        tl.debug_barrier()
+        for lo in range(0, n_rows, BLOCK):
+            _align_count(idx_ptr, counts_ptr, sorted_ptr, lo, n_slots, n_rows, n_experts, BLOCK)
+        tl.debug_barrier()
+        _align_plan(counts_ptr, start_ptr, block_expert_ptr, n_experts, n_blocks, BLOCK_M, E_PAD, BLOCK)
+        tl.debug_barrier()
+        for lo in range(0, n_slots, BLOCK):
+            _align_scatter(idx_ptr, counts_ptr, start_ptr, sorted_ptr, block_expert_ptr, lo, n_slots, n_experts,
+                           BLOCK_M, BLOCK)
+    else:  # counts zeroed by the caller; the last program to finish counting plans, a second launch scatters
+        _align_count(idx_ptr, counts_ptr, sorted_ptr, tl.program_id(0) * BLOCK, n_slots, n_rows, n_experts, BLOCK)
+        tl.debug_barrier()  # every thread's count atomics precede the release of the ticket
+        if tl.atomic_add(ws_ptr + 2 * n_experts, 1, sem="acq_rel") == tl.num_programs(0) - 1:
+            _align_plan(counts_ptr, start_ptr, block_expert_ptr, n_experts, n_blocks, BLOCK_M, E_PAD, BLOCK)
+
+
+@triton.jit
+def _moe_align_scatter_kernel(idx_ptr, ws_ptr, sorted_ptr, block_expert_ptr, n_slots, n_experts,
+                              BLOCK_M: tl.constexpr, BLOCK: tl.constexpr):
+    _align_scatter(idx_ptr, ws_ptr, ws_ptr + n_experts, sorted_ptr, block_expert_ptr, tl.program_id(0) * BLOCK,
+                   n_slots, n_experts, BLOCK_M, BLOCK)
+
+
+def moe_align(idx: "torch.Tensor", n_experts: int, block_m: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Sort flat slots by expert into blocks of block_m rows -> sorted_slots (P,), block_expert (P/block_m,), int32.
+
+    Each expert's slots are contiguous and padded with the sentinel T*k to whole blocks, experts in
+    id order; block_expert is the expert of each block, -1 past the used blocks. Static sizes
+    (`padded_rows`), no host sync, graph-capturable. Triton: up to ALIGN_ONE_PROGRAM slots one program
+    does it all (one launch); above, a zeroed workspace, a counting launch (its last program turns the
+    counts into each expert's first row) and a scattering launch. Expert ids outside [0, n_experts) are
+    skipped (their rows are never written).
+
+    The order of slots within an expert is not deterministic (atomics); no result depends on it:
+    grouped_matmul computes each row from its own slot's input and its block's expert alone (the same
+    K loop for every row of a tile) and stores it at its flat slot, and the combine sums a token's k rows
+    in slot order, so moe_ffn is bitwise the same for any order (`moe_align_ref` keeps token order).
+    """
+    import torch
+
+    _check_align(idx, n_experts, block_m)
+    n = idx.numel()
+    p = padded_rows(n, n_experts, block_m)
+    sorted_slots = torch.empty((p,), dtype=torch.int32, device=idx.device)  # (P,)
+    block_expert = torch.empty((p // block_m,), dtype=torch.int32, device=idx.device)  # (P / block_m,)
+    if n == 0:
+        return sorted_slots, block_expert
+    flat = idx.reshape(-1)  # (T*k,) a view when idx is contiguous
+    one = n <= ALIGN_ONE_PROGRAM
+    ws = (torch.empty if one else torch.zeros)((2 * n_experts + 1,), dtype=torch.int32, device=idx.device)
+    meta = dict(BLOCK_M=block_m, BLOCK=ALIGN_BLOCK)
+    _moe_align_kernel[(1 if one else triton.cdiv(p, ALIGN_BLOCK),)](
+        flat, ws, sorted_slots, block_expert, n, p, n_experts, p // block_m,
+        E_PAD=triton.next_power_of_2(n_experts), ONE_PROGRAM=one, **meta)
+    if not one:
+        _moe_align_scatter_kernel[(triton.cdiv(n, ALIGN_BLOCK),)](flat, ws, sorted_slots, block_expert, n,
+                                                                  n_experts, **meta)
+    return sorted_slots, block_expert
+
+
+def moe_align_ref(idx: "torch.Tensor", n_experts: int, block_m: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Plain torch reference of `moe_align` (its implementation before the Triton kernels): the same outputs,
+    with each expert's slots in token order. One stable sort and 15 small ops (21 GPU kernels on the H100,
+    benchmarks/results/moe_sweep_h100.json), no host sync. Expert ids must lie in [0, n_experts)."""
+    import torch
+
+    _check_align(idx, n_experts, block_m)
     n = idx.numel()
     p = padded_rows(n, n_experts, block_m)
     expert, order = torch.sort(idx.reshape(-1).long(), stable=True)  # (T*k,) flat slots sorted by expert

@@ -12,6 +12,10 @@ the triton stack's fused activation), each timed by calibration.timing.measure (
 eager where the old path syncs the host), inputs rotated over weight copies past 2 x L2. Reported: time,
 touched experts' weight bytes / time, FLOP/s. bf16, random router logits (near-uniform expert loads).
 
+(c) kernels.moe.router_topk (softmax + top-k + renormalise in one launch) against router_topk_ref (the
+engine's torch routing) on each model's (T, E) logits at ROUTER_TOKENS, fp32 and bf16: the same ids except
+among exactly tied probabilities (fp32: no ties expected, every id equal), weights within ROUTER_TOL; both timed.
+
 --sweep instead times moe_ffn under candidate MoeConfig variants (DECODE_VARIANTS, PREFILL_VARIANTS; the
 table's own config always first) at each (model, T), each variant checked once against the reference
 first (a failing or uncompilable one, e.g. shared memory overflow, is reported and skipped), and times
@@ -33,6 +37,9 @@ TOKENS = (1, 8, 64, 512, 4096)
 CPU_MODELS = {"olmoe-tiny": dict(e=8, k=4, h=64, f=32), "qwen-tiny": dict(e=6, k=2, h=64, f=48)}
 CPU_TOKENS = (1, 8, 40)
 TOL = 3e-2  # bf16: up projection, activation and output each rounded (tests/test_moe.py TOL_FFN)
+ROUTER_TOKENS = (1, 64, 4096)  # decode at batch 1 and 64, a prefill chunk
+# weights against the reference's: fp32 output, absolute error; bf16 output, relative error (one ulp)
+ROUTER_TOL = {"float32": 1e-5, "bfloat16": 2 ** -7}
 
 # --sweep: candidate MoeConfig fields (block_m, block_n, block_k, num_warps, num_stages), by regime.
 # Decode-like: 16-row blocks; N tile width against programs in flight, K depth and stages against latency.
@@ -150,6 +157,35 @@ def graph_check(m: dict, t: int) -> float:
     return float((out.float() - ref).norm() / ref.norm())
 
 
+def router_check(name: str, m: dict, t: int, dtype_name: str, cpu: bool) -> dict:
+    """router_topk against router_topk_ref on random (T, E) logits of one dtype (weights in that dtype): ids
+    equal, or picking equal probabilities (exact ties), weight error within ROUTER_TOL; both timed."""
+    import torch
+
+    from kernels.moe import router_topk, router_topk_ref
+
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator(device="cpu" if cpu else "cuda").manual_seed(t)
+    logits = [torch.randn(t, m["e"], generator=g, device=g.device).to(dtype) for _ in range(4)]  # (T, E) each
+    w, idx = router_topk(logits[0], m["k"])
+    ref_w, ref_idx = router_topk_ref(logits[0], m["k"])
+    p = torch.softmax(logits[0].float(), -1)  # (T, E) the reference's probabilities
+    same_ids = bool(torch.equal(idx.long(), ref_idx))
+    tied_only = bool(torch.equal(p.gather(1, idx.long()), p.gather(1, ref_idx)))
+    w32 = router_topk(logits[0], m["k"], out_dtype=torch.float32)[0]
+    ref_w32 = router_topk_ref(logits[0], m["k"], out_dtype=torch.float32)[0]
+    err = float((w32 - ref_w32).abs().max())  # fp32 weights, absolute
+    rel = float(((w.float() - ref_w.float()).abs() / ref_w.float()).max())  # weights in the logits' dtype
+    fp32 = dtype == torch.float32  # random fp32 logits: no ties expected
+    ok = ((same_ids or (tied_only and not fp32)) and err <= ROUTER_TOL["float32"]
+          and (fp32 or rel <= ROUTER_TOL[dtype_name]))
+    row = {"model": name, "t": t, "router_topk": dtype_name, "ids_equal": same_ids, "ids_equal_but_ties": tied_only,
+           "weight_err": err, "weight_rel_err": rel, "ok": ok}
+    for path, fn in (("router_topk", router_topk), ("router_topk_ref", router_topk_ref)):
+        row[f"{path}_us"] = timed([lambda x=x, fn=fn: fn(x, m["k"]) for x in logits], False, cpu)["median_us"]
+    return row
+
+
 def timed(calls: list, eager: bool, cpu: bool) -> dict:
     """calibration.timing.measure over the rotated input sets (its row); on the CPU one wall-clock call."""
     if cpu:
@@ -185,6 +221,14 @@ def run_model(name: str, m: dict, tokens, cpu: bool, rows: list, checks: list) -
 
     device = "cpu" if cpu else "cuda"
     e, k, h, f = m["e"], m["k"], m["h"], m["f"]
+    for t in CPU_TOKENS if cpu else ROUTER_TOKENS:
+        for dtype_name in ROUTER_TOL:
+            c = router_check(name, m, t, dtype_name, cpu)
+            checks.append(c)
+            print(f"check {name:18s} T={t:5d} router_topk {dtype_name:8s} ids equal {c['ids_equal']} (but ties "
+                  f"{c['ids_equal_but_ties']}), weight err {c['weight_err']:.1e} (rel {c['weight_rel_err']:.1e})  "
+                  f"{c['router_topk_us']:.1f} us vs "
+                  f"ref {c['router_topk_ref_us']:.1f} us  {'ok' if c['ok'] else 'FAIL'}")
     for t in tokens:
         first = make_inputs(m, t, device, 0)
         err = check(first)

@@ -55,8 +55,9 @@ def rows_by_gpu(rows: list[dict], stack: str, gpu: str | None) -> dict[str, list
     return groups
 
 
-MOE_NOTE = ("MoE: the reference engine gathers or runs every expert (calibration/measurements/README.md), "
-            "not the ideal routed work the simulator counts")
+MOE_NOTE = ("MoE: left out so the coefficients come from dense layers and MoE queries test how they transfer "
+            "(validate --leave-out-arch); on the torch stack the engine's experts are not ideal either "
+            "(calibration/measurements/README.md)")
 
 
 def excluded_archs(rows: list[dict], features, include_moe: bool) -> frozenset:

@@ -5,7 +5,8 @@ fused element-wise kernels of kernels.fused (residual add + norm, rotary + KV-ca
 the grouped-GEMM routed experts of kernels.moe.
 `torch`: cuBLAS through F.linear, torch's SDPA (flash on the GPU) and plain torch element-wise ops, one
 kernel per op: the "torch's own kernels" stack, whose routed experts are model.MoE's torch schedules.
-MoE routing (router, top-k) is plain torch in both stacks.
+MoE routing: the router GEMM is `linear`; softmax + top-k is kernels.moe.router_topk (one launch) in the
+triton stack, plain torch in the torch stack.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class Backend:
     # routed MoE FFN: x (T, H), w_up (E, U, H), w2 (E, H, F), weights/idx (T, k), kind, act -> (T, H);
     # None: the engine's own torch schedules (model.MoE)
     moe: Callable | None = None
+    # MoE routing: logits (T, E), k, out_dtype= -> weights (T, k) renormalised, idx (T, k) int32, one launch;
+    # None: model.MoE's torch softmax + topk. Set only beside `moe` (the torch schedules want int64 ids)
+    router_topk: Callable | None = None
 
 
 def _torch_backend() -> Backend:
@@ -84,7 +88,7 @@ def _triton_backend() -> Backend:
     from kernels import fused
     from kernels.decode_attention import decode_attention
     from kernels.gemm import matmul
-    from kernels.moe import moe_ffn
+    from kernels.moe import moe_ffn, router_topk
     from kernels.prefill_attention import prefill_attention
 
     def linear(x, w):
@@ -99,7 +103,8 @@ def _triton_backend() -> Backend:
     def rope_write(qkv, cos, sin, cache, pos):
         return fused.rope_write(qkv, cos, sin, cache.k, cache.v, pos)
 
-    return Backend("triton", linear, prefill_attn, decode_attention, add_norm, rope_write, fused.act, moe=moe_ffn)
+    return Backend("triton", linear, prefill_attn, decode_attention, add_norm, rope_write, fused.act, moe=moe_ffn,
+                   router_topk=router_topk)
 
 
 def get_backend(name: str) -> Backend:

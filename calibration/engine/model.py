@@ -123,8 +123,12 @@ class MoE(nn.Module):
         self.shared = MLP(arch, sh.shared_ffn_hidden, be, mk) if sh.shared_ffn_hidden else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights, idx = torch.topk(F.softmax(self.be.linear(x, self.wr).float(), dim=-1), self.k)  # (T, k)
-        weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
+        logits = self.be.linear(x, self.wr)  # (T, E)
+        if self.be.router_topk is not None:  # softmax, top-k, renormalise, cast: one launch
+            weights, idx = self.be.router_topk(logits, self.k, out_dtype=x.dtype)  # (T, k), int32 ids
+        else:
+            weights, idx = torch.topk(F.softmax(logits.float(), dim=-1), self.k)  # (T, k)
+            weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
         if self.be.moe is not None:
             out = self.be.moe(x, self.w_up, self.w2, weights, idx, self.kind, self.be.act)  # (T, H)
         elif 3 * x.shape[0] * self.k <= self.e:

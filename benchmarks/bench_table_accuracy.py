@@ -150,10 +150,8 @@ def _print_summary(summary: dict) -> None:
 def main() -> int:
     import json
 
-    from calibration.opbench import build
     from calibration.provenance import provenance
     from calibration.table_io import write_json_atomic
-    from calibration.timing import measure
     from simulator.gpus import get_gpu
     from simulator.tables import TableModel, load_table
 
@@ -197,16 +195,7 @@ def main() -> int:
             if time.perf_counter() - t0 > args.max_seconds:
                 print(f"stopped at --max-seconds {args.max_seconds:g}", file=sys.stderr)
                 break
-            try:
-                bench = build(op, stack, shape)
-                timing = measure(bench.call, rotate=bench.rotate, use_graph=bench.graph)
-            except Exception as e:  # noqa: BLE001 — fail-soft, reported
-                rows.append({"op": op, "stack": stack, "shape": shape, "error": f"{type(e).__name__}: {e}"[:200]})
-                continue
-            pred_us = float(model.op_time_s(op, shape)) * 1e6
-            rows.append({"op": op, "stack": stack, "shape": shape, "measured_us": timing.median_us,
-                         "predicted_us": pred_us, "ape": abs(pred_us - timing.median_us) / timing.median_us,
-                         "flagged": timing.flagged})
+            rows.append(measure_row(model, op, stack, shape))
         print(f"{stack}: table warnings: {sorted(model.warnings) or 'none'}", file=sys.stderr)
     summary = summarize(rows)
     _print_summary(summary)
@@ -215,6 +204,23 @@ def main() -> int:
                       "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1)})
     print(f"wrote {args.out}")
     return 0
+
+
+def measure_row(model, op: str, stack: str, shape: dict) -> dict:
+    """One op timed on this GPU (the sweep's builders and timer) beside the table's time for it: a result row,
+    or an `error` row when the op fails (fail-soft: the run goes on)."""
+    from calibration.opbench import build
+    from calibration.timing import measure
+
+    try:
+        bench = build(op, stack, shape)
+        timing = measure(bench.call, rotate=bench.rotate, use_graph=bench.graph)
+    except Exception as e:  # noqa: BLE001 — fail-soft, reported
+        return {"op": op, "stack": stack, "shape": shape, "error": f"{type(e).__name__}: {e}"[:200]}
+    pred_us = float(model.op_time_s(op, shape)) * 1e6
+    return {"op": op, "stack": stack, "shape": shape, "measured_us": timing.median_us, "p10_us": timing.p10_us,
+            "p90_us": timing.p90_us, "predicted_us": pred_us, "ape": abs(pred_us - timing.median_us) / timing.median_us,
+            "flagged": timing.flagged}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -37,10 +37,9 @@ SCANS += [("decode_attn", dict(b=b, h=h, kv_h=kv, d=d), "c", 128, 65536)
 
 
 def main() -> int:
-    from calibration.opbench import build
+    from bench_table_accuracy import measure_row
     from calibration.provenance import provenance
     from calibration.table_io import write_json_atomic
-    from calibration.timing import measure
     from simulator.gpus import get_gpu
     from simulator.tables import TableModel, load_table
 
@@ -60,16 +59,7 @@ def main() -> int:
             for v in axis_values(lo, hi, args.ratio):
                 if time.perf_counter() - t0 > args.max_seconds:
                     break
-                shape = dict(fixed, **{axis: v})
-                try:
-                    bench = build(op, stack, shape)
-                    timing = measure(bench.call, rotate=bench.rotate, use_graph=bench.graph)
-                except Exception as e:  # noqa: BLE001 — fail-soft, reported
-                    rows.append({"scan": scan, "op": op, "stack": stack, "shape": shape, "error": str(e)[:200]})
-                    continue
-                rows.append({"scan": scan, "op": op, "stack": stack, "axis": axis, "shape": shape,
-                             "measured_us": timing.median_us, "p10_us": timing.p10_us, "p90_us": timing.p90_us,
-                             "predicted_us": float(model.op_time_s(op, shape)) * 1e6, "flagged": timing.flagged})
+                rows.append(dict(measure_row(model, op, stack, dict(fixed, **{axis: v})), scan=scan, axis=axis))
         print(f"{stack}: {sum(r['stack'] == stack for r in rows)} points, {time.perf_counter() - t0:.0f} s")
     write_json_atomic(args.out, {"provenance": provenance(), "table": {"file": args.table,
                       "provenance": table["provenance"]}, "rows": rows,

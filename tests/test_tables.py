@@ -151,15 +151,23 @@ def test_bad_table_file_is_a_user_error(tmp_path):
         load_table(tmp_path / "missing.json")
 
 
-def _bench():
+def _bench(name: str = "bench_table_accuracy"):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_table_accuracy.py"
-    spec = importlib.util.spec_from_file_location("bench_table_accuracy", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_scan_axis_values_hold_powers_of_two_and_the_value_past_each():
+    vals = _bench("scan_table_axis").axis_values(64, 8192)
+    assert vals == sorted(set(vals)) and vals[0] == 64 and vals[-1] == 8192
+    assert {128, 129, 1024, 1025, 4096, 4097} <= set(vals) and 8193 not in vals
+    steps = np.diff(np.log(vals))
+    assert steps.max() < np.log(1.09)  # no gap wider than the 8% step
 
 
 def test_accuracy_bench_draws_catalog_shapes_inside_the_grid():

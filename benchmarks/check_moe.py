@@ -12,7 +12,7 @@ the triton stack's fused activation), each timed by calibration.timing.measure (
 eager where the old path syncs the host), inputs rotated over weight copies past 2 x L2. Reported: time,
 touched experts' weight bytes / time, FLOP/s. bf16, random router logits (near-uniform expert loads).
 
-(c) kernels.moe.router_topk (softmax + top-k + renormalise in one launch) against router_topk_ref (the
+(c) kernels.routing.router_topk (softmax + top-k + renormalise in one launch) against router_topk_ref (the
 engine's torch routing) on each model's (T, E) logits at ROUTER_TOKENS, fp32 and bf16: the same ids except
 among exactly tied probabilities (fp32: no ties expected, every id equal), weights within ROUTER_TOL; both timed.
 
@@ -162,7 +162,7 @@ def router_check(name: str, m: dict, t: int, dtype_name: str, cpu: bool) -> dict
     equal, or picking equal probabilities (exact ties), weight error within ROUTER_TOL; both timed."""
     import torch
 
-    from kernels.moe import router_topk, router_topk_ref
+    from kernels.routing import router_topk, router_topk_ref
 
     dtype = getattr(torch, dtype_name)
     g = torch.Generator(device="cpu" if cpu else "cuda").manual_seed(t)

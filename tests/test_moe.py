@@ -9,9 +9,10 @@ import torch
 
 from kernels import fused
 from kernels import moe as moe_mod
+from kernels import routing as routing_mod
 from kernels.configs import MOE_CONFIGS, MoeConfig, moe_config
-from kernels.moe import (grouped_matmul, moe_align, moe_align_ref, moe_ffn, moe_ffn_ref, padded_rows, router_topk,
-                         router_topk_ref)
+from kernels.moe import grouped_matmul, moe_align, moe_align_ref, moe_ffn, moe_ffn_ref, padded_rows
+from kernels.routing import router_topk, router_topk_ref
 from simulator.errors import UserError
 
 # relative Frobenius error allowed, by dtype: grouped_matmul rounds once (its output); moe_ffn three times
@@ -385,7 +386,7 @@ def test_engine_routes_with_router_topk(monkeypatch):
     def counted(logits, k, renormalize=True, out_dtype=None):
         calls.append((tuple(logits.shape), k, out_dtype))
         return router_topk(logits, k, renormalize, out_dtype)
-    monkeypatch.setattr(moe_mod, "router_topk", counted)
+    monkeypatch.setattr(routing_mod, "router_topk", counted)
     arch = tiny("moe")
     engine = Engine(arch, "triton", device="cpu", dtype=torch.float16, seed=3)
     run_engine(engine, torch.zeros(1, 4, dtype=torch.long), steps=1)

@@ -5,7 +5,7 @@ fused element-wise kernels of kernels.fused (residual add + norm, rotary + KV-ca
 the grouped-GEMM routed experts of kernels.moe.
 `torch`: cuBLAS through F.linear, torch's SDPA (flash on the GPU) and plain torch element-wise ops, one
 kernel per op: the "torch's own kernels" stack, whose routed experts are model.MoE's torch schedules.
-MoE routing: the router GEMM is `linear`; softmax + top-k is kernels.moe.router_topk (one launch) in the
+MoE routing: the router GEMM is `linear`; softmax + top-k is kernels.routing.router_topk (one launch) in the
 triton stack, plain torch in the torch stack.
 """
 from __future__ import annotations
@@ -88,8 +88,9 @@ def _triton_backend() -> Backend:
     from kernels import fused
     from kernels.decode_attention import decode_attention
     from kernels.gemm import matmul
-    from kernels.moe import moe_ffn, router_topk
+    from kernels.moe import moe_ffn
     from kernels.prefill_attention import prefill_attention
+    from kernels.routing import router_topk
 
     def linear(x, w):
         return matmul(x, w, w_layout="nk")

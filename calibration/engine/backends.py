@@ -43,7 +43,14 @@ def _torch_backend() -> Backend:
     import torch.nn.functional as F
 
     def prefill_attn(q, k, v):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=q.shape[1] != k.shape[1])
+        # pinned to SDPA's flash kernel on the GPU, as the tables time it (calibration/opbench.py): left to its
+        # dispatcher, torch 2.11 on an H100 runs cuDNN attention for some shapes and flash for others
+        if not q.is_cuda:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=q.shape[1] != k.shape[1])
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=q.shape[1] != k.shape[1])
 
     def decode_attn(q, k_cache, v_cache, lengths):
         # valid[b, c] = c < lengths[b]; broadcast over heads and the one query: (B, 1, 1, C)

@@ -25,8 +25,8 @@ FULL = {
     # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim. Causal (what prefill runs) on
     # a dense grid: bh by factors of 2 (below ~132 programs the time is one program's latency, not work:
     # a factor-4 gap missed b*h = 32 by 25%); s from 1 (one-token prompts: latency, ~53 us a layer in the
-    # engine) with the 3 * 2^k nodes between powers of two (SDPA's time is not smooth between them: seed-10
-    # scan, calibration/tables/README.md); d 96, 160: SDPA flash head dims. Non-causal on a coarse grid.
+    # engine) with the 3 * 2^k nodes between powers of two (SDPA's time is not smooth between them: the line
+    # scans of benchmarks/scan_table_axis.py); d 96, 160: SDPA flash head dims. Non-causal on a coarse grid.
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
                       "s": [1, 4, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192,
                             16384, 32768],

@@ -340,19 +340,12 @@ def moe_ffn(x: "torch.Tensor", w_up: "torch.Tensor", w2: "torch.Tensor", weights
     return y.view(t, k, -1).sum(1)  # (T, H)
 
 
-def _act_ref(up, kind: str):
-    import torch.nn.functional as F
-
-    if kind == "swiglu":
-        g, u = up.chunk(2, dim=-1)
-        return F.silu(g) * u
-    return F.gelu(up, approximate="tanh")
-
-
 def moe_ffn_ref(x: "torch.Tensor", w_up: "torch.Tensor", w2: "torch.Tensor", weights: "torch.Tensor",
                 idx: "torch.Tensor", kind: str) -> "torch.Tensor":
     """Plain torch reference of `moe_ffn`, a loop over experts: float64 on the CPU, float32 on a GPU."""
     import torch
+
+    from kernels.fused import act_ref
 
     acc = torch.float64 if x.device.type == "cpu" else torch.float32
     xf = x.to(acc)
@@ -360,7 +353,7 @@ def moe_ffn_ref(x: "torch.Tensor", w_up: "torch.Tensor", w2: "torch.Tensor", wei
     for e in range(w_up.shape[0]):
         tok, j = (idx == e).nonzero(as_tuple=True)  # the (token, slot) pairs routed to e
         if tok.numel():
-            a = _act_ref(xf[tok] @ w_up[e].to(acc).t(), kind)  # (n_e, F)
+            a = act_ref(xf[tok] @ w_up[e].to(acc).t(), kind).to(acc)  # (n_e, F)
             out.index_add_(0, tok, (a @ w2[e].to(acc).t()) * weights[tok, j].to(acc)[:, None])
     return out
 

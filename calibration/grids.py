@@ -18,7 +18,12 @@ from simulator.ops import op_cost
 
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
 FULL = {
-    "gemm": {"m": [1, 4, 8, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16384],
+    # m: each tile boundary up to 1024 also has its node just past it (m = 65, 129, 257, ...): one row past a
+    # boundary starts a new row of tiles, or another configuration (kernels/configs.py), and the time steps
+    # there instead of growing linearly (the H100 line scans: Triton m = 256 -> 257 took 61 -> 109 us, and
+    # 109 -> 83 us from 257 to 376, as the partial tiles fill; n = 6144, m = 128 -> 129: 23 -> 38 us).
+    "gemm": {"m": [1, 4, 8, 16, 32, 64, 65, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536,
+                   2048, 3072, 4096, 8192, 16384],
              "n": [256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
              "k": [256, 1024, 2048, 4096, 8192, 16384, 65536],
              "max_flops": 2.0e12, "max_bytes": 4.4e9},
@@ -26,16 +31,20 @@ FULL = {
     # a dense grid: bh by factors of 2 (below ~132 programs the time is one program's latency, not work:
     # a factor-4 gap missed b*h = 32 by 25%); s from 1 (one-token prompts: latency, ~53 us a layer in the
     # engine) with the 3 * 2^k nodes between powers of two (SDPA's time is not smooth between them: the line
-    # scans of benchmarks/scan_table_axis.py); d 96, 160: SDPA flash head dims. Non-causal on a coarse grid.
+    # scans of benchmarks/scan_table_axis.py), and up to 1025 the node just past each 128-row block (both
+    # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
+    # Non-causal on a coarse grid.
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
-                      "s": [1, 4, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192,
-                            16384, 32768],
+                      "s": [1, 4, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536,
+                            2048, 3072, 4096, 6144, 8192, 16384, 32768],
                       "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
-    # two (decode reads only the real columns, but d = 96 runs ~20% slower than its linear share of 64..128)
-    "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024], "g": [1, 8, 64],
+    # two (decode reads only the real columns, but d = 96 runs ~20% slower than its linear share of 64..128);
+    # bkv 96, 192, 512: the split count changes there (kernels/configs.py decode_num_splits: one split a
+    # sequence from 132 (sequence, KV head) pairs on), and b*kv_h = 160 ran 23% slower than 128..256 said.
+    "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], "g": [1, 8, 64],
                     "c": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
                     "d": [64, 96, 128], "max_bytes": 4.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written

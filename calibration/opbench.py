@@ -38,10 +38,27 @@ def _copies(op: str, shape: dict, device: str, max_copies: int = 64) -> int:
     return 1 if device == "cpu" else rotation_count(work(op, shape)[1], _l2(device), max_copies)
 
 
-def _randn(*size: int, device: str):
+ALIGN = 128  # elements between input tensors carved from one buffer: 256-byte aligned, as the allocator gives
+
+
+def _random_sets(copies: int, shapes: list[tuple[int, ...]], device: str) -> list[tuple]:
+    """`copies` sets of fresh N(0, 1) bf16 tensors of the given shapes, carved from one buffer filled by a
+    single launch (drawing thousands of small tensors one by one cost ~4 ms a grid point)."""
+    import math
+
     import torch
 
-    return torch.randn(*size, device=device, dtype=torch.bfloat16)
+    sizes = [math.prod(s) for s in shapes]
+    spans = [-(-n // ALIGN) * ALIGN for n in sizes]
+    buf = torch.randn(copies * sum(spans), device=device, dtype=torch.bfloat16)
+    sets, off = [], 0
+    for _ in range(copies):
+        views = []
+        for shape, n, span in zip(shapes, sizes, spans):
+            views.append(buf[off:off + n].view(shape))
+            off += span
+        sets.append(tuple(views))
+    return sets
 
 
 def _cycle(fn: Callable, sets: list) -> Callable[[int], object]:
@@ -54,8 +71,7 @@ def gemm(stack: str, shape: dict, device: str = "cuda") -> Bench:
     import torch.nn.functional as F
 
     m, n, k = shape["m"], shape["n"], shape["k"]
-    sets = [(_randn(m, k, device=device), _randn(n, k, device=device))
-            for _ in range(_copies("gemm", shape, device))]
+    sets = _random_sets(_copies("gemm", shape, device), [(m, k), (n, k)], device)
     if stack == "triton":
         from kernels.gemm import matmul
         return Bench(_cycle(matmul, sets), len(sets), "kernels.gemm.matmul")
@@ -67,8 +83,8 @@ def prefill_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
     import torch.nn.functional as F
 
     b, h, kv_h, s, d, causal = (shape[x] for x in ("b", "h", "kv_h", "s", "d", "causal"))
-    sets = [(_randn(b, h, s, d, device=device), _randn(b, kv_h, s, d, device=device),
-             _randn(b, kv_h, s, d, device=device)) for _ in range(_copies("prefill_attn", shape, device))]
+    sets = _random_sets(_copies("prefill_attn", shape, device), [(b, h, s, d), (b, kv_h, s, d), (b, kv_h, s, d)],
+                        device)
     if stack == "triton":
         from kernels.prefill_attention import prefill_attention
         return Bench(_cycle(lambda q, k, v: prefill_attention(q, k, v, causal=bool(causal)), sets),
@@ -112,8 +128,8 @@ def decode_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
 
     b, h, kv_h, c, d = (shape[x] for x in ("b", "h", "kv_h", "c", "d"))
     rows = c if stack == "triton" else -(-c // CACHE_ROWS_ALIGN) * CACHE_ROWS_ALIGN
-    sets = [(_randn(b, h, d, device=device), _randn(b, kv_h, rows, d, device=device),
-             _randn(b, kv_h, rows, d, device=device)) for _ in range(_copies("decode_attn", shape, device))]
+    sets = _random_sets(_copies("decode_attn", shape, device), [(b, h, d), (b, kv_h, rows, d), (b, kv_h, rows, d)],
+                        device)
     lengths = torch.full((b,), c, dtype=torch.int32, device=device)
     if stack == "triton":
         from kernels.decode_attention import decode_attention
@@ -130,8 +146,7 @@ def elementwise(stack: str, shape: dict, device: str = "cuda") -> Bench:
     import torch
 
     n = max(1, int(shape["bytes"]) // 6)
-    sets = [(_randn(n, device=device), _randn(n, device=device), _randn(n, device=device))
-            for _ in range(_copies("elementwise", shape, device))]
+    sets = _random_sets(_copies("elementwise", shape, device), [(n,), (n,), (n,)], device)
     return Bench(_cycle(lambda x, y, z: torch.add(x, y, out=z), sets), len(sets), "torch.add")
 
 
@@ -142,7 +157,7 @@ def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
     graph = shape["mode"] == "graph"
     if stack == "triton":
         from kernels.gemm import matmul
-        a, w = _randn(1, 64, device=device), _randn(64, 64, device=device)
+        a, w = _random_sets(1, [(1, 64), (64, 64)], device)[0]
         return Bench(lambda i: matmul(a, w), 1, "kernels.gemm.matmul 1x64x64", graph)
     x = torch.zeros(1, device=device)
     return Bench(lambda i: torch.add(x, 1.0, out=x), 1, "torch.add 1 element", graph)

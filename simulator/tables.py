@@ -26,6 +26,7 @@ import numpy as np
 from simulator.errors import UserError
 from simulator.ops import op_cost
 from simulator.paths import TABLES_DIR
+from simulator.quanta import critical_work, has_model
 from simulator.timemodel import RooflineModel, TimeModel
 DERIVE_RULE = "compute-bound points x peak FLOP/s ratio, memory-bound x HBM bandwidth ratio (by arithmetic " \
               "intensity vs the source GPU's ridge point); all-reduce x interconnect ratio; launch unchanged"
@@ -63,11 +64,14 @@ AXES = {"gemm": ("m", "n", "k"), "prefill_attn": ("b*h", "s", "d"), "decode_attn
 # (prefill attention's work grows as s^2). Classes not listed interpolate log efficiency over log axes.
 WORK_POWER = {"gemm": (1, 1, 1), "prefill_attn": (1, 2, 1), "decode_attn": (1, 1, 1, 1)}
 # Tile quantisation: kernels work in whole tiles, so a shape is looked up at its dimension rounded up to the
-# tile (below one tile: to the next power of two, the smaller tiles kernels pick for small problems). The
-# grid's nodes are tile multiples, so the nodes are unchanged. GEMM: 128 x 128 output tiles; prefill
-# attention: 128-row query and key blocks; decode attention: 128-key steps of the split context
-# (kernels/configs.py DecodeConfig.block_n; 64 fitted the seed-3/4 checks worse: triton P95 18.6 vs 17.0%).
-TILE = {"gemm": {"m": 128, "n": 128}, "prefill_attn": {"s": 128}, "decode_attn": {"c": 128}}
+# tile (below one tile: to the next power of two, the smaller tiles kernels pick for small problems). GEMM n:
+# 128-wide output tiles; decode attention: 128-key steps of the split context (kernels/configs.py
+# DecodeConfig.block_n; 64 fitted the seed-3/4 checks worse: triton P95 18.6 vs 17.0%). GEMM m and prefill s
+# are not rounded: the grid has a node just past each tile boundary they cross (calibration/grids.py), so the
+# step is measured, and the time between a boundary's first row and the next boundary is interpolated (the
+# partial tiles of a Triton GEMM run slower than full ones: m = 257 took 109 us where 384 took 83; cuBLAS picks
+# its own tiles, and rounding its m to 128 predicted it 10-25% high in the line scans).
+TILE = {"gemm": {"n": 128}, "decode_attn": {"c": 128}}
 # Head dims the attention kernels are built for: a shape runs, and is looked up, at its head dim padded up to one
 # (0: the next power of two). Triton prefill (kernels/prefill_attention.py): BLOCK_D = next power of two (d = 80, 96
 # run as 128; 144, 160 as 256) in its tensor-core products. torch prefill (SDPA's flash kernel): multiples of 32.
@@ -92,24 +96,6 @@ def _tiled(op: str, shape: dict, stack: str = "triton") -> dict:
     if (stack, op) in HEAD_DIM_STEP:
         out["d"] = _round_up(shape["d"], HEAD_DIM_STEP[stack, op])
     return out
-
-
-# Wave quantisation of our Triton GEMM above 256 rows (kernels/configs.py: GEMM_LARGE_M, 128 x 128 output tiles,
-# one tile per SM at a time): a shape takes ceil(tiles / SMs) waves, so between grid nodes time is not smooth in
-# m and n (m = 512, n = 4672: 148 tiles on 132 SMs, two waves where n = 4096 needs one). Time per wave is
-# interpolated instead, then multiplied by the shape's own waves.
-WAVE_TILE = {"triton": (256, 128, 128)}  # stack -> (rows above which the large-tile config runs, tile m, tile n)
-
-
-def gemm_waves(m, n, stack: str, sm_count: int) -> np.ndarray:
-    """Waves of output tiles the stack's GEMM runs for an (m, n) product (1 where it has no such model)."""
-    m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
-    if stack not in WAVE_TILE:
-        return np.ones(np.broadcast_shapes(m.shape, n.shape))
-    above, tm, tn = WAVE_TILE[stack]
-    tiles = np.ceil(m / tm - 1e-9) * np.ceil(n / tn - 1e-9)  # (grid nodes come back from log space a hair high)
-    waves = np.ceil(tiles / sm_count - 1e-9)
-    return np.where(m > above, np.maximum(waves, 1.0), 1.0)
 
 
 def _coords(op: str, shape: dict) -> tuple[tuple, list[np.ndarray]]:
@@ -165,7 +151,8 @@ class _Grid:
     """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
 
     def __init__(self, op: str, cat: tuple, rows: list[tuple[list[float], float]], roof, waves=None):
-        """`waves(axes)`: if given, the grid holds time per wave (gemm_waves), made monotone as time first."""
+        """`waves(axes)`: if given, the grid holds time per unit of critical work (simulator.quanta), made
+        monotone as time first."""
         self.op, self.cat, self.roof = op, cat, roof
         dims = len(rows[0][0])
         self.nodes = [np.unique(np.log([r[0][i] for r in rows])) for i in range(dims)]
@@ -182,6 +169,7 @@ class _Grid:
             if ax in NOT_PADDED.get(op, ()):
                 continue
             logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
+        self.waves = waves is not None
         if waves is not None:
             logt = logt - np.log(waves([np.exp(m) for m in mesh])).reshape(logt.shape)
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
@@ -284,14 +272,14 @@ class TableModel(TimeModel):
                 pc, px = _coords(op, p["shape"])
                 if tuple(np.asarray(v).item() for v in pc) == cat:
                     rows.append(([float(v) for v in px], p["median_us"] * 1e-6))
-            waves = (lambda axes: self._gemm_waves(axes[0], axes[1])) if op == "gemm" else None
+            waves = (lambda axes: self._work(op, axes)) if has_model(op, self.stack) else None
             self._grids[key] = _Grid(op, cat, rows, self._roof, waves) if rows else None
         return self._grids[key]
 
-    def _gemm_waves(self, m, n) -> np.ndarray:
-        """Waves of this stack's GEMM output tiles (gemm_waves) on the table's GPU."""
+    def _work(self, op: str, axes: list[np.ndarray]) -> np.ndarray:
+        """This stack's critical work at table coordinates (simulator.quanta) on the table's GPU."""
         sm_count = int((self.table.get("provenance") or {}).get("sm_count") or 132)
-        return gemm_waves(m, n, self.stack, sm_count)
+        return critical_work(op, self.stack, axes, sm_count)
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes.
@@ -319,10 +307,10 @@ class TableModel(TimeModel):
                 continue
             log_t, outside, filled = grid.log_time([v[sel] for v in logx], int(sel.sum()))
             out[sel] = np.exp(log_t)
-            if op_class == "gemm":  # time per wave back to time; outside the grid the roofline scales instead
-                inside = [np.clip(np.broadcast_to(axes[i], full).reshape(-1)[sel], *np.exp(grid.nodes[i][[0, -1]]))
-                          for i in (0, 1)]
-                out[sel] *= self._gemm_waves(*inside)
+            if grid.waves:  # time per unit of critical work back to time (outside the grid: at its edge)
+                inside = [np.clip(np.broadcast_to(a, full).reshape(-1)[sel], *np.exp(nd[[0, -1]]))
+                          for a, nd in zip(axes, grid.nodes)]
+                out[sel] *= self._work(op_class, inside)
             if op_class == "allreduce":  # the fixed cost is the allreduce_latency term
                 out[sel] = np.maximum(out[sel] - grid.min_time_s, 0.0)
             if outside.any():

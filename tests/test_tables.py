@@ -8,7 +8,8 @@ import pytest
 
 from simulator.gpus import get_gpu
 from simulator.ops import op_cost
-from simulator.tables import TableModel, derive_table, gemm_waves, load_table, table_model_for
+from simulator.quanta import critical_work
+from simulator.tables import TableModel, derive_table, load_table, table_model_for
 from simulator.errors import UserError
 
 H100 = get_gpu("h100-sxm")
@@ -72,9 +73,11 @@ def test_interpolation_close_to_the_law_and_monotone():
 
 
 def test_padding_makes_slow_nodes_monotone_and_tiles_round_up():
-    """A node slower than a larger one takes the larger one's time (it could run padded); a dimension just
-    past a tile costs what the next whole tile costs. GEMM rows are not padded: one row runs other code."""
+    """A node slower than a larger one takes the larger one's time (it could run padded); a width just past a
+    tile costs what the next whole tile costs. GEMM rows are not padded (one row runs other code) nor rounded:
+    the step just past a row tile is read from the node there."""
     table = fake_table()
+    table["points"] += [fake_point("gemm", "triton", m=1025, n=n, k=k) for n in N for k in K]
     slow = next(p for p in table["points"] if p["op"] == "gemm" and p["shape"] == {"m": 256, "n": 2048, "k": 2048})
     slow["median_us"] *= 3  # FAKE: a bad kernel configuration at this node
     one_row = next(p for p in table["points"] if p["op"] == "gemm" and p["shape"] == {"m": 1, "n": 2048, "k": 2048})
@@ -85,7 +88,10 @@ def test_padding_makes_slow_nodes_monotone_and_tiles_round_up():
     assert model.op_time_s("gemm", {"m": 1, "n": 2048, "k": 2048}) == pytest.approx(one_row["median_us"] * 1e-6)
     m = np.array([1024, 1025, 1152])
     t = model.op_time_s("gemm", {"m": m, "n": 2048, "k": 2048})
-    assert t[1] == pytest.approx(t[2]) and t[1] > t[0]
+    assert t[1] == pytest.approx(fake_time_s("gemm", {"m": 1025, "n": 2048, "k": 2048})) and t[1] > t[0]
+    assert t[1] <= t[2] < model.op_time_s("gemm", {"m": 4096, "n": 2048, "k": 2048})
+    wide = model.op_time_s("gemm", {"m": 256, "n": np.array([2049, 2176]), "k": 2048})
+    assert wide[0] == pytest.approx(wide[1])
 
 
 def test_no_nan_and_warning_outside_grid():
@@ -233,18 +239,19 @@ def test_grid_cost_follows_the_timing_policy():
 
 
 def test_triton_gemm_interpolates_time_per_wave():
-    """FAKE wave-quantised law (128 x 128 tiles, 132 SMs, above 256 rows): between nodes the triton lookup follows
-    the waves, where smooth interpolation (the torch lookup of the same points) misses them."""
+    """FAKE wave-quantised law (the Triton GEMM's tiles from kernels/configs.py, 132 SMs): between nodes the triton
+    lookup follows the waves, where smooth interpolation (the torch lookup of the same points) misses them."""
     def law(s):
-        return gemm_waves(s["m"], s["n"], "triton", 132) * 1e-8 * s["k"] + 1e-6  # mostly work: ~per wave
+        waves = critical_work("gemm", "triton", [np.asarray(s[a], dtype=float) for a in "mnk"], 132)
+        return waves * 1e-8 * s["k"] + 1e-6  # mostly work: ~per wave
 
     pts = [{"op": "gemm", "stack": stack, "kernel": "fake", "shape": {"m": m, "n": n, "k": k},
-            "median_us": law({"m": m, "n": n, "k": k}) * 1e6, "reps": 1, "flagged": False}
-           for stack in ("triton", "torch") for m in (256, 512, 1024, 2048) for n in (2048, 4096, 8192)
+            "median_us": float(law({"m": m, "n": n, "k": k})) * 1e6, "reps": 1, "flagged": False}
+           for stack in ("triton", "torch") for m in (256, 257, 512, 513, 1024, 1025, 2048) for n in (2048, 4096, 8192)
            for k in (1024, 4096)]
     table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
     shape = {"m": np.array([512, 1000, 1536]), "n": np.array([4736, 6144, 3000]), "k": np.array([4096, 2048, 1024])}
-    want = law({k: np.ceil(v / 128) * 128 if k != "k" else v for k, v in shape.items()})
+    want = law({k: np.ceil(v / 128) * 128 if k == "n" else v for k, v in shape.items()})
     triton = TableModel(table, H100, stack="triton").op_time_s("gemm", shape)
     torch = TableModel(table, H100, stack="torch").op_time_s("gemm", shape)
     assert np.all(np.abs(triton / want - 1) < 0.05) and np.max(np.abs(torch / want - 1)) > 0.2

@@ -144,8 +144,8 @@ def grid_points(grid: str = "full", stacks: tuple[str, ...] = ("triton", "torch"
     return out
 
 
-SETUP_S = 0.0118  # per point: inputs, warm-up, graph capture (H100 table of 2026-11-22: 120.8 s over 6323 points,
-# 46.0 s of it in timed batches)
+SETUP_S = 0.0076  # per point: inputs, warm-up, graph capture (H100 table of 2026-11-23: 121.8 s over 8471 points,
+# 57.6 s of it in timed batches of 10; 11.8 ms a point before the one-fill inputs and the shorter warm-up)
 
 
 def estimate_s(p: GridPoint, flops_s: float = 6e14, bw_bytes_s: float = 2.5e12, op_s: float | None = None) -> float:

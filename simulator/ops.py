@@ -108,9 +108,14 @@ def _allreduce(name: str, nbytes: Num, t: int, count: Num) -> list[Op]:
             _op(f"{name}_latency", "allreduce_latency", {"t": t}, count)]
 
 
+SHARD_ALIGN = 8  # columns per GPU of a split FFN, padded to a multiple: 16 bytes of bf16, the alignment TMA and
+# cuBLAS's tensor-core paths need (YaLM's 27308 / 8 = 3414 columns put K = 3414 on the Triton pointer kernel,
+# 30-60x slower, and cuBLAS 30% slower; the engine refuses widths t does not divide)
+
+
 def shard(n: int, t: int) -> int:
-    """Size of the largest of t shards of n (ceil division)."""
-    return -(-n // t)
+    """Columns on one GPU of t: n split t ways (ceil division), padded to SHARD_ALIGN."""
+    return -(-n // (t * SHARD_ALIGN)) * SHARD_ALIGN
 
 
 VOCAB_ALIGN = 64  # vocabulary rows per GPU, padded to a multiple (vLLM pads the vocabulary to 64, Megatron to 128·t)

@@ -18,13 +18,13 @@ from simulator.ops import op_cost
 
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
 FULL = {
-    # m: each tile boundary up to 1024 also has its node just past it (m = 65, 129, 257, ...): one row past a
+    # m: each tile boundary up to 1024 also has its node just past it (m = 17, 33, 65, 129, 257, ...): one row past a
     # boundary starts a new row of tiles, or another configuration (kernels/configs.py), and the time steps
     # there instead of growing linearly (the H100 line scans: Triton m = 256 -> 257 took 61 -> 109 us, and
     # 109 -> 83 us from 257 to 376, as the partial tiles fill; n = 6144, m = 128 -> 129: 23 -> 38 us).
-    "gemm": {"m": [1, 4, 8, 16, 32, 64, 65, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536,
+    "gemm": {"m": [1, 4, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536,
                    2048, 3072, 4096, 8192, 16384],
-             "n": [256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
+             "n": [256, 1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 32768, 65536, 131072],
              "k": [256, 1024, 2048, 4096, 8192, 16384, 65536],
              "max_flops": 2.0e12, "max_bytes": 4.4e9},
     # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim. Causal (what prefill runs) on
@@ -35,9 +35,15 @@ FULL = {
     # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
     # Non-causal on a coarse grid.
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
-                      "s": [1, 4, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536,
+                      "s": [1, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536,
                             2048, 3072, 4096, 6144, 8192, 16384, 32768],
                       "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12},
+                     # SDPA only: b*h between the powers of two (3 * 2^k), where its time steps above the
+                     # linear share (H100 checks of seeds 3-6: mean -5.8% at other b*h, -2.1% at powers of two)
+                     {"bh": [24, 48, 96, 192], "s": [1, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768,
+                                                     769, 1024, 1025, 1536, 2048, 3072, 4096, 6144, 8192, 16384,
+                                                     32768],
+                      "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
@@ -45,7 +51,7 @@ FULL = {
     # bkv 96, 192, 512: the split count changes there (kernels/configs.py decode_num_splits: one split a
     # sequence from 132 (sequence, KV head) pairs on), and b*kv_h = 160 ran 23% slower than 128..256 said.
     "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], "g": [1, 8, 64],
-                    "c": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
+                    "c": [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
                     "d": [64, 96, 128], "max_bytes": 4.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},
@@ -87,8 +93,9 @@ def point(op: str, stack: str, **shape) -> GridPoint:
 
 
 def prefill_shape(bh: int, s: int, d: int, causal: int) -> dict:
-    """Contract shape of a prefill-attention grid node: up to 32 query heads, the rest in the batch, GQA 4."""
-    h = min(bh, 32)
+    """Contract shape of a prefill-attention grid node: up to 32 query heads (a divisor of bh), the rest in the
+    batch, GQA 4."""
+    h = math.gcd(bh, 32)
     return {"b": bh // h, "h": h, "kv_h": max(1, h // 4), "s": s, "d": d, "causal": causal}
 
 
@@ -109,10 +116,12 @@ def specs(op_spec: dict | list[dict]) -> list[dict]:
     return op_spec if isinstance(op_spec, list) else [op_spec]
 
 
-def _grid_shapes(op: str, op_spec: dict | list[dict]) -> list[dict]:
+def _grid_shapes(op: str, op_spec: dict | list[dict], stack: str) -> list[dict]:
+    """The shapes of an op's sub-grids that `stack` measures (a sub-grid's optional "stacks" limits it)."""
     shapes = []
     for spec in specs(op_spec):
-        shapes += [s for s in _spec_shapes(op, spec) if s not in shapes]
+        if stack in spec.get("stacks", (stack,)):
+            shapes += [s for s in _spec_shapes(op, spec) if s not in shapes]
     return shapes
 
 
@@ -140,7 +149,7 @@ def grid_points(grid: str = "full", stacks: tuple[str, ...] = ("triton", "torch"
         if ops is not None and op not in ops:
             continue
         for stack in (("torch",) if op == "elementwise" else stacks):
-            out.extend(point(op, stack, **s) for s in _grid_shapes(op, op_spec))
+            out.extend(point(op, stack, **s) for s in _grid_shapes(op, op_spec, stack))
     return out
 
 

@@ -226,6 +226,17 @@ def test_repredict_recomputes_predictions_of_measured_rows():
     assert out[1] == rows[1] and bench.summarize(out)["triton/gemm"]["errors"] == 1
 
 
+def test_a_sub_grid_can_be_limited_to_one_stack():
+    """The SDPA-only b*h nodes are measured on the torch stack alone; both stacks share every other node."""
+    from calibration.grids import grid_points
+
+    torch_bh = {p.shape_dict["b"] * p.shape_dict["h"] for p in grid_points("full", ("torch",), ("prefill_attn",))}
+    triton_bh = {p.shape_dict["b"] * p.shape_dict["h"] for p in grid_points("full", ("triton",), ("prefill_attn",))}
+    assert triton_bh < torch_bh and {24, 48, 96, 192} <= torch_bh - triton_bh
+    gemm = {s: {p.shape for p in grid_points("full", (s,), ("gemm",))} for s in ("triton", "torch")}
+    assert gemm["triton"] == gemm["torch"]
+
+
 def test_grid_cost_follows_the_timing_policy():
     from calibration.grids import SETUP_S, estimate_s, grid_points, point
     from calibration.timing import REPS

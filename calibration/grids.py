@@ -153,8 +153,8 @@ def grid_points(grid: str = "full", stacks: tuple[str, ...] = ("triton", "torch"
     return out
 
 
-SETUP_S = 0.0076  # per point: inputs, warm-up, graph capture (H100 table of 2026-11-23: 121.8 s over 8471 points,
-# 57.6 s of it in timed batches of 10; 11.8 ms a point before the one-fill inputs and the shorter warm-up)
+SETUP_S = 0.0072  # per point: inputs, warm-up, graph capture (H100 table of 2026-11-23, shuffled order: 122.5 s over
+# 9745 points, 52.1 s of it in timed batches of 8; 11.8 ms a point before the one-fill inputs and shorter warm-up)
 
 
 def estimate_s(p: GridPoint, flops_s: float = 6e14, bw_bytes_s: float = 2.5e12, op_s: float | None = None) -> float:

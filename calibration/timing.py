@@ -31,8 +31,9 @@ import numpy as np
 BATCH_S = 0.3e-3  # target length of one timed batch of calls (graph replays: launch gaps are ~0.2% of it)
 MAX_INNER = 64
 WARM_CALLS = 2  # each costs a whole call: for the longest points (~3 ms) the warm-up was a third of their time
-REPS = 8  # timed batches per point: p10..p90 of the H100 table's points spans ~1% of the median at 15, so 8
-# suffice; the GPU seconds go to more grid nodes instead (calibration/grids.py)
+REPS = 7  # timed batches per point: p10..p90 of the H100 table's points spans ~1% of the median at 15, so 7
+# suffice (an odd count: the median is a measured batch); the GPU seconds go to more grid nodes instead
+# (calibration/grids.py)
 
 
 @dataclass(frozen=True)

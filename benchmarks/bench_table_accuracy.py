@@ -12,8 +12,8 @@ attention (30%): b log-uniform 1..128, context c log-uniform 128..65536. Shapes 
 range or work caps (extrapolation, not interpolation) are redrawn; so are GEMMs exactly on grid nodes.
 `--loo` instead checks the table against itself, on the CPU: every interior node value of each axis is
 dropped in turn and its points predicted from the rest (a gap twice the grid's: errors are upper bounds).
-`--repredict FILE` re-predicts the GPU-measured points of a committed result FILE with the current
-simulator.tables (its `measured_us` kept, no GPU) and prints the new summary: a check of interpolation
+`--repredict FILE...` re-predicts the GPU-measured points of committed result files (pooled) with the current
+simulator.tables (their `measured_us` kept, no GPU) and prints the new summary: a check of interpolation
 changes on measured points, not a new measurement. `--grid-cost` estimates the GPU seconds of the full grid
 (calibration.grids.estimate_s with each point's time predicted by the table). All three run on the CPU.
 Run from the repo root:
@@ -159,7 +159,8 @@ def main() -> int:
     ap.add_argument("--table", required=True, help="table file measured on this GPU")
     ap.add_argument("--out", help="JSON file for the results (required unless --loo, --repredict, --grid-cost)")
     ap.add_argument("--loo", action="store_true", help="leave-one-out over the table's own grid (CPU, no GPU)")
-    ap.add_argument("--repredict", metavar="FILE", help="re-predict the measured rows of a result file (CPU, no GPU)")
+    ap.add_argument("--repredict", metavar="FILE", nargs="+",
+                    help="re-predict the measured rows of result files, pooled (CPU, no GPU)")
     ap.add_argument("--grid-cost", action="store_true", help="estimated GPU seconds of the full grid (CPU, no GPU)")
     ap.add_argument("--n", type=int, default=200, help="random shapes per stack")
     ap.add_argument("--stack", default="triton,torch")
@@ -177,8 +178,8 @@ def main() -> int:
                           f"  P95 APE {100 * np.percentile(ape, 95):5.1f}%")
         return 0
     if args.repredict:
-        rows = json.loads(Path(args.repredict).read_text())["rows"]
-        print(f"re-prediction of the measured points of {args.repredict} (measured_us kept; no GPU run)")
+        rows = [r for f in args.repredict for r in json.loads(Path(f).read_text())["rows"]]
+        print(f"re-prediction of the measured points of {', '.join(args.repredict)} (measured_us kept; no GPU run)")
         _print_summary(summarize(repredict(rows, table, gpu)))
         return 0
     if args.grid_cost:

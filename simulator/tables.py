@@ -4,9 +4,10 @@ Per op class the measured points form a regular grid (GEMM: m, n, k; prefill att
 causal flag; decode attention: b*kv_h, h/kv_h, c, d; element-wise and all-reduce: bytes, per t; launch: per
 mode). The grid is first made monotone by padding: a shape never takes longer than a larger measured one
 (a kernel can run the larger one, padded), so each node takes the least time at or above it on every
-axis. A shape is looked up at its dimensions rounded up to whole kernel tiles (TILE) and its head dim padded as
-the stack's kernel pads it (HEAD_DIM_STEP). Between nodes, time
-is interpolated multilinearly in work coordinates (m, n, k, b*h, s^2, c, ...: latency + work / throughput
+axis but those in NOT_PADDED. A shape is looked up at its dimensions rounded up to whole kernel tiles (TILE) and
+its head dim padded as the stack's kernel pads it (HEAD_DIM_STEP); our Triton GEMM's time is held per wave of
+output tiles (simulator.quanta). Between nodes, time
+is interpolated multilinearly in work coordinates (m, n, k, b*h, s, c, ...: latency + work / throughput
 is multilinear in them), which is monotone, NaN-free and exact at (monotone) nodes; element-wise and
 all-reduce interpolate log efficiency over log bytes, whose grids span decades. Leave-one-out comparison
 of these choices: calibration/tables/README.md. Grid nodes the sweep skipped (above its
@@ -60,8 +61,10 @@ def _cached(path: Path) -> dict:
 # -- coordinates: (categorical key, log-interpolated axes) of each op class ---------------------------
 AXES = {"gemm": ("m", "n", "k"), "prefill_attn": ("b*h", "s", "d"), "decode_attn": ("b*kv_h", "h/kv_h", "c", "d"),
         "elementwise": ("bytes",), "allreduce": ("bytes",), "launch": ()}
-# Power of each axis that time is (piecewise) linear in: interpolation weights are taken in axis**power
-# (prefill attention's work grows as s^2). Classes not listed interpolate log efficiency over log axes.
+# Power of each axis that time is (piecewise) linear in: interpolation weights are taken in axis**power.
+# Prefill attention's work grows as s^2, but between the grid's dense s nodes (each block boundary has one just
+# past it) its time grows about linearly: s^2 fitted the H100 checks of seeds 3-5 worse (triton P95 18.7 vs 19.0,
+# torch 32.6 vs 32.9 on seed 4). Classes not listed interpolate log efficiency over log axes.
 WORK_POWER = {"gemm": (1, 1, 1), "prefill_attn": (1, 1, 1), "decode_attn": (1, 1, 1, 1)}
 # Tile quantisation: kernels work in whole tiles, so a shape is looked up at its dimension rounded up to the
 # tile (below one tile: to the next power of two, the smaller tiles kernels pick for small problems). GEMM n:
@@ -153,16 +156,17 @@ NOT_PADDED = {"gemm": (0,), "prefill_attn": (0, 1, 2), "decode_attn": (3,)}
 class _Grid:
     """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
 
-    def __init__(self, op: str, cat: tuple, rows: list[tuple[list[float], float]], roof, waves=None):
-        """`waves(axes)`: if given, the grid holds time per unit of critical work (simulator.quanta), made
-        monotone as time first."""
+    def __init__(self, op: str, cat: tuple, x: np.ndarray, t_s: np.ndarray, roof, waves=None):
+        """Points at coordinates `x` (points, axes) took `t_s` seconds. `waves(axes)`: if given, the grid holds
+        time per unit of critical work (simulator.quanta), made monotone as time first."""
         self.op, self.cat, self.roof = op, cat, roof
-        dims = len(rows[0][0])
-        self.nodes = [np.unique(np.log([r[0][i] for r in rows])) for i in range(dims)]
-        logt = np.full([len(n) for n in self.nodes], np.nan)
-        for x, t_s in rows:
-            idx = tuple(int(np.searchsorted(self.nodes[i], np.log(x[i]))) for i in range(dims))
-            logt[idx] = np.log(t_s) if np.isnan(logt[idx]) else min(logt[idx], np.log(t_s))
+        logx = np.log(x)
+        dims = logx.shape[1]
+        self.nodes = [np.unique(logx[:, i]) for i in range(dims)]
+        logt = np.full([len(n) for n in self.nodes], np.inf)
+        idx = tuple(np.searchsorted(self.nodes[i], logx[:, i]) for i in range(dims)) or (np.zeros(len(t_s), int),)
+        np.minimum.at(logt.reshape(-1) if not dims else logt, idx, np.log(t_s))  # a node measured twice: faster
+        logt[np.isinf(logt)] = np.nan
         mesh = [m.reshape(-1) for m in np.meshgrid(*self.nodes, indexing="ij")]
         logroof = self._logroof(mesh).reshape(logt.shape)
         self.filled = np.isnan(logt)
@@ -270,13 +274,17 @@ class TableModel(TimeModel):
             mine = [p for p in pts if p.get("stack") == self.stack]
             if not mine and pts and op in STACK_CLASSES:
                 self.warnings.add(f"{op}: no {self.stack} points in the table; using the other stack's")
-            rows = []
-            for p in mine or pts:
-                pc, px = _coords(op, p["shape"])
-                if tuple(np.asarray(v).item() for v in pc) == cat:
-                    rows.append(([float(v) for v in px], p["median_us"] * 1e-6))
+            use = mine or pts
+            x, t_s = np.zeros((0, len(AXES.get(op, ())))), np.zeros(0)
+            if use:  # coordinates of all points at once (a table holds thousands)
+                cats, axes = _coords(op, {k: np.array([p["shape"][k] for p in use]) for k in use[0]["shape"]})
+                sel = np.ones(len(use), bool)
+                for c, v in zip(cats, cat):
+                    sel &= np.asarray(c) == v
+                x = np.stack(axes, -1)[sel] if axes else np.zeros((int(sel.sum()), 0))
+                t_s = np.array([p["median_us"] for p in use])[sel] * 1e-6
             waves = (lambda axes: self._work(op, axes)) if has_model(op, self.stack) else None
-            self._grids[key] = _Grid(op, cat, rows, self._roof, waves) if rows else None
+            self._grids[key] = _Grid(op, cat, x, t_s, self._roof, waves) if t_s.size else None
         return self._grids[key]
 
     def _work(self, op: str, axes: list[np.ndarray]) -> np.ndarray:

@@ -163,10 +163,12 @@ class _Grid:
         logx = np.log(x)
         dims = logx.shape[1]
         self.nodes = [np.unique(logx[:, i]) for i in range(dims)]
-        logt = np.full([len(n) for n in self.nodes], np.inf)
-        idx = tuple(np.searchsorted(self.nodes[i], logx[:, i]) for i in range(dims)) or (np.zeros(len(t_s), int),)
-        np.minimum.at(logt.reshape(-1) if not dims else logt, idx, np.log(t_s))  # a node measured twice: faster
-        logt[np.isinf(logt)] = np.nan
+        shape = tuple(len(n) for n in self.nodes)
+        pos = np.ravel_multi_index(tuple(np.searchsorted(self.nodes[i], logx[:, i]) for i in range(dims)), shape) \
+            if dims else np.zeros(len(t_s), int)
+        flat = np.full(int(np.prod(shape)), np.inf)
+        np.minimum.at(flat, pos, np.log(t_s))  # a node measured twice keeps its faster time
+        logt = np.where(np.isinf(flat), np.nan, flat).reshape(shape)
         mesh = [m.reshape(-1) for m in np.meshgrid(*self.nodes, indexing="ij")]
         logroof = self._logroof(mesh).reshape(logt.shape)
         self.filled = np.isnan(logt)

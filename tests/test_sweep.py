@@ -45,6 +45,19 @@ def test_killed_sweep_resumes_without_losing_or_repeating_points(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
 
 
+def test_sweep_order_is_shuffled_and_repeatable(tmp_path):
+    """Points run in a fixed shuffled order (heavy and light interleave), the same on every run."""
+    points = grid_points("quick", ("torch",), ("gemm",))
+    orders = []
+    for i in range(2):
+        seen = []
+        run_sweep(points, TableWriter(tmp_path / f"t{i}.json", PROV), measure_point=lambda p: seen.append(p) or
+                  fake_row(p), show_progress=False)
+        orders.append(seen)
+    assert orders[0] == orders[1] and sorted(map(str, orders[0])) == sorted(map(str, points))
+    assert orders[0] != points
+
+
 def test_failing_point_is_recorded_and_retried(tmp_path):
     out, points = tmp_path / "t.json", grid_points("quick", ("torch",), ("elementwise",))
     bad = points[2]
@@ -96,6 +109,20 @@ def test_op_builders_run_on_cpu(stack, op, shape, out_shape):
     bench = opbench.build(op, stack, shape, device="cpu")
     out = bench.call(0)
     assert tuple(out.shape) == out_shape and torch.isfinite(out.float()).all() and bench.kernel
+
+
+def test_random_input_sets_are_separate_aligned_views_of_one_fill():
+    """Each copy's tensors have their shapes, start 256 bytes apart at least (TMA and cuBLAS want 16), and do
+    not overlap: writing one leaves the others as drawn."""
+    sets = opbench._random_sets(3, [(3, 5), (7,)], device="cpu")
+    assert [tuple(t.shape) for t in sets[1]] == [(3, 5), (7,)]
+    base = sets[0][0].data_ptr()
+    assert all((t.data_ptr() - base) % 256 == 0 for s in sets for t in s)
+    before = [t.clone() for s in sets for t in s]
+    sets[1][0].zero_()
+    after = [t for s in sets for t in s]
+    assert all(torch.equal(a, b) for i, (a, b) in enumerate(zip(after, before)) if i != 2)
+    assert len({float(t.float().std()) for t in before}) == len(before)  # fresh draws, not copies
 
 
 def test_decode_builders_agree():

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from calibration.timing import BATCH_S, MAX_INNER, REPS
 from simulator.ops import op_cost
 
+# The causal prefill axes besides b*h (two sub-grids share them; the comment in FULL says why these values).
+_CAUSAL = {"s": [1, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536, 2048, 3072, 4096,
+                 6144, 8192, 16384, 32768],
+           "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12}
+
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
 FULL = {
     # m: each tile boundary up to 1024 also has its node just past it (m = 17, 33, 65, 129, 257, ...): one row past a
@@ -34,16 +39,10 @@ FULL = {
     # scans of benchmarks/scan_table_axis.py), and up to 1025 the node just past each 128-row block (both
     # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
     # Non-causal on a coarse grid.
-    "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
-                      "s": [1, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536,
-                            2048, 3072, 4096, 6144, 8192, 16384, 32768],
-                      "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12},
+    "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL},
                      # SDPA only: b*h between the powers of two (3 * 2^k), where its time steps above the
                      # linear share (H100 checks of seeds 3-6: mean -5.8% at other b*h, -2.1% at powers of two)
-                     {"bh": [24, 48, 96, 192], "s": [1, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768,
-                                                     769, 1024, 1025, 1536, 2048, 3072, 4096, 6144, 8192, 16384,
-                                                     32768],
-                      "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12, "stacks": ["torch"]},
+                     {"bh": [24, 48, 96, 192], **_CAUSAL, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of

@@ -8,6 +8,7 @@ TRITON_INTERPRET=1) so the tests can check every runner without a GPU.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -44,8 +45,6 @@ ALIGN = 128  # elements between input tensors carved from one buffer: 256-byte a
 def _random_sets(copies: int, shapes: list[tuple[int, ...]], device: str) -> list[tuple]:
     """`copies` sets of fresh N(0, 1) bf16 tensors of the given shapes, carved from one buffer filled by a
     single launch (drawing thousands of small tensors one by one cost ~4 ms a grid point)."""
-    import math
-
     import torch
 
     sizes = [math.prod(s) for s in shapes]

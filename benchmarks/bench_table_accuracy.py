@@ -96,11 +96,11 @@ def random_shapes(n: int, seed: int) -> list[tuple[str, dict]]:
 def leave_one_out(table: dict, gpu, stack: str, op: str) -> np.ndarray:
     """Absolute percentage errors of `op`'s points on `stack`, each axis's interior node values dropped in turn
     and their points predicted by simulator.tables from the rest of the table."""
-    from simulator.tables import TableModel, _coords
+    from simulator.tables import TableModel, coords
 
     pts = [p for p in table["points"] if p["op"] == op and p["stack"] == stack]
     others = [p for p in table["points"] if not (p["op"] == op and p["stack"] == stack)]
-    coords = np.array([[float(v) for v in _coords(op, p["shape"])[1]] for p in pts])  # (points, axes)
+    coords = np.array([[float(v) for v in coords(op, p["shape"])[1]] for p in pts])  # (points, axes)
     apes = []
     for ax in range(coords.shape[1] if pts else 0):
         for value in np.unique(coords[:, ax])[1:-1]:

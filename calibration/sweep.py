@@ -1,9 +1,10 @@
 """Runs a grid of points through the timer into a table: progress bar with ETA, resume, fail-soft, time guard.
 
 `run_sweep` takes the measuring function as an argument: `measure_on_gpu` on the GPU, a fake in the tests
-(the fake never writes a shipped table). Points already in the table are skipped, a point that raises is
-recorded under `errors` and the sweep goes on, and `max_seconds` stops it cleanly (the table stays valid,
-status "partial"; the same command continues it).
+(the fake never writes a shipped table). Points already in the table are skipped, points that stand out from
+their neighbours are measured a second time (calibration.recheck), a point that raises is recorded under
+`errors` and the sweep goes on, and `max_seconds` stops it cleanly (the table stays valid, status "partial";
+the same command continues it).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from calibration.grids import GridPoint, estimate_s, work
+from calibration.grids import GridPoint, estimate_s, point, work
+from calibration.recheck import keep_faster, suspects
 from calibration.table_io import TableWriter, point_key
 
 
@@ -67,15 +69,16 @@ class _Progress:
     """rich progress bar weighted by each point's estimated cost (so the ETA means seconds), plus a plain
     line every `every_s` seconds when the output is not a terminal (logs of the GPU machine)."""
 
-    def __init__(self, total_s: float, every_s: float = 15.0):
+    def __init__(self, total_s: float, label: str = "sweep", every_s: float = 15.0):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.console = Console(stderr=True)
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[n]}"),
                             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
-        self.task = self.bar.add_task("sweep", total=max(total_s, 1e-9), n="")
-        self.every_s, self.t0, self.last, self.done_s, self.total_s = every_s, time.monotonic(), 0.0, 0.0, total_s
+        self.task = self.bar.add_task(label, total=max(total_s, 1e-9), n="")
+        self.label, self.every_s, self.t0, self.last, self.done_s, self.total_s = \
+            label, every_s, time.monotonic(), 0.0, 0.0, total_s
 
     def __enter__(self) -> "_Progress":
         self.bar.start()
@@ -86,28 +89,49 @@ class _Progress:
 
     def advance(self, p: GridPoint, cost_s: float, i: int, n: int) -> None:
         self.done_s += cost_s
-        self.bar.update(self.task, advance=cost_s, description=f"{p.op}/{p.stack}", n=f"{i}/{n}")
+        self.bar.update(self.task, advance=cost_s, description=f"{self.label} {p.op}/{p.stack}", n=f"{i}/{n}")
         now = time.monotonic() - self.t0
         if not self.console.is_terminal and now - self.last >= self.every_s:
             eta = now * (self.total_s - self.done_s) / max(self.done_s, 1e-9)
-            print(f"  {i}/{n} points ({p.op}/{p.stack}), {now:.0f} s, about {eta:.0f} s left", file=sys.stderr)
+            print(f"  {self.label}: {i}/{n} points ({p.op}/{p.stack}), {now:.0f} s, about {eta:.0f} s left",
+                  file=sys.stderr)
             self.last = now
 
 
 def run_sweep(points: list[GridPoint], writer: TableWriter, *, measure_point: Callable[[GridPoint], dict],
               max_seconds: float | None = None, power=None, show_progress: bool = True) -> SweepResult:
-    """Measure every point of `points` not yet in `writer`'s table; return counts and times."""
+    """Measure every point of `points` not yet in `writer`'s table, then once more each point that stands out
+    from its neighbours (calibration.recheck); return counts and times."""
     todo = [p for p in points if point_key(p.op, p.stack, p.shape_dict) not in writer.done]
     todo = [todo[i] for i in np.random.default_rng(ORDER_SEED).permutation(len(todo))]
-    costs = [estimate_s(p) for p in todo]
     res = SweepResult(0, len(points) - len(todo), 0, False, 0.0, 0.0, 0.0)
     t0 = time.perf_counter()
-    progress = _Progress(sum(costs)) if show_progress else None
+    deadline = None if max_seconds is None else t0 + max_seconds
+    try:
+        _measure(todo, writer, measure_point, res, deadline, power, show_progress, writer.add)
+        if not res.stopped_early:
+            wanted = {point_key(p.op, p.stack, p.shape_dict) for p in points}
+            again = [point(r["op"], r["stack"], **r["shape"]) for r in suspects(writer.table["points"])
+                     if point_key(r["op"], r["stack"], r["shape"]) in wanted]
+            _measure(again, writer, measure_point, res, deadline, power, show_progress,
+                     lambda row: writer.replace(keep_faster(writer.get(row), row)), label="recheck")
+    finally:
+        res.wall_s = time.perf_counter() - t0
+        _account(writer, res, power)
+    return res
+
+
+def _measure(todo: list[GridPoint], writer: TableWriter, measure_point: Callable[[GridPoint], dict],
+             res: SweepResult, deadline: float | None, power, show_progress: bool, store: Callable[[dict], None],
+             label: str = "sweep") -> None:
+    """Measure `todo` in order into `store`, counting into `res`; a point that raises goes to the errors."""
+    costs = [estimate_s(p) for p in todo]
+    progress = _Progress(sum(costs), label) if show_progress and todo else None
     if progress:
         progress.__enter__()
     try:
         for i, (p, cost) in enumerate(zip(todo, costs), 1):
-            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            if deadline is not None and time.perf_counter() > deadline:
                 res.stopped_early = True
                 break
             if power is not None:
@@ -119,7 +143,7 @@ def run_sweep(points: list[GridPoint], writer: TableWriter, *, measure_point: Ca
                 writer.add_error(p.op, p.stack, p.shape_dict, f"{type(e).__name__}: {e}")
                 res.errors += 1
             else:
-                writer.add({"op": p.op, "stack": p.stack, "shape": p.shape_dict, **row})
+                store({"op": p.op, "stack": p.stack, "shape": p.shape_dict, **row})
                 res.measured += 1
                 res.compile_s += row.get("compile_s", 0.0)
                 res.gpu_s += time.perf_counter() - start - row.get("compile_s", 0.0)
@@ -131,9 +155,6 @@ def run_sweep(points: list[GridPoint], writer: TableWriter, *, measure_point: Ca
     finally:
         if progress:
             progress.__exit__(None, None, None)
-        res.wall_s = time.perf_counter() - t0
-        _account(writer, res, power)
-    return res
 
 
 def _account(writer: TableWriter, res: SweepResult, power) -> None:

@@ -70,6 +70,18 @@ class TableWriter:
         self.done.add(point_key(row["op"], row["stack"], row["shape"]))
         self.checkpoint()
 
+    def get(self, row: dict) -> dict:
+        """The table's point with the same op, stack and shape as `row`."""
+        key = point_key(row["op"], row["stack"], row["shape"])
+        return next(p for p in self.table["points"] if point_key(p["op"], p["stack"], p["shape"]) == key)
+
+    def replace(self, row: dict) -> None:
+        """Put `row` in place of the table's point with the same op, stack and shape."""
+        key = point_key(row["op"], row["stack"], row["shape"])
+        self.table["points"] = [row if point_key(p["op"], p["stack"], p["shape"]) == key else p
+                                for p in self.table["points"]]
+        self.checkpoint()
+
     def add_error(self, op: str, stack: str, shape: dict, message: str) -> None:
         """Record a point that failed; the sweep goes on and a later run retries it."""
         self.table["errors"].append({"op": op, "stack": stack, "shape": shape, "error": message[:300]})

@@ -101,7 +101,7 @@ def _tiled(op: str, shape: dict, stack: str = "triton") -> dict:
     return out
 
 
-def _coords(op: str, shape: dict) -> tuple[tuple, list[np.ndarray]]:
+def coords(op: str, shape: dict) -> tuple[tuple, list[np.ndarray]]:
     """Categorical values and interpolation axes of a shape (arrays broadcast)."""
     f = lambda k: np.asarray(shape[k], dtype=float)  # noqa: E731
     if op == "gemm":
@@ -157,8 +157,8 @@ class _Grid:
     """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
 
     def __init__(self, op: str, cat: tuple, x: np.ndarray, t_s: np.ndarray, roof, waves=None):
-        """Points at coordinates `x` (points, axes) took `t_s` seconds. `waves(axes)`: if given, the grid holds
-        time per unit of critical work (simulator.quanta), made monotone as time first."""
+        """Points at coordinates `x` (points, axes) took `t_s` seconds. `waves(axes)`: if given, the lookup
+        interpolates time per unit of critical work (simulator.quanta), made monotone as time first."""
         self.op, self.cat, self.roof = op, cat, roof
         logx = np.log(x)
         dims = logx.shape[1]
@@ -178,9 +178,7 @@ class _Grid:
             if ax in NOT_PADDED.get(op, ()):
                 continue
             logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
-        self.waves = waves is not None
-        if waves is not None:
-            logt = logt - np.log(waves([np.exp(m) for m in mesh])).reshape(logt.shape)
+        self.waves, self._work = waves, np.full(logt.size, np.nan)  # critical work at a node: computed when used
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 
     @property
@@ -231,7 +229,7 @@ class _Grid:
             for c, w in zip(corner, weights):
                 wt *= w if c else 1.0 - w
             idx = base + sum(c * st for c, st in zip(corner, steps))
-            acc += wt * values[idx]
+            acc += wt * (values[idx] if self.waves is None else values[idx] / self._node_work(idx))
             used_filled |= (wt > 0) & flat_filled[idx]
         if powers is None:  # clipped to the cell's corner times: no dip just past a memory/compute bend
             flat_t = self.logt.reshape(-1)
@@ -241,6 +239,15 @@ class _Grid:
         if outside.any():  # roofline at the shape x efficiency at the grid edge
             out = out + np.where(outside, self._logroof(logx) - self._logroof(clamped), 0.0)
         return out, outside, used_filled
+
+    def _node_work(self, idx: np.ndarray) -> np.ndarray:
+        """Critical work (simulator.quanta) at flat node indices, computed once per node on first use: a lookup
+        touches a few cells, and a table has thousands of nodes (simulating them all would slow every start)."""
+        todo = np.unique(idx[np.isnan(self._work[idx])])
+        if todo.size:
+            coords = np.unravel_index(todo, self.logt.shape)
+            self._work[todo] = self.waves([np.exp(nd[c]) for nd, c in zip(self.nodes, coords)])
+        return self._work[idx]
 
     def extent(self) -> str:
         """The measured range of each axis, e.g. 'm 1..16384, n 256..131072, k 256..65536'."""
@@ -279,20 +286,20 @@ class TableModel(TimeModel):
             use = mine or pts
             x, t_s = np.zeros((0, len(AXES.get(op, ())))), np.zeros(0)
             if use:  # coordinates of all points at once (a table holds thousands)
-                cats, axes = _coords(op, {k: np.array([p["shape"][k] for p in use]) for k in use[0]["shape"]})
+                cats, axes = coords(op, {k: np.array([p["shape"][k] for p in use]) for k in use[0]["shape"]})
                 sel = np.ones(len(use), bool)
                 for c, v in zip(cats, cat):
                     sel &= np.asarray(c) == v
                 x = np.stack(axes, -1)[sel] if axes else np.zeros((int(sel.sum()), 0))
                 t_s = np.array([p["median_us"] for p in use])[sel] * 1e-6
-            waves = (lambda axes: self._work(op, axes)) if has_model(op, self.stack) else None
+            waves = (lambda axes: self._work(op, axes, cat)) if has_model(op, self.stack) else None
             self._grids[key] = _Grid(op, cat, x, t_s, self._roof, waves) if t_s.size else None
         return self._grids[key]
 
-    def _work(self, op: str, axes: list[np.ndarray]) -> np.ndarray:
+    def _work(self, op: str, axes: list[np.ndarray], cat: tuple = ()) -> np.ndarray:
         """This stack's critical work at table coordinates (simulator.quanta) on the table's GPU."""
         sm_count = int((self.table.get("provenance") or {}).get("sm_count") or 132)
-        return critical_work(op, self.stack, axes, sm_count)
+        return critical_work(op, self.stack, axes, sm_count, cat)
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes.
@@ -305,7 +312,7 @@ class TableModel(TimeModel):
                 self.warnings.add(f"allreduce t={np.max(shape['t'])}: not in the table; roofline latency assumed")
                 return self._fallback.op_time_s(op_class, shape)
             return np.asarray(grid.min_time_s)
-        cats, axes = _coords(op_class, _tiled(op_class, shape, self.stack))
+        cats, axes = coords(op_class, _tiled(op_class, shape, self.stack))
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
         logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]
@@ -320,10 +327,10 @@ class TableModel(TimeModel):
                 continue
             log_t, outside, filled = grid.log_time([v[sel] for v in logx], int(sel.sum()))
             out[sel] = np.exp(log_t)
-            if grid.waves:  # time per unit of critical work back to time (outside the grid: at its edge)
+            if grid.waves is not None:  # time per unit of critical work back to time (outside the grid: at its edge)
                 inside = [np.clip(np.broadcast_to(a, full).reshape(-1)[sel], *np.exp(nd[[0, -1]]))
                           for a, nd in zip(axes, grid.nodes)]
-                out[sel] *= self._work(op_class, inside)
+                out[sel] *= self._work(op_class, inside, key)
             if op_class == "allreduce":  # the fixed cost is the allreduce_latency term
                 out[sel] = np.maximum(out[sel] - grid.min_time_s, 0.0)
             if outside.any():

@@ -8,7 +8,7 @@ import pytest
 
 from simulator.gpus import get_gpu
 from simulator.ops import op_cost
-from simulator.quanta import critical_work
+from simulator.quanta import critical_work, prefill_makespan
 from simulator.tables import TableModel, derive_table, load_table, table_model_for
 from simulator.errors import UserError
 
@@ -266,6 +266,40 @@ def test_triton_gemm_interpolates_time_per_wave():
     triton = TableModel(table, H100, stack="triton").op_time_s("gemm", shape)
     torch = TableModel(table, H100, stack="torch").op_time_s("gemm", shape)
     assert np.all(np.abs(triton / want - 1) < 0.05) and np.max(np.abs(torch / want - 1)) > 0.2
+
+
+def test_prefill_makespan_counts_waves_of_unequal_programs():
+    """Causal query blocks of 128 rows: up to one program per SM the heaviest block sets the time; 72 heads of
+    2 blocks (144 programs on 132 SMs) need a second wave (H100: 11.5 us against 7.1 for 64 heads); many
+    programs spread evenly, whichever end of each head is launched first."""
+    one_wave = prefill_makespan(64, 203, 64, 132)
+    assert one_wave == -(-203 // 64) + 2  # the second block reads 203 keys in 64-key steps, plus its fixed cost
+    assert prefill_makespan(72, 203, 64, 132) > 1.5 * one_wave
+    for stack in ("triton", "torch"):
+        total = sum(prefill_makespan(1, s, 128, 1, stack) for s in [4096])  # one SM: the sum of all programs
+        assert prefill_makespan(512, 4096, 128, 132, stack) == pytest.approx(512 * total / 132, rel=0.05)
+    assert prefill_makespan(8, 4096, 128, 132, "triton", causal=False) > prefill_makespan(8, 4096, 128, 132)
+
+
+def test_prefill_lookup_follows_the_query_block_steps():
+    """FAKE law proportional to the makespan: between s nodes 512 and 1024 the time steps at each 128-row block
+    (linear interpolation in s misses them by over 10%); the lookup, interpolating time per makespan, does not."""
+    def law(bh, s, d, stack):
+        return 1e-6 * critical_work("prefill_attn", stack, [np.asarray(v, dtype=float) for v in (bh, s, d)], 132,
+                                    (1,)) + 5e-7  # mostly work
+
+    nodes = (128, 256, 512, 1024, 2048)
+    pts = [{"op": "prefill_attn", "stack": stack, "kernel": "fake", "median_us": float(law(bh, s, 128, stack)) * 1e6,
+            "shape": {"b": bh, "h": 1, "kv_h": 1, "s": s, "d": 128, "causal": 1}, "reps": 1, "flagged": False}
+           for stack in ("triton", "torch") for bh in (16, 64, 256) for s in nodes]
+    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
+    s = np.array([513, 641, 769, 897, 1000])
+    for stack in ("triton", "torch"):
+        want = law(64, s, 128, stack)
+        linear = np.interp(s, nodes, [law(64, n, 128, stack) for n in nodes])
+        got = TableModel(table, H100, stack=stack).op_time_s("prefill_attn", {"b": 64, "h": 1, "kv_h": 1, "s": s,
+                                                                              "d": 128, "causal": 1})
+        assert np.max(np.abs(linear / want - 1)) > 0.1 and np.max(np.abs(got / want - 1)) < 0.03
 
 
 def test_a_faster_config_at_a_larger_head_dim_is_not_handed_down():

@@ -17,7 +17,7 @@ from calibration.timing import BATCH_S, MAX_INNER, REPS
 from simulator.ops import op_cost
 
 # The causal prefill axes besides b*h (two sub-grids share them; the comment in FULL says why these values).
-_CAUSAL = {"s": [1, 16, 32, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536, 2048, 3072, 4096,
+_CAUSAL = {"s": [1, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536, 2048, 3072, 4096,
                  6144, 8192, 16384, 32768],
            "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12}
 
@@ -35,22 +35,26 @@ FULL = {
     # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim. Causal (what prefill runs) on
     # a dense grid: bh by factors of 2 (below ~132 programs the time is one program's latency, not work:
     # a factor-4 gap missed b*h = 32 by 25%); s from 1 (one-token prompts: latency, ~53 us a layer in the
-    # engine) with the 3 * 2^k nodes between powers of two (SDPA's time is not smooth between them: the line
+    # engine; up to s = 64 the time is about linear: 16 and 32 were within 7% of the line) with the 3 * 2^k nodes between powers of two (SDPA's time is not smooth between them: the line
     # scans of benchmarks/scan_table_axis.py), and up to 1025 the node just past each 128-row block (both
     # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
     # Non-causal on a coarse grid.
-    "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL},
-                     # SDPA only: b*h between the powers of two (3 * 2^k), where its time steps above the
-                     # linear share (H100 checks of seeds 3-6: mean -5.8% at other b*h, -2.1% at powers of two)
-                     {"bh": [24, 48, 96, 192], **_CAUSAL, "stacks": ["torch"]},
+    # Triton: head dims 64, 128, 256 only, the block widths its kernel runs (simulator.tables.HEAD_DIM_STEP looks
+    # d = 96 up as 128). SDPA: also b*h = 96 and 192 between the powers of two, where its time stepped above the
+    # linear share (H100 checks of seeds 3-6); 24 and 48 added nothing once the lookup followed the program
+    # makespan (simulator.quanta; pooled H100 checks of seeds 7-11: torch P95 13.5% without, 13.6% with them).
+    "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL, "d": [64, 128, 256],
+                      "stacks": ["triton"]},
+                     {"bh": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], **_CAUSAL, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
     # two (decode reads only the real columns, but d = 96 runs ~20% slower than its linear share of 64..128);
     # bkv 96, 192, 512: the split count changes there (kernels/configs.py decode_num_splits: one split a
-    # sequence from 132 (sequence, KV head) pairs on), and b*kv_h = 160 ran 23% slower than 128..256 said.
+    # sequence from 132 (sequence, KV head) pairs on), and b*kv_h = 160 ran 23% slower than 128..256 said. c: no
+    # node between 16 and 128, where the time is about flat (c = 64 was within 4% of the line through them).
     "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], "g": [1, 8, 64],
-                    "c": [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
+                    "c": [16, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
                     "d": [64, 96, 128], "max_bytes": 4.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},

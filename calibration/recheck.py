@@ -15,7 +15,7 @@ import numpy as np
 
 from simulator.tables import coords
 
-SUSPECT_RATIO = 1.10
+SUSPECT_RATIO = 1.12
 OPS = ("gemm", "prefill_attn", "decode_attn")  # classes on multi-axis grids
 
 

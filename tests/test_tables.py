@@ -227,12 +227,17 @@ def test_repredict_recomputes_predictions_of_measured_rows():
 
 
 def test_a_sub_grid_can_be_limited_to_one_stack():
-    """The SDPA-only b*h nodes are measured on the torch stack alone; both stacks share every other node."""
+    """Prefill: the SDPA-only b*h and head-dim nodes are measured on the torch stack alone (Triton runs d = 96 as
+    128); both stacks share every GEMM node."""
     from calibration.grids import grid_points
 
-    torch_bh = {p.shape_dict["b"] * p.shape_dict["h"] for p in grid_points("full", ("torch",), ("prefill_attn",))}
-    triton_bh = {p.shape_dict["b"] * p.shape_dict["h"] for p in grid_points("full", ("triton",), ("prefill_attn",))}
-    assert triton_bh < torch_bh and {24, 48, 96, 192} <= torch_bh - triton_bh
+    def axis(stack, f):
+        return {f(p.shape_dict) for p in grid_points("full", (stack,), ("prefill_attn",))}
+
+    bh = {s: axis(s, lambda d: d["b"] * d["h"]) for s in ("triton", "torch")}
+    dims = {s: axis(s, lambda d: d["d"]) for s in ("triton", "torch")}
+    assert bh["triton"] < bh["torch"] and {96, 192} <= bh["torch"] - bh["triton"]
+    assert dims["triton"] == {64, 128, 256} and {96, 160} <= dims["torch"]
     gemm = {s: {p.shape for p in grid_points("full", (s,), ("gemm",))} for s in ("triton", "torch")}
     assert gemm["triton"] == gemm["torch"]
 

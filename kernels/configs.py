@@ -131,8 +131,12 @@ def decode_attention_config(head_dim: int) -> DecodeConfig:
 def decode_num_splits(batch: int, kv_heads: int, max_len: int, sm_count: int = 132,
                       config: DecodeConfig = DECODE_ATTENTION) -> tuple[int, int]:
     """(splits, chunk) of flash-decoding: fixed by the cache capacity, not the lengths (graph-safe);
-    about `programs_per_sm` programs per SM, each at least `min_chunk` keys, in whole key blocks."""
-    want = -(-config.programs_per_sm * sm_count // (batch * kv_heads))
+    at most `programs_per_sm` programs per SM, each at least `min_chunk` keys, in whole key blocks.
+
+    Rounded down to whole waves of programs: rounded up, b*kv_h = 48 at c = 673 ran 3 x 48 = 144 programs on
+    132 SMs in 13.9 us, the 12 of the second wave after the rest; 2 x 48 took 9.7 us (H100,
+    benchmarks/bench_decode_splits.py)."""
+    want = max(1, config.programs_per_sm * sm_count // (batch * kv_heads))
     most = max(1, -(-max_len // config.min_chunk))
     splits = max(1, min(want, most))
     chunk = -(-max_len // splits)

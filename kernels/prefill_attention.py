@@ -82,7 +82,7 @@ def _prefill_kernel(
 ):
     # heaviest (last, for causal) query blocks first: they finish with the rest
     start_m = tl.num_programs(0) - 1 - tl.program_id(0)
-    bh = tl.program_id(1)
+    bh = tl.program_id(1).to(tl.int64)  # 64-bit offsets: b*h*s*d may pass 2^31 elements
     b = bh // H_q
     h = bh % H_q
     hk = h // GROUP

@@ -72,7 +72,7 @@ def main() -> int:
         print(f"b*kv_h {b * kv_h:4d} c {c:6d}  ceil {row['ceil']['splits']:3d} splits {row['ceil']['waves']} waves "
               f"{row['ceil']['median_us']:8.1f} us   floor {row['floor']['splits']:3d} splits "
               f"{row['floor']['median_us']:8.1f} us   x{row['floor_speedup']:.3f}")
-        del sets
+        sets = None  # free the caches before the next shape allocates its own
     sp = np.array([r["floor_speedup"] for r in rows])
     two = np.array([r["ceil"]["waves"] > 1 and r["ceil"]["programs"] < 2 * sm for r in rows])
     summary = {"geomean_speedup": float(np.exp(np.log(sp).mean())), "min": float(sp.min()), "max": float(sp.max()),

@@ -21,6 +21,9 @@ _CAUSAL = {"s": [1, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 
                  6144, 8192, 16384, 32768],
            "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12}
 
+_DECODE = {"g": [1, 8, 64], "c": [16, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
+           "d": [64, 96, 128], "max_bytes": 4.0e9}
+
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
 FULL = {
     # m: each tile boundary up to 1024 also has its node just past it (m = 17, 33, 65, 129, 257, ...): one row past a
@@ -53,9 +56,11 @@ FULL = {
     # bkv 96, 192, 512: the split count changes there (kernels/configs.py decode_num_splits: one split a
     # sequence from 132 (sequence, KV head) pairs on), and b*kv_h = 160 ran 23% slower than 128..256 said. c: no
     # node between 16 and 128, where the time is about flat (c = 64 was within 4% of the line through them).
-    "decode_attn": {"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], "g": [1, 8, 64],
-                    "c": [16, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
-                    "d": [64, 96, 128], "max_bytes": 4.0e9},
+    # Triton also just past each drop in its programs (splits = 132 // bkv, at most one wave on 132 SMs): bkv = 34,
+    # 45, 67 take 3, 2, 1 splits (102, 90, 67 programs, where 33, 44, 66 fill the SMs), and 133 needs a second
+    # wave. The checks of seeds 12-13 missed by 15-34% there (b*kv_h = 72 at c = 40554; 142 at c = 2961).
+    "decode_attn": [{"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], **_DECODE},
+                    {"bkv": [34, 45, 67, 133], **_DECODE, "stacks": ["triton"]}],
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},
 }
@@ -103,8 +108,8 @@ def prefill_shape(bh: int, s: int, d: int, causal: int) -> dict:
 
 
 def decode_shape(bkv: int, g: int, c: int, d: int) -> dict:
-    """Contract shape of a decode-attention grid node: up to 8 KV heads, the rest in the batch."""
-    kv_h = min(bkv, 8)
+    """Contract shape of a decode-attention grid node: up to 8 KV heads (a divisor of bkv), the rest in the batch."""
+    kv_h = math.gcd(bkv, 8)
     return {"b": bkv // kv_h, "h": kv_h * g, "kv_h": kv_h, "c": c, "d": d}
 
 

@@ -58,7 +58,7 @@ def _programs_per_sm(cfg) -> int:
 # steps of 128 (64 fitted the H100 and H200 checks of seeds 6-9 worse: torch P95 13.0 vs 12.7%, 14.8 vs 13.7%).
 SDPA_BLOCKS = (128, 128)
 # Fixed cost of one attention program (loading its query block, writing its output), in key steps: 2 fitted the
-# checks of seeds 6-9 better than 0, 1 or 3 (triton P95 H100 13.5/12.5/12.3/12.5% for 0/0.5/2/3).
+# H100 checks of seeds 7-9 best (triton P95 13.5, 12.5, 13.5, 12.3, 12.5% for 0, 0.5, 1, 2, 3).
 PROGRAM_STEPS = 2.0
 # Up to this many waves of programs the schedule is simulated; above it the tail is half a program.
 SIMULATED_WAVES = 8
@@ -69,9 +69,10 @@ def prefill_makespan(bh: int, s: int, d: int, sm_count: int, stack: str = "trito
     """Key steps on the busiest SM of prefill attention over b*h heads of s tokens (head dim d).
 
     One program per (query block, head): query block j reads min((j + 1) * block_m, s) keys if causal (else s)
-    in steps of block_n, plus PROGRAM_STEPS. Programs start in launch order on the first free SM: our kernel launches the
-    heaviest block of each head first, SDPA the lightest. b*h = 72, s = 203, d = 64 (144 programs on 132 SMs)
-    took 11.5 us where b*h = 64 (128 programs) took 7.1 on the H100: the second wave, not the 12% more work."""
+    in steps of block_n, plus PROGRAM_STEPS. Programs start in launch order on the first free SM: our kernel
+    launches the heaviest block of each head first, SDPA the lightest. b*h = 72, s = 203, d = 64 (144 programs
+    on 132 SMs) took 11.5 us where b*h = 64 (128 programs) took 7.1 on the H100: the second wave, not the 12%
+    more work."""
     from kernels.configs import PREFILL_ATTENTION
 
     if stack == "triton":

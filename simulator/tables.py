@@ -5,8 +5,8 @@ causal flag; decode attention: b*kv_h, h/kv_h, c, d; element-wise and all-reduce
 mode). The grid is first made monotone by padding: a shape never takes longer than a larger measured one
 (a kernel can run the larger one, padded), so each node takes the least time at or above it on every
 axis but those in NOT_PADDED. A shape is looked up at its dimensions rounded up to whole kernel tiles (TILE) and
-its head dim padded as the stack's kernel pads it (HEAD_DIM_STEP); our Triton GEMM's time is held per wave of
-output tiles (simulator.quanta). Between nodes, time
+its head dim padded as the stack's kernel pads it (HEAD_DIM_STEP); our Triton GEMM's time is interpolated per
+wave of output tiles and prefill attention's per step of its busiest SM (simulator.quanta). Between nodes, time
 is interpolated multilinearly in work coordinates (m, n, k, b*h, s, c, ...: latency + work / throughput
 is multilinear in them), which is monotone, NaN-free and exact at (monotone) nodes; element-wise and
 all-reduce interpolate log efficiency over log bytes, whose grids span decades. Leave-one-out comparison

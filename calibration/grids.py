@@ -43,12 +43,12 @@ FULL = {
     # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
     # Non-causal on a coarse grid.
     # Triton: head dims 64, 128, 256 only, the block widths its kernel runs (simulator.tables.HEAD_DIM_STEP looks
-    # d = 96 up as 128). SDPA: also b*h = 96 and 192 between the powers of two, where its time stepped above the
-    # linear share (H100 checks of seeds 3-6); 24 and 48 added nothing once the lookup followed the program
-    # makespan (simulator.quanta; pooled H100 checks of seeds 7-11: torch P95 13.5% without, 13.6% with them).
+    # d = 96 up as 128). SDPA: also b*h = 24, 48, 96 and 192 between the powers of two, where its time stepped above
+    # the linear share (H100 checks of seeds 3-6; without 24 and 48, seeds 12-14 missed b*h = 24, s = 482 by 30%).
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL, "d": [64, 128, 256],
                       "stacks": ["triton"]},
-                     {"bh": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], **_CAUSAL, "stacks": ["torch"]},
+                     {"bh": [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024], **_CAUSAL,
+                      "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
@@ -56,11 +56,12 @@ FULL = {
     # bkv 96, 192, 512: the split count changes there (kernels/configs.py decode_num_splits: one split a
     # sequence from 132 (sequence, KV head) pairs on), and b*kv_h = 160 ran 23% slower than 128..256 said. c: no
     # node between 16 and 128, where the time is about flat (c = 64 was within 4% of the line through them).
-    # Triton also just past each drop in its programs (splits = 132 // bkv, at most one wave on 132 SMs): bkv = 34,
-    # 45, 67 take 3, 2, 1 splits (102, 90, 67 programs, where 33, 44, 66 fill the SMs), and 133 needs a second
-    # wave. The checks of seeds 12-13 missed by 15-34% there (b*kv_h = 72 at c = 40554; 142 at c = 2961).
+    # Triton also on both sides of each drop in its programs (splits = 132 // bkv, at most one wave on 132 SMs):
+    # bkv = 33, 44, 66 fill the SMs with 4, 3, 2 splits, 34, 45, 67 take 3, 2, 1 (102, 90, 67 programs), and 133
+    # needs a second wave. The checks of seeds 12-13 missed by 15-34% there (b*kv_h = 72 at c = 40554; 142 at
+    # c = 2961), and seed 14 by 34% at b*kv_h = 66 with only the nodes past the drops (c = 6905, H200).
     "decode_attn": [{"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], **_DECODE},
-                    {"bkv": [34, 45, 67, 133], **_DECODE, "stacks": ["triton"]}],
+                    {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]}],
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},
 }

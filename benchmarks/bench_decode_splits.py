@@ -3,9 +3,9 @@ kernels.configs.decode_num_splits) or up (before), on random decode shapes of th
 
 decode_num_splits asks for about one program per SM. Rounded up, b*kv_h = 20 at c = 1729 launched 20 x 7 = 140
 programs on 132 SMs, and the 8 programs of the second wave ran after the first; rounded down (at most 6 splits
-of whole 128-key blocks: 5 of 384 keys) it launches 100, one wave. Both are timed per shape with the sweep's timer (calibration.timing,
-CUDA-graph replay) after checking both outputs against the float32 reference (relative error < 1e-2, as
-benchmarks/bench_kernels.py), and the table prints the speed-up of rounding down.
+of whole 128-key blocks: 5 of 384 keys) it launches 100, one wave. Both are timed per shape with the sweep's
+timer (calibration.timing, CUDA-graph replay) after checking both outputs against the float32 reference
+(relative error < 1e-2, as benchmarks/bench_kernels.py), and the table prints the speed-up of rounding down.
 Run from the repo root on the GPU:
     python3 benchmarks/bench_decode_splits.py --out $OUT/decode_splits_h100.json
 """

@@ -38,8 +38,9 @@ FULL = {
     # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim. Causal (what prefill runs) on
     # a dense grid: bh by factors of 2 (below ~132 programs the time is one program's latency, not work:
     # a factor-4 gap missed b*h = 32 by 25%); s from 1 (one-token prompts: latency, ~53 us a layer in the
-    # engine; up to s = 64 the time is about linear: 16 and 32 were within 7% of the line) with the 3 * 2^k nodes between powers of two (SDPA's time is not smooth between them: the line
-    # scans of benchmarks/scan_table_axis.py), and up to 1025 the node just past each 128-row block (both
+    # engine; up to s = 64 the time is about linear: 16 and 32 were within 7% of the line) with the 3 * 2^k nodes
+    # between powers of two (SDPA's time is not smooth between them: the line scans of
+    # benchmarks/scan_table_axis.py), and up to 1025 the node just past each 128-row block (both
     # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
     # Non-causal on a coarse grid.
     # Triton: head dims 64, 128, 256 only, the block widths its kernel runs (simulator.tables.HEAD_DIM_STEP looks
@@ -53,9 +54,9 @@ FULL = {
                       "max_flops": 1.0e12}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
     # two (decode reads only the real columns, but d = 96 runs ~20% slower than its linear share of 64..128);
-    # bkv 96, 192, 512: the split count changes there (kernels/configs.py decode_num_splits: one split a
-    # sequence from 132 (sequence, KV head) pairs on), and b*kv_h = 160 ran 23% slower than 128..256 said. c: no
-    # node between 16 and 128, where the time is about flat (c = 64 was within 4% of the line through them).
+    # bkv 96, 192, 512: between the powers of two, where the programs of both stacks change (b*kv_h = 160 ran 23%
+    # slower than 128..256 said). c: no node between 16 and 128, where the time is about flat (c = 64 was within 4%
+    # of the line through them).
     # Triton also on both sides of each drop in its programs (splits = 132 // bkv, at most one wave on 132 SMs):
     # bkv = 33, 44, 66 fill the SMs with 4, 3, 2 splits, 34, 45, 67 take 3, 2, 1 (102, 90, 67 programs), and 133
     # needs a second wave. The checks of seeds 12-13 missed by 15-34% there (b*kv_h = 72 at c = 40554; 142 at

@@ -41,8 +41,10 @@ def _decode_split_kernel(
     HEAD_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     UPCAST: tl.constexpr, MODE: tl.constexpr, BLOCK_G: tl.constexpr, MERGE_BLOCK: tl.constexpr,
 ):
-    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: a cache of b*kv_h*c*d > 2^31 elements (97 x 8 x 28192 x 128)
-    hk = tl.program_id(1).to(tl.int64)  # overflowed 32-bit ones (relative error 0.67 on the H100)
+    # 64-bit offsets: a cache of b*kv_h*c*d > 2^31 elements (97 x 8 x 28192 x 128) overflowed 32-bit ones
+    # (relative error 0.67 on the H100)
+    b = tl.program_id(0).to(tl.int64)
+    hk = tl.program_id(1).to(tl.int64)
     split = tl.program_id(2)
     seq_len = tl.load(len_ptr + b)
     lo = split * CHUNK

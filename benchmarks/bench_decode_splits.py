@@ -27,9 +27,9 @@ def splits(bkv: int, c: int, sm_count: int, rounding: str) -> int:
 
     if rounding == "floor":
         return decode_num_splits(1, bkv, c, sm_count, cfg)[0]
-    most = max(1, -(-c // cfg.min_chunk))
-    n = max(1, min(-(-cfg.programs_per_sm * sm_count // bkv), most))
-    chunk = -(-(-(-c // n)) // cfg.block_n) * cfg.block_n
+    n = max(1, min(-(-cfg.programs_per_sm * sm_count // bkv), -(-c // cfg.min_chunk)))  # the one change: rounded up
+    chunk = -(-c // n)
+    chunk = -(-chunk // cfg.block_n) * cfg.block_n
     return -(-c // chunk)
 
 

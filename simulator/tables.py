@@ -178,7 +178,7 @@ class _Grid:
             if ax in NOT_PADDED.get(op, ()):
                 continue
             logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
-        self.waves, self._work = waves, np.full(logt.size, np.nan)  # critical work at a node: computed when used
+        self.waves, self._node_works = waves, np.full(logt.size, np.nan)  # work per node, filled on first use
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 
     @property
@@ -243,11 +243,11 @@ class _Grid:
     def _node_work(self, idx: np.ndarray) -> np.ndarray:
         """Critical work (simulator.quanta) at flat node indices, computed once per node on first use: a lookup
         touches a few cells, and a table has thousands of nodes (simulating them all would slow every start)."""
-        todo = np.unique(idx[np.isnan(self._work[idx])])
+        todo = np.unique(idx[np.isnan(self._node_works[idx])])
         if todo.size:
             coords = np.unravel_index(todo, self.logt.shape)
-            self._work[todo] = self.waves([np.exp(nd[c]) for nd, c in zip(self.nodes, coords)])
-        return self._work[idx]
+            self._node_works[todo] = self.waves([np.exp(nd[c]) for nd, c in zip(self.nodes, coords)])
+        return self._node_works[idx]
 
     def extent(self) -> str:
         """The measured range of each axis, e.g. 'm 1..16384, n 256..131072, k 256..65536'."""

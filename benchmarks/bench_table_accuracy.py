@@ -100,7 +100,7 @@ def leave_one_out(table: dict, gpu, stack: str, op: str) -> np.ndarray:
 
     pts = [p for p in table["points"] if p["op"] == op and p["stack"] == stack]
     others = [p for p in table["points"] if not (p["op"] == op and p["stack"] == stack)]
-    coords = np.array([[float(v) for v in coords(op, p["shape"])[1]] for p in pts])  # (points, axes)
+    coords = np.array([[float(v) for v in coords(op, p["shape"], stack)[1]] for p in pts])  # (points, axes)
     apes = []
     for ax in range(coords.shape[1] if pts else 0):
         for value in np.unique(coords[:, ax])[1:-1]:

@@ -21,6 +21,17 @@ _CAUSAL = {"s": [1, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 
                  6144, 8192, 16384, 32768],
            "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12}
 
+# SDPA prefill (torch stack) looks shapes up among nodes of their own kind (simulator.sdpa_launch.sdpa_even): s a
+# multiple of 128 at head dims up to 128 runs a template without bounds checks, 1.2-1.5x faster per unit of work
+# at large b*h (H100 table: s = 384 / 385, b*h = 1024, d = 128 took 239 / 446 us). Random prompt lengths are
+# uneven: their nodes are one past each even one (the checks of seeds 12-15 missed uneven s = 1624, 1869, 4829
+# by 16-23% between even nodes 1536 ... 8192), with 193 between 129 and 257, where the split-KV choice changes.
+# b*h by factors of 2: the split-KV and two-programs-per-SM model of simulator.quanta makes up for the nodes 24,
+# 48, 96, 192 (without them, the pooled checks of seeds 12-15 at s <= 1025: P95 14.3 / 15.7%, with: 14.5 / 16.1%).
+_SDPA_BH = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+_SDPA_EVEN_S = [128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 16384, 32768]
+_SDPA_UNEVEN_S = [1, 64, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 16385, 32769]
+
 _DECODE = {"g": [1, 8, 64], "c": [16, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
            "d": [64, 96, 128], "max_bytes": 4.0e9}
 
@@ -44,14 +55,17 @@ FULL = {
     # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
     # Non-causal on a coarse grid.
     # Triton: head dims 64, 128, 256 only, the block widths its kernel runs (simulator.tables.HEAD_DIM_STEP looks
-    # d = 96 up as 128). SDPA: also b*h = 24, 48, 96 and 192 between the powers of two, where its time stepped above
-    # the linear share (H100 checks of seeds 3-6; without 24 and 48, seeds 12-14 missed b*h = 24, s = 482 by 30%).
+    # d = 96 up as 128). SDPA: even and uneven s apart (_SDPA_EVEN_S), head dims 160 and 256 only uneven.
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL, "d": [64, 128, 256],
                       "stacks": ["triton"]},
-                     {"bh": [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024], **_CAUSAL,
-                      "stacks": ["torch"]},
+                     {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_EVEN_S, d=[64, 96, 128]), "stacks": ["torch"]},
+                     {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_UNEVEN_S), "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
-                      "max_flops": 1.0e12}],
+                      "max_flops": 1.0e12, "stacks": ["triton"]},
+                     {"bh": [1, 16, 256], "s": [128, 1024, 8192, 32768], "d": [64, 128], "causal": [0],
+                      "max_flops": 1.0e12, "stacks": ["torch"]},
+                     {"bh": [1, 16, 256], "s": [1, 129, 1025, 8193, 32769], "d": [64, 128, 256], "causal": [0],
+                      "max_flops": 1.0e12, "stacks": ["torch"]}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
     # two (decode reads only the real columns, but d = 96 runs ~20% slower than its linear share of 64..128);
     # bkv 96, 192, 512: between the powers of two, where the programs of both stacks change (b*kv_h = 160 ran 23%
@@ -70,7 +84,8 @@ FULL = {
 QUICK = {
     "gemm": {"m": [1, 16, 64, 256, 1024, 4096, 16384], "n": [1024, 4096, 16384, 131072],
              "k": [1024, 4096, 16384], "max_flops": 1.0e12, "max_bytes": 4.4e9},
-    "prefill_attn": [{"bh": [4, 64, 1024], "s": [128, 512, 2048, 8192], "d": [128], "causal": [1],
+    "prefill_attn": [{"bh": [4, 64, 1024], "s": [128, 129, 512, 513, 2048, 2049, 8192, 8193], "d": [128],
+                      "causal": [1],
                       "max_flops": 1.0e12}],
     "decode_attn": {"bkv": [1, 16, 256], "g": [1, 8], "c": [512, 4096, 32768], "d": [128], "max_bytes": 2.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 4)]},

@@ -26,7 +26,7 @@ def suspects(points: list[dict]) -> list[dict]:
     for p in points:
         if p.get("op") not in OPS or not p.get("median_us"):
             continue
-        cat, axes = coords(p["op"], p["shape"])
+        cat, axes = coords(p["op"], p["shape"], p["stack"])
         key = (p["op"], p["stack"], tuple(np.asarray(c).item() for c in cat))
         x = tuple(float(a) for a in axes)
         groups[key][x] = float(p["median_us"])

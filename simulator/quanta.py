@@ -18,6 +18,8 @@ import heapq
 
 import numpy as np
 
+from simulator.sdpa_launch import SDPA_TILES, SPLIT_BLOCK_M, sdpa_head_dim, sdpa_splits, split_block_n
+
 # Products of up to this many rows are memory-bound (the weights are read once, whatever the tiling): their
 # time follows bytes, not waves. Above it the tiles are compute-bound and the waves show.
 WAVE_ROWS_ABOVE = 64
@@ -54,46 +56,91 @@ def _programs_per_sm(cfg) -> int:
     return int(max(1, min(SMEM_BYTES // (cfg.num_stages * stage), 64 // cfg.num_warps)))
 
 
-# SDPA's flash kernel (FlashAttention-2's forward) on the torch stack: 128-row query blocks in launch order, key
-# steps of 128 (64 fitted the H100 and H200 checks of seeds 6-9 worse: torch P95 13.0 vs 12.7%, 14.8 vs 13.7%).
-SDPA_BLOCKS = (128, 128)
 # Fixed cost of one attention program (loading its query block, writing its output), in key steps: 2 fitted the
 # H100 checks of seeds 7-9 best (triton P95 13.5, 12.5, 13.5, 12.3, 12.5% for 0, 0.5, 1, 2, 3).
 PROGRAM_STEPS = 2.0
 # Up to this many waves of programs the schedule is simulated; above it the tail is half a program.
 SIMULATED_WAVES = 8
+# SDPA (simulator.sdpa_launch): two of its 4-warp programs share an SM, and one alone runs at SDPA_ALONE_RATE of
+# the pair's rate (H100 table, s = 128, d = 128: b*h = 128 -> 256 took 11.9 -> 17.7 us, 1.49x for twice the
+# programs). A split-KV program's key step costs SPLIT_STEP_COST of a non-split one's (per query row), and a
+# split adds COMBINE_STEPS for its second kernel. Fitted on the pooled H100/H200 checks of seeds 12-15: torch
+# prefill P95 17.3 -> 13.8% (H100), 15.9 -> 14.4% (H200); one program per SM: 16.9 and 16.0%.
+SDPA_ALONE_RATE = 0.72
+SPLIT_STEP_COST = 1.5
+COMBINE_STEPS = 2.0
 
 
 @functools.lru_cache(maxsize=65536)
 def prefill_makespan(bh: int, s: int, d: int, sm_count: int, stack: str = "triton", causal: bool = True) -> float:
-    """Key steps on the busiest SM of prefill attention over b*h heads of s tokens (head dim d).
+    """Work on the busiest SM of prefill attention over b*h heads of s tokens (head dim d).
 
     One program per (query block, head): query block j reads min((j + 1) * block_m, s) keys if causal (else s)
     in steps of block_n, plus PROGRAM_STEPS. Programs start in launch order on the first free SM: our kernel
-    launches the heaviest block of each head first, SDPA the lightest. b*h = 72, s = 203, d = 64 (144 programs
-    on 132 SMs) took 11.5 us where b*h = 64 (128 programs) took 7.1 on the H100: the second wave, not the 12%
-    more work."""
+    launches the heaviest block of each head first, one program per SM; SDPA the lightest, two per SM
+    (`_sdpa_programs`). b*h = 72, s = 203, d = 64 (144 programs on 132 SMs) took 11.5 us where b*h = 64 (128
+    programs) took 7.1 on the H100: the second wave, not the 12% more work. Units: key steps of our kernel's
+    block_n; for SDPA, steps of a 128 x 128 tile."""
+    if stack != "triton":
+        works, per_sm, fixed = _sdpa_programs(bh, s, d, sm_count, causal)
+        return _shared_makespan(works, sm_count, per_sm, SDPA_ALONE_RATE) + fixed
     from kernels.configs import PREFILL_ATTENTION
 
-    if stack == "triton":
-        cfg = PREFILL_ATTENTION[max(64, 1 << (max(16, d) - 1).bit_length())]
-        block_m, block_n = cfg.block_m, cfg.block_n
-    else:
-        block_m, block_n = SDPA_BLOCKS
-    n_blocks = -(-s // block_m)
-    steps = [-(-(min((j + 1) * block_m, s) if causal else s) // block_n) + PROGRAM_STEPS for j in range(n_blocks)]
-    order = steps[::-1] if stack == "triton" else steps
-    programs = bh * n_blocks
-    if programs <= sm_count:
-        return float(max(steps))
-    if programs > SIMULATED_WAVES * sm_count:
-        return bh * sum(steps) / sm_count + max(steps) / 2
-    launch = order * bh
-    free = launch[:sm_count]  # the first wave starts at once; `free`: a heap of the times the SMs fall free
-    heapq.heapify(free)
-    for w in launch[sm_count:]:
-        heapq.heapreplace(free, free[0] + w)
-    return float(max(free))
+    cfg = PREFILL_ATTENTION[max(64, 1 << (max(16, d) - 1).bit_length())]
+    n_blocks = -(-s // cfg.block_m)
+    steps = [-(-(min((j + 1) * cfg.block_m, s) if causal else s) // cfg.block_n) + PROGRAM_STEPS
+             for j in range(n_blocks)]
+    return _shared_makespan(steps[::-1] * bh, sm_count, 1, 1.0)
+
+
+def _sdpa_programs(bh: int, s: int, d: int, sm_count: int, causal: bool) -> tuple[list[float], int, float]:
+    """SDPA's programs in launch order (work in 128 x 128 tile steps), programs per SM, and the fixed work of a
+    split's combine kernel. Grid x is the query block, so each head's blocks start lightest first (after the
+    split index, for split-KV)."""
+    keys = lambda j, block_m: min((j + 1) * block_m, s) if causal else s  # noqa: E731
+    splits = sdpa_splits(bh, s, d, sm_count)
+    if splits == 1:
+        block_m, block_n, warps = SDPA_TILES[sdpa_head_dim(d)]
+        head = [-(-keys(j, block_m) // block_n) * block_n * block_m / 128**2 + PROGRAM_STEPS
+                for j in range(-(-s // block_m))]
+        return head * bh, 2 if warps == 4 else 1, 0.0
+    block_m, block_n = SPLIT_BLOCK_M, split_block_n(d)
+    chunk = -(-(-(-s // block_n)) // splits)  # key blocks per split
+    head = []
+    for i in range(splits):
+        for j in range(-(-s // block_m)):
+            n = max(0, min((i + 1) * chunk, -(-keys(j, block_m) // block_n)) - i * chunk)
+            head.append((n * block_n * SPLIT_STEP_COST + 128 * PROGRAM_STEPS) * block_m / 128**2)
+    return head * bh, 2, COMBINE_STEPS
+
+
+def _shared_makespan(works: list[float], sm_count: int, per_sm: int, alone_rate: float) -> float:
+    """Finish time of programs of the given work started in launch order, up to `per_sm` at a time on each SM
+    (the first `sm_count` across the SMs, then a second on each, ...). The programs on an SM share its rate, 1;
+    one alone runs at `alone_rate`. Above SIMULATED_WAVES waves: the average load plus half a program."""
+    if len(works) > SIMULATED_WAVES * sm_count * per_sm:
+        return sum(works) / sm_count + max(works) / 2
+    rate = [0.0, alone_rate if per_sm > 1 else 1.0] + [1.0 / n for n in range(2, per_sm + 1)]  # per program
+    running: list[list[float]] = [[] for _ in range(sm_count)]  # remaining work of each SM's programs
+    clock, version = [0.0] * sm_count, [0] * sm_count
+    for i, w in enumerate(works[:sm_count * per_sm]):
+        running[i % sm_count].append(w)
+    events = [(min(r) / rate[len(r)], k, 0) for k, r in enumerate(running) if r]
+    heapq.heapify(events)
+    nxt, end = sm_count * per_sm, 0.0
+    while events:
+        t, k, v = heapq.heappop(events)
+        if v != version[k]:
+            continue
+        done = (t - clock[k]) * rate[len(running[k])]
+        running[k] = [r - done for r in running[k] if r - done > 1e-9]
+        while len(running[k]) < per_sm and nxt < len(works):
+            running[k].append(works[nxt])
+            nxt += 1
+        clock[k], version[k], end = t, v + 1, t
+        if running[k]:
+            heapq.heappush(events, (t + min(running[k]) / rate[len(running[k])], k, v + 1))
+    return end
 
 
 def has_model(op: str, stack: str) -> bool:

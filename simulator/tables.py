@@ -28,6 +28,7 @@ from simulator.errors import UserError
 from simulator.ops import op_cost
 from simulator.paths import TABLES_DIR
 from simulator.quanta import critical_work, has_model
+from simulator.sdpa_launch import sdpa_even
 from simulator.timemodel import RooflineModel, TimeModel
 DERIVE_RULE = "compute-bound points x peak FLOP/s ratio, memory-bound x HBM bandwidth ratio (by arithmetic " \
               "intensity vs the source GPU's ridge point); all-reduce x interconnect ratio; launch unchanged"
@@ -101,13 +102,17 @@ def _tiled(op: str, shape: dict, stack: str = "triton") -> dict:
     return out
 
 
-def coords(op: str, shape: dict) -> tuple[tuple, list[np.ndarray]]:
-    """Categorical values and interpolation axes of a shape (arrays broadcast)."""
+def coords(op: str, shape: dict, stack: str = "triton") -> tuple[tuple, list[np.ndarray]]:
+    """Categorical values and interpolation axes of a shape (arrays broadcast). SDPA prefill is also split by
+    whether its shape runs the bounds-check-free template (simulator.sdpa_launch.sdpa_even): the two are looked up
+    among nodes of their own kind, as the steps between them are not interpolable."""
     f = lambda k: np.asarray(shape[k], dtype=float)  # noqa: E731
     if op == "gemm":
         return (), [f("m"), f("n"), f("k")]
     if op == "prefill_attn":
-        return (np.asarray(shape["causal"]).astype(bool).astype(int),), [f("b") * f("h"), f("s"), f("d")]
+        causal = np.asarray(shape["causal"]).astype(bool).astype(int)
+        even = (sdpa_even(shape["s"], shape["d"]).astype(int),) if stack == "torch" else ()
+        return (causal, *even), [f("b") * f("h"), f("s"), f("d")]
     if op == "decode_attn":
         return (), [f("b") * f("kv_h"), f("h") / f("kv_h"), f("c"), f("d")]
     if op == "elementwise":
@@ -286,7 +291,8 @@ class TableModel(TimeModel):
             use = mine or pts
             x, t_s = np.zeros((0, len(AXES.get(op, ())))), np.zeros(0)
             if use:  # coordinates of all points at once (a table holds thousands)
-                cats, axes = coords(op, {k: np.array([p["shape"][k] for p in use]) for k in use[0]["shape"]})
+                cats, axes = coords(op, {k: np.array([p["shape"][k] for p in use]) for k in use[0]["shape"]},
+                                    self.stack)
                 sel = np.ones(len(use), bool)
                 for c, v in zip(cats, cat):
                     sel &= np.asarray(c) == v
@@ -312,15 +318,16 @@ class TableModel(TimeModel):
                 self.warnings.add(f"allreduce t={np.max(shape['t'])}: not in the table; roofline latency assumed")
                 return self._fallback.op_time_s(op_class, shape)
             return np.asarray(grid.min_time_s)
-        cats, axes = coords(op_class, _tiled(op_class, shape, self.stack))
+        cats, axes = coords(op_class, _tiled(op_class, shape, self.stack), self.stack)
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
         logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]
-        cat = np.broadcast_to(cats[0], full).reshape(-1) if cats else np.zeros(size, int)
+        cat = np.stack([np.broadcast_to(c, full).reshape(-1) for c in cats], -1) if cats else np.zeros((size, 0))
+        keys, group = np.unique(cat, axis=0, return_inverse=True)
         out = np.empty(size)
-        for val in np.unique(cat):  # at most one categorical key per class: a few groups, vectorised inside
-            sel = cat == val
-            key = (val.item(),) if cats else ()
+        for i, row in enumerate(keys):  # a few categorical keys per class: groups, vectorised inside
+            sel = group.reshape(-1) == i
+            key = tuple(v.item() for v in row)
             grid = self._grid(op_class, key)
             if grid is None:
                 out[sel] = self._roofline_fallback(op_class, shape, full, sel, key)
@@ -346,15 +353,17 @@ class TableModel(TimeModel):
 
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""
-        names = _cat_names(op)
+        names = _cat_names(op, self.stack)
         sub = {k: (key[names.index(k)] if k in names else np.broadcast_to(v, full).reshape(-1)[sel])
                for k, v in shape.items()}
         self.warnings.add(f"{op} {dict(zip(names, key))}: not in the table; roofline from datasheet peaks")
         return np.broadcast_to(self._fallback.op_time_s(op, sub), (int(sel.sum()),))
 
 
-def _cat_names(op: str) -> tuple[str, ...]:
-    return {"prefill_attn": ("causal",), "allreduce": ("t",), "launch": ("mode",)}.get(op, ())
+def _cat_names(op: str, stack: str = "triton") -> tuple[str, ...]:
+    if op == "prefill_attn":
+        return ("causal", "even") if stack == "torch" else ("causal",)
+    return {"allreduce": ("t",), "launch": ("mode",)}.get(op, ())
 
 
 def derive_table(table: dict, src_gpu, dst_gpu, src_file: str) -> dict:

@@ -227,16 +227,16 @@ def test_repredict_recomputes_predictions_of_measured_rows():
 
 
 def test_a_sub_grid_can_be_limited_to_one_stack():
-    """Prefill: the SDPA-only b*h and head-dim nodes are measured on the torch stack alone (Triton runs d = 96 as
-    128); both stacks share every GEMM node."""
+    """Prefill: the SDPA-only head dims and uneven s nodes past 1025 are measured on the torch stack alone (Triton
+    runs d = 96 as 128 and has no even/uneven templates); both stacks share every GEMM node."""
     from calibration.grids import grid_points
 
     def axis(stack, f):
         return {f(p.shape_dict) for p in grid_points("full", (stack,), ("prefill_attn",))}
 
-    bh = {s: axis(s, lambda d: d["b"] * d["h"]) for s in ("triton", "torch")}
+    seq = {s: axis(s, lambda d: d["s"]) for s in ("triton", "torch")}
     dims = {s: axis(s, lambda d: d["d"]) for s in ("triton", "torch")}
-    assert bh["triton"] < bh["torch"] and {96, 192} <= bh["torch"] - bh["triton"]
+    assert {1537, 2049, 8193} <= seq["torch"] - seq["triton"]
     assert dims["triton"] == {64, 128, 256} and {96, 160} <= dims["torch"]
     gemm = {s: {p.shape for p in grid_points("full", (s,), ("gemm",))} for s in ("triton", "torch")}
     assert gemm["triton"] == gemm["torch"]
@@ -287,18 +287,18 @@ def test_prefill_makespan_counts_waves_of_unequal_programs():
 
 
 def test_prefill_lookup_follows_the_query_block_steps():
-    """FAKE law proportional to the makespan: between s nodes 512 and 1024 the time steps at each 128-row block
+    """FAKE law proportional to the makespan: between s nodes 513 and 1025 the time steps at each 128-row block
     (linear interpolation in s misses them by over 10%); the lookup, interpolating time per makespan, does not."""
     def law(bh, s, d, stack):
         return 1e-6 * critical_work("prefill_attn", stack, [np.asarray(v, dtype=float) for v in (bh, s, d)], 132,
                                     (1,)) + 5e-7  # mostly work
 
-    nodes = (128, 256, 512, 1024, 2048)
+    nodes = (129, 257, 513, 1025, 2049)  # (uneven: SDPA's lookup keeps s = 128 k apart)
     pts = [{"op": "prefill_attn", "stack": stack, "kernel": "fake", "median_us": float(law(bh, s, 128, stack)) * 1e6,
             "shape": {"b": bh, "h": 1, "kv_h": 1, "s": s, "d": 128, "causal": 1}, "reps": 1, "flagged": False}
            for stack in ("triton", "torch") for bh in (16, 64, 256) for s in nodes]
     table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
-    s = np.array([513, 641, 769, 897, 1000])
+    s = np.array([520, 639, 767, 895, 1000])
     for stack in ("triton", "torch"):
         want = law(64, s, 128, stack)
         linear = np.interp(s, nodes, [law(64, n, 128, stack) for n in nodes])

@@ -75,8 +75,12 @@ FULL = {
     # bkv = 33, 44, 66 fill the SMs with 4, 3, 2 splits, 34, 45, 67 take 3, 2, 1 (102, 90, 67 programs), and 133
     # needs a second wave. The checks of seeds 12-13 missed by 15-34% there (b*kv_h = 72 at c = 40554; 142 at
     # c = 2961), and seed 14 by 34% at b*kv_h = 66 with only the nodes past the drops (c = 6905, H200).
+    # SDPA decode (cuDNN's attention under torch 2.11) splits the keys up to b*kv_h = 66 and not from 67, and needs
+    # a second wave from 133 (H200, c = 32768, d = 64: 173 / 300 us at 66 / 67, 313 / 372 at 132 / 133:
+    # benchmarks/probe_sdpa_decode.py --scan-bkv); the checks of seeds 12-17 missed b*kv_h = 68-75 by 22-41%.
     "decode_attn": [{"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], **_DECODE},
-                    {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]}],
+                    {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]},
+                    {"bkv": [66, 67, 133], **_DECODE, "stacks": ["torch"]}],
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},
 }

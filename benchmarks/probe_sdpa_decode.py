@@ -4,6 +4,7 @@ apart (simulator.tables.coords). Writes the kernel names and CUDA-event times pe
 
     python3 benchmarks/probe_sdpa_decode.py --out results/probe_sdpa_decode_h100.json
     python3 benchmarks/probe_sdpa_decode.py --scan-bkv --out ...   # b*kv_h 56..136 at c = 32768, d = 64
+    python3 benchmarks/probe_sdpa_decode.py --scan-g --out ...     # query heads per KV head 1..64
 """
 import argparse
 import sys
@@ -27,6 +28,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--scan-bkv", action="store_true", help="time b*kv_h 56..136 (grid-style shapes) instead")
+    ap.add_argument("--scan-g", action="store_true", help="time g = h / kv_h 1..64 (grid-style shapes) instead")
     args = ap.parse_args()
     decode = get_backend("torch").decode_attn
     rows = []
@@ -36,6 +38,12 @@ def main() -> int:
 
         shapes = [tuple(decode_shape(bkv, 1, 32768, 64)[k] for k in ("b", "h", "kv_h", "c", "d"))
                   for bkv in (56, 60, 63, 64, 65, 66, 67, 68, 72, 80, 96, 128, 132, 133, 136)]
+    if args.scan_g:
+        from calibration.grids import decode_shape
+
+        shapes = [tuple(decode_shape(bkv, g, c, 128)[k] for k in ("b", "h", "kv_h", "c", "d"))
+                  for bkv, c in ((16, 4096), (96, 4096), (96, 32768), (512, 4096))
+                  for g in (1, 4, 8, 12, 16, 17, 32, 64)]
     for b, h, kv_h, c, d in shapes:
         q = torch.randn(b, h, d, device="cuda", dtype=torch.bfloat16)
         k = torch.randn(b, kv_h, c, d, device="cuda", dtype=torch.bfloat16)

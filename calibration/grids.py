@@ -34,6 +34,8 @@ _SDPA_UNEVEN_S = [1, 64, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4
 
 _DECODE = {"g": [1, 8, 64], "c": [16, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
            "d": [64, 96, 128], "max_bytes": 4.0e9}
+_SDPA_DECODE = dict(_DECODE, g=[1, 16, 64])
+_DECODE_BKV = [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024]
 
 # Axis values. GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
 FULL = {
@@ -78,9 +80,13 @@ FULL = {
     # SDPA decode (cuDNN's attention under torch 2.11) splits the keys up to b*kv_h = 66 and not from 67, and needs
     # a second wave from 133 (H200, c = 32768, d = 64: 173 / 300 us at 66 / 67, 313 / 372 at 132 / 133:
     # benchmarks/probe_sdpa_decode.py --scan-bkv); the checks of seeds 12-17 missed b*kv_h = 68-75 by 22-41%.
-    "decode_attn": [{"bkv": [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024], **_DECODE},
+    # It packs up to 16 query heads of a KV head into one 16-row tile: time is flat in g up to 16 and steps at 17
+    # (b*kv_h = 96, c = 32768, d = 128: 400 us for g = 1 ... 16, 561 for 17, 945 for 64; --scan-g), so its g nodes
+    # are 1, 16, 64 (with 8, g = 16 was interpolated toward 64 and predicted 17-28% high).
+    "decode_attn": [{"bkv": _DECODE_BKV, **_DECODE, "stacks": ["triton"]},
+                    {"bkv": _DECODE_BKV, **_SDPA_DECODE, "stacks": ["torch"]},
                     {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]},
-                    {"bkv": [66, 67, 133], **_DECODE, "stacks": ["torch"]}],
+                    {"bkv": [66, 67, 133], **_SDPA_DECODE, "stacks": ["torch"]}],
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
     "launch": {"mode": ["eager", "graph"]},
 }

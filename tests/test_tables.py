@@ -177,7 +177,7 @@ def test_scan_axis_values_hold_powers_of_two_and_the_value_past_each():
 
 
 def test_accuracy_bench_draws_catalog_shapes_inside_the_grid():
-    from calibration.grids import FULL
+    from calibration.grids import FULL, specs
     from simulator.catalog import ARCHS
     from simulator.memory import valid_tps
     from simulator.ops import prefill_ops
@@ -191,7 +191,7 @@ def test_accuracy_bench_draws_catalog_shapes_inside_the_grid():
         assert bench._in_grid(op, shape)
         if op == "gemm":
             assert (shape["n"], shape["k"]) in widths
-            assert not all(shape[a] in FULL["gemm"][a] for a in "mnk")
+            assert not all(shape[a] in specs(FULL["gemm"])[0][a] for a in "mnk")
 
 
 def test_leave_one_out_is_small_on_a_smooth_fake_law():
@@ -228,7 +228,7 @@ def test_repredict_recomputes_predictions_of_measured_rows():
 
 def test_a_sub_grid_can_be_limited_to_one_stack():
     """Prefill: the SDPA-only head dims and uneven s nodes past 1025 are measured on the torch stack alone (Triton
-    runs d = 96 as 128 and has no even/uneven templates); both stacks share every GEMM node."""
+    runs d = 96 as 128 and has no even/uneven templates); GEMM nodes past our tile boundaries are Triton's alone."""
     from calibration.grids import grid_points
 
     def axis(stack, f):
@@ -239,7 +239,7 @@ def test_a_sub_grid_can_be_limited_to_one_stack():
     assert {1537, 2049, 8193} <= seq["torch"] - seq["triton"]
     assert dims["triton"] == {64, 128, 256} and {96, 160} <= dims["torch"]
     gemm = {s: {p.shape for p in grid_points("full", (s,), ("gemm",))} for s in ("triton", "torch")}
-    assert gemm["triton"] == gemm["torch"]
+    assert gemm["torch"] < gemm["triton"]  # cuBLAS does not step at our tile boundaries (m = 17, 33, 65, ...)
 
 
 def test_grid_cost_follows_the_timing_policy():

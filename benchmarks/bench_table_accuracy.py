@@ -13,13 +13,14 @@ range or work caps (extrapolation, not interpolation) are redrawn; so are GEMMs 
 `--loo` instead checks the table against itself, on the CPU: every interior node value of each axis is
 dropped in turn and its points predicted from the rest (a gap twice the grid's: errors are upper bounds).
 `--repredict FILE...` re-predicts the GPU-measured points of committed result files (pooled) with the current
-simulator.tables (their `measured_us` kept, no GPU) and prints the new summary: a check of interpolation
-changes on measured points, not a new measurement. `--grid-cost` estimates the GPU seconds of the full grid
+simulator.tables (their `measured_us` kept, no GPU) and prints the new summary (with --out, writes it, its
+sources and rows): a check of interpolation changes on measured points, and a pooled figure over several
+checks' shapes, not a new measurement. `--grid-cost` estimates the GPU seconds of the full grid
 (calibration.grids.estimate_s with each point's time predicted by the table). All three run on the CPU.
 Run from the repo root:
     python3 benchmarks/bench_table_accuracy.py --loo --table calibration/tables/h100-sxm.json
-    python3 benchmarks/bench_table_accuracy.py --repredict benchmarks/results/table_accuracy_h100.json \
-        --table calibration/tables/h100-sxm.json
+    python3 benchmarks/bench_table_accuracy.py --repredict benchmarks/results/table_accuracy_h100*.json \
+        --table calibration/tables/h100-sxm.json [--out benchmarks/results/pooled_accuracy_h100.json]
     python3 benchmarks/bench_table_accuracy.py --grid-cost --table calibration/tables/h100-sxm.json
     python3 benchmarks/bench_table_accuracy.py --seed 1 --table $OUT/h100-sxm.json --out $OUT/table_accuracy_h100.json
 """
@@ -157,7 +158,8 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", required=True, help="table file measured on this GPU")
-    ap.add_argument("--out", help="JSON file for the results (required unless --loo, --repredict, --grid-cost)")
+    ap.add_argument("--out", help="JSON file for the results (required unless --loo, --repredict, --grid-cost; "
+                    "optional with --repredict)")
     ap.add_argument("--loo", action="store_true", help="leave-one-out over the table's own grid (CPU, no GPU)")
     ap.add_argument("--repredict", metavar="FILE", nargs="+",
                     help="re-predict the measured rows of result files, pooled (CPU, no GPU)")
@@ -178,9 +180,19 @@ def main() -> int:
                           f"  P95 APE {100 * np.percentile(ape, 95):5.1f}%")
         return 0
     if args.repredict:
-        rows = [r for f in args.repredict for r in json.loads(Path(f).read_text())["rows"]]
+        runs = [json.loads(Path(f).read_text()) for f in args.repredict]
+        rows = repredict([r for run in runs for r in run["rows"]], table, gpu)
         print(f"re-prediction of the measured points of {', '.join(args.repredict)} (measured_us kept; no GPU run)")
-        _print_summary(summarize(repredict(rows, table, gpu)))
+        summary = summarize(rows)
+        _print_summary(summary)
+        if args.out:  # the pooled figure as a file: its sources' provenance, no measurement of its own
+            sources = [{"file": f, "seed": run.get("seed"), "measured_on": run["provenance"].get("gpu_name"),
+                        "date": run["provenance"].get("date"), "table": run["table"]["file"]}
+                       for f, run in zip(args.repredict, runs)]
+            write_json_atomic(args.out, {"kind": "re-prediction of measured points (CPU)", "command": " ".join(
+                sys.argv), "table": {"file": args.table, "provenance": table["provenance"]}, "sources": sources,
+                "target": TARGET, "summary": summary, "rows": rows})
+            print(f"wrote {args.out}")
         return 0
     if args.grid_cost:
         cost = grid_cost_s(table, gpu)

@@ -8,7 +8,8 @@ import pytest
 
 from simulator.gpus import get_gpu
 from simulator.ops import op_cost
-from simulator.quanta import critical_work, prefill_makespan
+from simulator.quanta import _shared_makespan, critical_work, prefill_makespan
+from simulator.sdpa_launch import sdpa_even, sdpa_head_dim, sdpa_splits
 from simulator.tables import TableModel, derive_table, load_table, table_model_for
 from simulator.errors import UserError
 
@@ -284,6 +285,52 @@ def test_prefill_makespan_counts_waves_of_unequal_programs():
         total = sum(prefill_makespan(1, s, 128, 1, stack) for s in [4096])  # one SM: the sum of all programs
         assert prefill_makespan(512, 4096, 128, 132, stack) == pytest.approx(512 * total / 132, rel=0.05)
     assert prefill_makespan(8, 4096, 128, 132, "triton", causal=False) > prefill_makespan(8, 4096, 128, 132)
+
+
+def test_sdpa_launch_follows_flash_attention_2():
+    """SDPA's flash forward (simulator.sdpa_launch): 64-row blocks against two programs per SM decide the split;
+    b*h = 48, s = 257 (240 blocks) fills 0.8 of 264 slots and runs unsplit; s = 246 (192 blocks), d = 256 splits its
+    4 key blocks 4 ways (the H100 ran it in 52 us, as long as b*h = 192 unsplit); padded head dims."""
+    assert sdpa_splits(48, 257, 256, 132) == 1 and sdpa_splits(48, 246, 256, 132) == 4
+    assert sdpa_splits(48, 246, 128, 132) == 1  # 2 key blocks of 128: a second split gains no efficiency
+    assert sdpa_splits(20, 615, 128, 132) == 5  # 200 blocks, 5 key blocks of 128: 5 splits reach 95% of a wave
+    assert sdpa_splits(1, 32768, 128, 132) <= 128
+    assert [sdpa_head_dim(d) for d in (64, 80, 144, 256)] == [64, 96, 160, 256]
+    assert list(sdpa_even(np.array([384, 385, 384]), np.array([128, 128, 160]))) == [True, False, False]
+
+
+def test_shared_sm_schedule():
+    """Two SDPA programs share an SM: one alone runs at SDPA_ALONE_RATE, a pair at the SM's full rate; with one
+    program per SM the schedule is plain list scheduling."""
+    assert _shared_makespan([1.0] * 132, 132, 2, 0.5) == pytest.approx(2.0)  # one a SM, alone: half rate
+    assert _shared_makespan([1.0] * 264, 132, 2, 0.5) == pytest.approx(2.0)  # a pair a SM: same time
+    assert _shared_makespan([1.0] * 264, 132, 1, 0.5) == pytest.approx(2.0)  # two waves of one
+    assert _shared_makespan([2.0, 1.0, 1.0], 2, 1, 1.0) == pytest.approx(2.0)  # the third waits for the second
+    assert _shared_makespan([1.0] * 133, 132, 2, 0.5) == pytest.approx(2.0)  # the 133rd pairs with the 1st
+
+
+def test_sdpa_even_and_uneven_shapes_are_looked_up_apart():
+    """FAKE: even s (multiples of 128, head dim <= 128) run 1.3x faster per unit of work, as SDPA's
+    bounds-check-free template did on the H100. An uneven s between two even nodes is looked up among the uneven
+    nodes only (interpolating across the two kinds would be 30% off); Triton has no such split."""
+    even, uneven = (256, 512, 1024, 2048), (257, 513, 1025, 2049)
+
+    def fake_us(bh, s, stack="torch"):
+        work = critical_work("prefill_attn", stack, [np.asarray(v, dtype=float) for v in (bh, s, 128)], 132, (1,))
+        return float(work) * (1.0 if s % 128 == 0 else 1.3) * 0.1
+
+    pts = [{"op": "prefill_attn", "stack": stack, "kernel": "fake", "median_us": fake_us(bh, s, stack), "reps": 1,
+            "flagged": False, "shape": {"b": bh, "h": 1, "kv_h": 1, "s": s, "d": 128, "causal": 1}}
+           for stack in ("torch", "triton") for bh in (16, 64) for s in even + uneven]
+    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
+    model = TableModel(table, H100, "torch")
+    shape = {"b": 16, "h": 1, "kv_h": 1, "d": 128, "causal": 1}
+    for s in (1024, 1536, 1537, 1800):
+        got = float(model.op_time_s("prefill_attn", dict(shape, s=s)))
+        assert got == pytest.approx(fake_us(16, s) * 1e-6, rel=0.02)
+    assert not model.warnings
+    grid = TableModel(table, H100, "triton")._grid("prefill_attn", (1,))
+    assert len(grid.nodes[1]) == len(even + uneven)  # one grid on the Triton stack
 
 
 def test_prefill_lookup_follows_the_query_block_steps():

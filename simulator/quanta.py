@@ -8,8 +8,9 @@ steps are not linear, so the table holds time per unit of critical work (`critic
 shape's own back. Our Triton GEMM: waves of output tiles. Causal prefill attention (both stacks): the makespan
 of its query-block programs, unequal in work, scheduled in launch order on the SMs (`prefill_makespan`).
 Our kernels' launch choices come from kernels/configs.py, the single source of truth (plain dataclasses, no
-torch). cuBLAS picks its tiles at run time, and a critical-keys model of our split decode kernel fitted the
-random checks worse than none (H100 seeds 3-5): neither is modelled.
+torch); SDPA's prefill from simulator/sdpa_launch.py (FlashAttention-2's, read from its source). cuBLAS picks
+its tiles at run time, and a critical-keys model of our split decode kernel fitted the random checks worse than
+none (H100 seeds 3-5): neither is modelled (their steps are grid nodes, calibration/grids.py).
 """
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ SIMULATED_WAVES = 8
 # SDPA (simulator.sdpa_launch): two of its 4-warp programs share an SM, and one alone runs at SDPA_ALONE_RATE of
 # the pair's rate (H100 table, s = 128, d = 128: b*h = 128 -> 256 took 11.9 -> 17.7 us, 1.49x for twice the
 # programs). A split-KV program's key step costs SPLIT_STEP_COST of a non-split one's (per query row), and a
-# split adds COMBINE_STEPS for its second kernel. Fitted on the pooled H100/H200 checks of seeds 12-15: torch
-# prefill P95 17.3 -> 13.8% (H100), 15.9 -> 14.4% (H200); one program per SM: 16.9 and 16.0%.
+# split adds COMBINE_STEPS for its second kernel. Chosen on the pooled H100/H200 checks of seeds 12-15 with the
+# sixth round's tables: torch prefill P95 17.3 -> 13.8% (H100), 15.9 -> 14.4% (H200); one program per SM: 16.9
+# and 16.0%; alone rates 0.65 / 0.8: 14.2 / 14.5% (H100); split step 1 or 2: 14.4, 14.3% (H100).
 SDPA_ALONE_RATE = 0.72
 SPLIT_STEP_COST = 1.5
 COMBINE_STEPS = 2.0

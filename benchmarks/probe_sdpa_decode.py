@@ -12,9 +12,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from calibration.grids import decode_shape  # noqa: E402
+
 SHAPES = [(3, 25, 25, 35517, 64), (17, 16, 16, 41959, 64), (8, 32, 32, 4096, 128),
           (36, 8, 2, 40554, 64), (8, 32, 8, 4096, 128), (8, 32, 16, 4096, 128)]  # (b, h, kv_h, c, d)
 
+
+def _grid_style(bkv: int, g: int, c: int, d: int) -> tuple:
+    return tuple(decode_shape(bkv, g, c, d)[k] for k in ("b", "h", "kv_h", "c", "d"))
+
+
+SCANS = {"bkv": [_grid_style(bkv, 1, 32768, 64) for bkv in (56, 60, 63, 64, 65, 66, 67, 68, 72, 80, 96, 128, 132,
+                                                             133, 136)],
+         "g": [_grid_style(bkv, g, c, 128) for bkv, c in ((16, 4096), (96, 4096), (96, 32768), (512, 4096))
+               for g in (1, 4, 8, 12, 16, 17, 32, 64)]}
 
 def main() -> int:
     import torch
@@ -32,18 +43,7 @@ def main() -> int:
     args = ap.parse_args()
     decode = get_backend("torch").decode_attn
     rows = []
-    shapes = SHAPES
-    if args.scan_bkv:
-        from calibration.grids import decode_shape
-
-        shapes = [tuple(decode_shape(bkv, 1, 32768, 64)[k] for k in ("b", "h", "kv_h", "c", "d"))
-                  for bkv in (56, 60, 63, 64, 65, 66, 67, 68, 72, 80, 96, 128, 132, 133, 136)]
-    if args.scan_g:
-        from calibration.grids import decode_shape
-
-        shapes = [tuple(decode_shape(bkv, g, c, 128)[k] for k in ("b", "h", "kv_h", "c", "d"))
-                  for bkv, c in ((16, 4096), (96, 4096), (96, 32768), (512, 4096))
-                  for g in (1, 4, 8, 12, 16, 17, 32, 64)]
+    shapes = SCANS["bkv"] if args.scan_bkv else SCANS["g"] if args.scan_g else SHAPES
     for b, h, kv_h, c, d in shapes:
         q = torch.randn(b, h, d, device="cuda", dtype=torch.bfloat16)
         k = torch.randn(b, kv_h, c, d, device="cuda", dtype=torch.bfloat16)

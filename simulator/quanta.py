@@ -24,6 +24,13 @@ from simulator.sdpa_launch import SDPA_TILES, SPLIT_BLOCK_M, sdpa_head_dim, sdpa
 # Products of up to this many rows are memory-bound (the weights are read once, whatever the tiling): their
 # time follows bytes, not waves. Above it the tiles are compute-bound and the waves show.
 WAVE_ROWS_ABOVE = 64
+# Programs of a memory-bound product stream at the GPU's whole bandwidth while this many SMs or more run them; a
+# last partial wave of q programs takes as long as max(q, HBM_SATURATING_SMS) would at that rate (one SM draws
+# about 1/32 of the bandwidth). H200: m = 17, n = 4672, k = 4544 (146 programs on 132 SMs) took 35% longer than its
+# bytes on the nodes of 128 and 192 programs said. Chosen on the pooled checks of seeds 12-19 (Triton GEMM P95
+# 14.2 -> 12.8% H100, 14.7 -> 12.8% H200; 24 SMs: 14.2, 14.2; 48: 14.1, 13.4; full waves: 19.9, 17.5); seeds 20-21,
+# after: 12.5 -> 11.9%, 15.5 -> 14.9%.
+HBM_SATURATING_SMS = 32
 
 
 def _per_unique(fn, *arrays) -> np.ndarray:
@@ -37,12 +44,15 @@ def _per_unique(fn, *arrays) -> np.ndarray:
 
 @functools.lru_cache(maxsize=65536)
 def _gemm_waves(m: int, n: int, k: int, sm_count: int) -> float:
+    """Waves of output tiles of our GEMM; up to WAVE_ROWS_ABOVE rows, its time relative to its bytes at full
+    bandwidth (HBM_SATURATING_SMS)."""
     from kernels.configs import gemm_config
 
-    if m <= WAVE_ROWS_ABOVE:
-        return 1.0
     cfg = gemm_config(m, n, k, sm_count)
     programs = -(-m // cfg.block_m) * -(-n // cfg.block_n) * cfg.split_k
+    if m <= WAVE_ROWS_ABOVE:
+        last = programs % (sm_count * _programs_per_sm(cfg))  # programs of the partial wave
+        return (programs - last + (max(last, HBM_SATURATING_SMS) if last else 0)) / programs
     return float(max(1, -(-programs // (sm_count * _programs_per_sm(cfg)))))
 
 
@@ -60,8 +70,9 @@ def _programs_per_sm(cfg) -> int:
 # Fixed cost of one attention program (loading its query block, writing its output), in key steps: 2 fitted the
 # H100 checks of seeds 7-9 best (triton P95 13.5, 12.5, 13.5, 12.3, 12.5% for 0, 0.5, 1, 2, 3).
 PROGRAM_STEPS = 2.0
-# Up to this many waves of programs the schedule is simulated; above it the tail is half a program.
-SIMULATED_WAVES = 8
+# Up to this many waves of programs the schedule is simulated; above it the tail is half a program (4 and 8
+# re-predicted the pooled checks of seeds 12-21 alike, prefill P95 within 0.1%; 4 keeps SDPA's lookups fast).
+SIMULATED_WAVES = 4
 # SDPA (simulator.sdpa_launch): two of its 4-warp programs share an SM, and one alone runs at SDPA_ALONE_RATE of
 # the pair's rate (H100 table, s = 128, d = 128: b*h = 128 -> 256 took 11.9 -> 17.7 us, 1.49x for twice the
 # programs). A split-KV program's key step costs SPLIT_STEP_COST of a non-split one's (per query row), and a
@@ -122,6 +133,14 @@ def _shared_makespan(works: list[float], sm_count: int, per_sm: int, alone_rate:
     one alone runs at `alone_rate`. Above SIMULATED_WAVES waves: the average load plus half a program."""
     if len(works) > SIMULATED_WAVES * sm_count * per_sm:
         return sum(works) / sm_count + max(works) / 2
+    if len(works) <= sm_count:  # one program an SM
+        return max(works) / (alone_rate if per_sm > 1 else 1.0)
+    if per_sm == 1:  # list scheduling: each program starts on the SM that falls free first
+        free = works[:sm_count]
+        heapq.heapify(free)
+        for w in works[sm_count:]:
+            heapq.heapreplace(free, free[0] + w)
+        return max(free)
     rate = [0.0, alone_rate if per_sm > 1 else 1.0] + [1.0 / n for n in range(2, per_sm + 1)]  # per program
     running: list[list[float]] = [[] for _ in range(sm_count)]  # remaining work of each SM's programs
     clock, version = [0.0] * sm_count, [0] * sm_count
@@ -161,9 +180,5 @@ def critical_work(op: str, stack: str, axes: list[np.ndarray], sm_count: int, ca
         bh, s, d = axes
         causal = bool(cat[0]) if cat else True
         return _per_unique(lambda x, y, z: prefill_makespan(x, y, z, sm_count, stack, causal), bh, s, d)
-    m, n, k = np.broadcast_arrays(*[np.asarray(a, dtype=float) for a in axes])
-    out = np.ones(m.shape)
-    big = m > WAVE_ROWS_ABOVE  # (the rest: one, without a call per shape)
-    if big.any():
-        out[big] = _per_unique(lambda mm, nn, kk: _gemm_waves(mm, nn, kk, sm_count), m[big], n[big], k[big])
-    return out
+    m, n, k = axes
+    return _per_unique(lambda mm, nn, kk: _gemm_waves(mm, nn, kk, sm_count), m, n, k)

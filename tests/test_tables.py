@@ -287,6 +287,17 @@ def test_prefill_makespan_counts_waves_of_unequal_programs():
     assert prefill_makespan(8, 4096, 128, 132, "triton", causal=False) > prefill_makespan(8, 4096, 128, 132)
 
 
+def test_memory_bound_gemm_pays_for_a_thin_last_wave():
+    """Up to 64 rows our GEMM streams its weights: a last partial wave of q programs takes as long as
+    max(q, HBM_SATURATING_SMS) would at full bandwidth (m = 17, n = 4672: 146 programs of 32 columns on 132 SMs)."""
+    from simulator.quanta import HBM_SATURATING_SMS, _gemm_waves
+
+    assert _gemm_waves(17, 4096, 4096, 132) == 1.0  # 128 programs: one wave
+    assert _gemm_waves(17, 4672, 4544, 132) == pytest.approx((132 + HBM_SATURATING_SMS) / 146)
+    assert _gemm_waves(17, 6144, 4096, 132) == 1.0  # 192 programs: the last 60 saturate the bandwidth
+    assert _gemm_waves(1, 256, 256, 132) > 1.0  # a few programs cannot draw it
+
+
 def test_sdpa_launch_follows_flash_attention_2():
     """SDPA's flash forward (simulator.sdpa_launch): 64-row blocks against two programs per SM decide the split;
     b*h = 48, s = 257 (240 blocks) fills 0.8 of 264 slots and runs unsplit; s = 246 (192 blocks), d = 256 splits its

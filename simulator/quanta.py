@@ -141,7 +141,7 @@ def _shared_makespan(works: list[float], sm_count: int, per_sm: int, alone_rate:
         for w in works[sm_count:]:
             heapq.heapreplace(free, free[0] + w)
         return max(free)
-    rate = [0.0, alone_rate if per_sm > 1 else 1.0] + [1.0 / n for n in range(2, per_sm + 1)]  # per program
+    rate = [0.0, alone_rate] + [1.0 / n for n in range(2, per_sm + 1)]  # per program, by programs on the SM
     running: list[list[float]] = [[] for _ in range(sm_count)]  # remaining work of each SM's programs
     clock, version = [0.0] * sm_count, [0] * sm_count
     for i, w in enumerate(works[:sm_count * per_sm]):

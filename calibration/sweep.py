@@ -142,11 +142,11 @@ def _measure(todo: list[GridPoint], writer: TableWriter, measure_point: Callable
             except Exception as e:  # noqa: BLE001 — fail-soft: record and go on
                 writer.add_error(p.op, p.stack, p.shape_dict, f"{type(e).__name__}: {e}")
                 res.errors += 1
-            else:
-                store({"op": p.op, "stack": p.stack, "shape": p.shape_dict, **row})
-                res.measured += 1
-                res.compile_s += row.get("compile_s", 0.0)
+            else:  # (GPU time stops before the table is written: its checkpoints are not measuring)
                 res.gpu_s += time.perf_counter() - start - row.get("compile_s", 0.0)
+                res.compile_s += row.get("compile_s", 0.0)
+                res.measured += 1
+                store({"op": p.op, "stack": p.stack, "shape": p.shape_dict, **row})
             finally:
                 if power is not None:
                     power.label = None

@@ -57,7 +57,8 @@ class TableWriter:
             self.table["errors"] = []  # errors are retried
             runs = self.table["provenance"].setdefault("resumed_by", [])
             runs.append({k: provenance.get(k) for k in ("date", "command", "driver", "torch", "triton")})
-        self.done = {point_key(p["op"], p["stack"], p["shape"]) for p in self.table["points"]}
+        # where each measured point sits in the table's list, by point_key
+        self.done = {point_key(p["op"], p["stack"], p["shape"]): i for i, p in enumerate(self.table["points"])}
         self._last = time.monotonic()
 
     @property
@@ -66,20 +67,17 @@ class TableWriter:
 
     def add(self, row: dict) -> None:
         """Add one measured point (a dict with op, stack, shape and the timing fields)."""
+        self.done[point_key(row["op"], row["stack"], row["shape"])] = len(self.table["points"])
         self.table["points"].append(row)
-        self.done.add(point_key(row["op"], row["stack"], row["shape"]))
         self.checkpoint()
 
     def get(self, row: dict) -> dict:
         """The table's point with the same op, stack and shape as `row`."""
-        key = point_key(row["op"], row["stack"], row["shape"])
-        return next(p for p in self.table["points"] if point_key(p["op"], p["stack"], p["shape"]) == key)
+        return self.table["points"][self.done[point_key(row["op"], row["stack"], row["shape"])]]
 
     def replace(self, row: dict) -> None:
         """Put `row` in place of the table's point with the same op, stack and shape."""
-        key = point_key(row["op"], row["stack"], row["shape"])
-        self.table["points"] = [row if point_key(p["op"], p["stack"], p["shape"]) == key else p
-                                for p in self.table["points"]]
+        self.table["points"][self.done[point_key(row["op"], row["stack"], row["shape"])]] = row
         self.checkpoint()
 
     def add_error(self, op: str, stack: str, shape: dict, message: str) -> None:

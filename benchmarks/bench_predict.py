@@ -13,7 +13,7 @@ import numpy as np
 from simulator.catalog import get_arch
 from simulator.gpus import get_gpu
 from simulator.predict import predict
-from simulator.timemodel import default_model
+from simulator.tables import default_model
 
 N_REQUESTS = 1_000_000
 MIN_RATE_PER_S = 1_000_000
@@ -38,7 +38,7 @@ def test_predict_rate(benchmark):
 
 COLD_START = """
 import sys
-from simulator.cli import main
+from idealrt.cli import main
 rc = main(["predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "512", "--output", "64"])
 heavy = [m for m in ("torch", "triton") if m in sys.modules]
 sys.exit(f"imported {heavy}" if heavy else rc)

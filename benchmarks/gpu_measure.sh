@@ -18,7 +18,7 @@ START=$(date +%s)
 LOG="$OUT/$MODE.log"
 left() { echo $(( $1 - ($(date +%s) - START) )); }  # seconds left of a budget of $1
 step() { echo "== [$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
-measure() { python3 -m simulator.cli measure "$@" 2>&1 | tee -a "$LOG"; }
+measure() { python3 -m idealrt measure "$@" 2>&1 | tee -a "$LOG"; }
 
 resume() { for f in "$@"; do [ -f "calibration/measurements/$f" ] && cp "calibration/measurements/$f" "$OUT/"; done; }
 
@@ -51,7 +51,7 @@ h100)  # budget 540 s: check ~40, bench ~15, measure (triton) until 420, hf-eage
   step measure torch stack
   measure --arch llama-3.1-8b,olmoe-1b-7b --backend torch --grid h100 --gpu h100-sxm --out "$OUT/h100-sxm_t1.jsonl" \
     --max-seconds "$(( $(left 530) - 15 ))"
-  python3 -m simulator.cli measure --summary "$OUT/h100-sxm_t1.jsonl" > "$OUT/summary_h100.md"
+  python3 -m idealrt measure --summary "$OUT/h100-sxm_t1.jsonl" > "$OUT/summary_h100.md"
   ;;
 h200x4)  # budget 520 s: all-reduce t=2,4 ~60, engine check at the top t ~40, t=2 until 300, t=4 until 500
   NGPU=$(nvidia-smi -L | wc -l)
@@ -59,22 +59,22 @@ h200x4)  # budget 520 s: all-reduce t=2,4 ~60, engine check at the top t ~40, t=
   TP2_GPUS=${TP2_GPUS:-0,1}  # the pair for t=2; another pair leaves GPU 0 free for a calibration meanwhile
   resume h200_t2.jsonl h200_t4.jsonl
   step "all-reduce t=2..$TOP into calibration/tables/h200.json"
-  python3 -m simulator.cli calibrate --allreduce --tp "$(seq -s, 2 2 "$TOP")" --out calibration/tables/h200.json \
+  python3 -m idealrt calibrate --allreduce --tp "$(seq -s, 2 2 "$TOP")" --out calibration/tables/h200.json \
     --max-seconds 150 2>&1 | tee -a "$LOG"
   cp calibration/tables/h200.json "$OUT/"
   step "check_engine t=$TOP"
   torchrun --nproc-per-node "$TOP" benchmarks/check_engine.py --out "$OUT/check_engine_h200_t$TOP.json" 2>&1 | tee -a "$LOG"
   step measure t=2
-  CUDA_VISIBLE_DEVICES=$TP2_GPUS torchrun --nproc-per-node 2 -m simulator.cli measure --t 2 --arch "$TP_ARCHS" --grid tp \
+  CUDA_VISIBLE_DEVICES=$TP2_GPUS torchrun --nproc-per-node 2 -m idealrt measure --t 2 --arch "$TP_ARCHS" --grid tp \
     --gpu h200 --out "$OUT/h200_t2.jsonl" --max-seconds "$(( $(left 300) - 20 ))" 2>&1 | tee -a "$LOG"
   if [ "$TOP" -ge 4 ]; then
     step measure t=4
-    torchrun --nproc-per-node 4 -m simulator.cli measure --t 4 --arch "$TP_ARCHS" --grid tp \
+    torchrun --nproc-per-node 4 -m idealrt measure --t 4 --arch "$TP_ARCHS" --grid tp \
       --gpu h200 --out "$OUT/h200_t4.jsonl" --max-seconds "$(( $(left 500) - 20 ))" 2>&1 | tee -a "$LOG"
   else
     step "only $NGPU GPUs: t=4 skipped"
   fi
-  python3 -m simulator.cli measure --summary "$OUT"/h200_t*.jsonl > "$OUT/summary_h200.md"
+  python3 -m idealrt measure --summary "$OUT"/h200_t*.jsonl > "$OUT/summary_h200.md"
   ;;
 *) echo "gpu_measure.sh: unknown mode '$MODE'; use h100, h200x4 or smoke" >&2; exit 2 ;;
 esac

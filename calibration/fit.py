@@ -290,7 +290,8 @@ class SimulatorFeatures:
     def model(self, gpu):
         """The time model this instance predicts with on `gpu`."""
         if gpu.name not in self.models:
-            from simulator.timemodel import RooflineModel, default_model
+            from simulator.tables import default_model
+            from simulator.timemodel import RooflineModel
             self.models[gpu.name] = RooflineModel(gpu) if self.roofline else default_model(gpu, self.stack)
         return self.models[gpu.name]
 

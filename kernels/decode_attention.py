@@ -20,7 +20,6 @@ import triton.language as tl
 from kernels.configs import DECODE_MERGES, DecodeConfig, decode_attention_config, decode_num_splits
 from kernels.gemm import dot_upcast, sm_count
 from kernels.prefill_attention import check_qkv, online_softmax_step
-from simulator.errors import UserError
 
 _LOG2E = 1.4426950408889634
 # Partial-output elements one merge round holds, per warp (64 fp32 registers a thread).
@@ -173,21 +172,21 @@ def decode_attention(q, k_cache, v_cache, lengths, *, scale: float | None = None
     import torch
 
     if q.dim() != 3 or k_cache.dim() != 4:
-        raise UserError(f"q {tuple(q.shape)}, k_cache {tuple(k_cache.shape)}: expected (B, Hq, D), (B, Hkv, S, D)")
+        raise ValueError(f"q {tuple(q.shape)}, k_cache {tuple(k_cache.shape)}: expected (B, Hq, D), (B, Hkv, S, D)")
     check_qkv(q, k_cache, v_cache)
     if lengths.shape != (q.shape[0],) or lengths.dtype != torch.int32 or lengths.device != q.device:
-        raise UserError(f"lengths {tuple(lengths.shape)} {lengths.dtype} on {lengths.device}: "
+        raise ValueError(f"lengths {tuple(lengths.shape)} {lengths.dtype} on {lengths.device}: "
                         f"pass a ({q.shape[0]},) int32 tensor on {q.device}")
     bsz, hq, d = q.shape
     hkv, s_max = k_cache.shape[1], k_cache.shape[2]
     q, k_cache, v_cache = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k_cache, v_cache))
     cfg = config or decode_attention_config(d)
     if cfg.merge not in DECODE_MERGES:
-        raise UserError(f"config.merge={cfg.merge!r}: use one of {', '.join(DECODE_MERGES)}")
+        raise ValueError(f"config.merge={cfg.merge!r}: use one of {', '.join(DECODE_MERGES)}")
     block_d = max(16, triton.next_power_of_2(d))
     group = hq // hkv
     if num_splits is not None and num_splits < 1:
-        raise UserError(f"num_splits={num_splits}: pass at least 1, or None for the table's choice")
+        raise ValueError(f"num_splits={num_splits}: pass at least 1, or None for the table's choice")
     if num_splits is None:
         splits, chunk = decode_num_splits(bsz, hkv, s_max, sm_count(q.device), cfg)
     else:

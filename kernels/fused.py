@@ -13,7 +13,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from simulator.errors import UserError
 
 EPS = 1e-5
 ACT_BLOCK = 1024  # elements of the activation output per program
@@ -56,7 +55,7 @@ def add_norm(x, y, w, b=None, eps: float = EPS):
     import torch
 
     if x.dim() != 2 or x.stride(-1) != 1 or (y is not None and (y.shape != x.shape or y.stride(-1) != 1)):
-        raise UserError(f"add_norm: x {tuple(x.shape)}, y {None if y is None else tuple(y.shape)}: "
+        raise ValueError(f"add_norm: x {tuple(x.shape)}, y {None if y is None else tuple(y.shape)}: "
                         "pass equal 2-D (T, H) tensors with a contiguous last dim")
     t, h = x.shape
     res = x if y is None else torch.empty((t, h), dtype=x.dtype, device=x.device)
@@ -136,7 +135,7 @@ def rope_write(qkv, cos, sin, k_cache, v_cache, pos=None):
     hkv = k_cache.shape[1]
     hq = heads - 2 * hkv
     if not qkv.is_contiguous() or hq <= 0 or k_cache.shape != v_cache.shape or k_cache.shape[-1] != d:
-        raise UserError(f"rope_write: qkv {tuple(qkv.shape)}, caches {tuple(k_cache.shape)}: pass a contiguous "
+        raise ValueError(f"rope_write: qkv {tuple(qkv.shape)}, caches {tuple(k_cache.shape)}: pass a contiguous "
                         "(B, S, Hq + 2 Hkv, D) qkv and (B, Hkv, S_max, D) caches")
     rope = cos is not None
     q = torch.empty((bsz, s, hq, d), dtype=qkv.dtype, device=qkv.device) if rope else qkv[:, :, :hq]
@@ -196,7 +195,7 @@ def act(up, kind: str):
     import torch
 
     if kind not in ("swiglu", "gelu"):
-        raise UserError(f"act: kind={kind!r}; use 'swiglu' or 'gelu'")
+        raise ValueError(f"act: kind={kind!r}; use 'swiglu' or 'gelu'")
     up = up.contiguous()
     f = up.shape[-1] // 2 if kind == "swiglu" else up.shape[-1]
     out = torch.empty((*up.shape[:-1], f), dtype=up.dtype, device=up.device)

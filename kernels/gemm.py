@@ -17,7 +17,6 @@ import triton
 import triton.language as tl
 
 from kernels.configs import GemmConfig, gemm_config
-from simulator.errors import UserError
 
 
 @triton.jit
@@ -132,17 +131,17 @@ def _check(a, w, w_layout: str) -> tuple[int, int, int]:
     import torch
 
     if w_layout not in ("nk", "kn"):
-        raise UserError(f"w_layout={w_layout!r}: use 'nk' (nn.Linear weight, (N, K)) or 'kn' ((K, N))")
+        raise ValueError(f"w_layout={w_layout!r}: use 'nk' (nn.Linear weight, (N, K)) or 'kn' ((K, N))")
     if a.dim() != 2 or w.dim() != 2:
-        raise UserError(f"a and w must be 2-D (got a {tuple(a.shape)}, w {tuple(w.shape)}); flatten batch dims first")
+        raise ValueError(f"a and w must be 2-D (got a {tuple(a.shape)}, w {tuple(w.shape)}); flatten batch dims first")
     if a.dtype not in (torch.bfloat16, torch.float16) or w.dtype != a.dtype:
-        raise UserError(f"dtypes a={a.dtype}, w={w.dtype}: both must be torch.bfloat16 or both torch.float16")
+        raise ValueError(f"dtypes a={a.dtype}, w={w.dtype}: both must be torch.bfloat16 or both torch.float16")
     m, k = a.shape
     n, kw = (w.shape if w_layout == "nk" else (w.shape[1], w.shape[0]))
     if kw != k:
-        raise UserError(f"inner sizes differ: a has K={k}, w ({w_layout}) has K={kw}; pass matching weights")
+        raise ValueError(f"inner sizes differ: a has K={k}, w ({w_layout}) has K={kw}; pass matching weights")
     if a.device != w.device:
-        raise UserError(f"a on {a.device}, w on {w.device}: put both on one device")
+        raise ValueError(f"a on {a.device}, w on {w.device}: put both on one device")
     return m, n, k
 
 

@@ -22,7 +22,6 @@ import triton.language as tl
 
 from kernels.configs import MOE_CONFIGS, MoeConfig, moe_config
 from kernels.gemm import dot_upcast
-from simulator.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -41,9 +40,9 @@ def _check_align(idx, n_experts: int, block_m: int) -> None:
     import torch
 
     if idx.dim() != 2 or idx.dtype not in (torch.int32, torch.int64):
-        raise UserError(f"moe_align: idx {tuple(idx.shape)} {idx.dtype}: pass (T, k) int32/int64 expert ids")
+        raise ValueError(f"moe_align: idx {tuple(idx.shape)} {idx.dtype}: pass (T, k) int32/int64 expert ids")
     if n_experts < 1 or block_m < 1:
-        raise UserError(f"moe_align: n_experts={n_experts}, block_m={block_m}: both must be >= 1")
+        raise ValueError(f"moe_align: n_experts={n_experts}, block_m={block_m}: both must be >= 1")
 
 
 # moe_align's kernels. ws (2E + 1,) int32: per-expert counts (then cursors), first rows, arrival ticket.
@@ -240,27 +239,27 @@ def _check_grouped(x, w, sorted_slots, block_expert, gather_k, row_scale) -> tup
     import torch
 
     if x.dim() != 2 or w.dim() != 3:
-        raise UserError(f"grouped_matmul: x {tuple(x.shape)}, w {tuple(w.shape)}: pass x (rows, K) and w (E, N, K)")
+        raise ValueError(f"grouped_matmul: x {tuple(x.shape)}, w {tuple(w.shape)}: pass x (rows, K) and w (E, N, K)")
     if x.dtype not in (torch.bfloat16, torch.float16) or w.dtype != x.dtype:
-        raise UserError(f"grouped_matmul: dtypes x={x.dtype}, w={w.dtype}: both torch.bfloat16 or both torch.float16")
+        raise ValueError(f"grouped_matmul: dtypes x={x.dtype}, w={w.dtype}: both torch.bfloat16 or both torch.float16")
     if w.shape[2] != x.shape[1]:
-        raise UserError(f"grouped_matmul: x has K={x.shape[1]}, w (E, N, K) has K={w.shape[2]}; pass matching weights")
+        raise ValueError(f"grouped_matmul: x has K={x.shape[1]}, w (E, N, K) has K={w.shape[2]}; pass matching weights")
     if gather_k is not None and gather_k < 1:
-        raise UserError(f"grouped_matmul: gather_k={gather_k}; use k >= 1 (gather token rows) or None (slot order)")
+        raise ValueError(f"grouped_matmul: gather_k={gather_k}; use k >= 1 (gather token rows) or None (slot order)")
     for name, t in (("sorted_slots", sorted_slots), ("block_expert", block_expert)):
         if t.dim() != 1 or t.dtype != torch.int32:
-            raise UserError(f"grouped_matmul: {name} {tuple(t.shape)} {t.dtype}: pass moe_align's 1-D int32 output")
+            raise ValueError(f"grouped_matmul: {name} {tuple(t.shape)} {t.dtype}: pass moe_align's 1-D int32 output")
     nb, p = block_expert.shape[0], sorted_slots.shape[0]
     block_m = p // nb if nb else 16
     if nb and (p % nb or block_m < 16 or block_m & (block_m - 1)):
-        raise UserError(f"grouped_matmul: {p} sorted slots in {nb} blocks: moe_align's block_m must be a power of "
+        raise ValueError(f"grouped_matmul: {p} sorted slots in {nb} blocks: moe_align's block_m must be a power of "
                         "two >= 16")
     n_slots = x.shape[0] * (gather_k or 1)
     if row_scale is not None and row_scale.shape != (n_slots,):
-        raise UserError(f"grouped_matmul: row_scale {tuple(row_scale.shape)}: pass one weight per flat slot "
+        raise ValueError(f"grouped_matmul: row_scale {tuple(row_scale.shape)}: pass one weight per flat slot "
                         f"({n_slots},)")
     if any(t.device != x.device for t in (w, sorted_slots, block_expert)):
-        raise UserError("grouped_matmul: put x, w, sorted_slots and block_expert on one device")
+        raise ValueError("grouped_matmul: put x, w, sorted_slots and block_expert on one device")
     return n_slots, block_m
 
 
@@ -280,7 +279,7 @@ def grouped_matmul(x: "torch.Tensor", w: "torch.Tensor", sorted_slots: "torch.Te
     n, k = w.shape[1], w.shape[2]
     cfg = config or MOE_CONFIGS.get(block_m) or MoeConfig(block_m, 64, 64)
     if cfg.block_m != block_m:
-        raise UserError(f"grouped_matmul: config.block_m={cfg.block_m} but moe_align used {block_m}; align with the "
+        raise ValueError(f"grouped_matmul: config.block_m={cfg.block_m} but moe_align used {block_m}; align with the "
                         "config's block_m")
     out = torch.empty((n_slots, n), dtype=x.dtype, device=x.device)
     if n_slots == 0 or n == 0 or block_expert.shape[0] == 0:
@@ -303,17 +302,17 @@ def grouped_matmul(x: "torch.Tensor", w: "torch.Tensor", sorted_slots: "torch.Te
 def _check_ffn(x, w_up, w2, weights, idx, kind) -> None:
     """Validate moe_ffn's operands (shapes and kind; dtypes are checked by grouped_matmul)."""
     if kind not in KINDS:
-        raise UserError(f"moe_ffn: kind={kind!r}; use 'swiglu' or 'gelu'")
+        raise ValueError(f"moe_ffn: kind={kind!r}; use 'swiglu' or 'gelu'")
     if x.dim() != 2 or w_up.dim() != 3 or w2.dim() != 3:
-        raise UserError(f"moe_ffn: x {tuple(x.shape)}, w_up {tuple(w_up.shape)}, w2 {tuple(w2.shape)}: pass x (T, H), "
+        raise ValueError(f"moe_ffn: x {tuple(x.shape)}, w_up {tuple(w_up.shape)}, w2 {tuple(w2.shape)}: pass x (T, H), "
                         "w_up (E, U, H), w2 (E, H, F)")
     e, u, h = w_up.shape
     f = w2.shape[2]
     if w2.shape[:2] != (e, h) or u != (2 if kind == "swiglu" else 1) * f:
-        raise UserError(f"moe_ffn: w_up {tuple(w_up.shape)}, w2 {tuple(w2.shape)} ({kind}): w2 must be (E, H, F) with "
+        raise ValueError(f"moe_ffn: w_up {tuple(w_up.shape)}, w2 {tuple(w2.shape)} ({kind}): w2 must be (E, H, F) with "
                         "U = 2F for swiglu ([gate; up] rows), U = F for gelu")
     if idx.dim() != 2 or idx.shape[0] != x.shape[0] or weights.shape != idx.shape:
-        raise UserError(f"moe_ffn: idx {tuple(idx.shape)}, weights {tuple(weights.shape)} for x {tuple(x.shape)}: "
+        raise ValueError(f"moe_ffn: idx {tuple(idx.shape)}, weights {tuple(weights.shape)} for x {tuple(x.shape)}: "
                         "pass (T, k) expert ids and routing weights")
 
 

@@ -14,7 +14,6 @@ import triton.language as tl
 
 from kernels.configs import PREFILL_ATTENTION, AttentionConfig
 from kernels.gemm import dot_upcast
-from simulator.errors import UserError
 
 _LOG2E = 1.4426950408889634
 
@@ -123,18 +122,18 @@ def check_qkv(q, k, v) -> None:
     import torch
 
     if q.dtype not in (torch.bfloat16, torch.float16) or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise UserError(f"dtypes q={q.dtype}, k={k.dtype}, v={v.dtype}: all must be bf16 or all fp16")
+        raise ValueError(f"dtypes q={q.dtype}, k={k.dtype}, v={v.dtype}: all must be bf16 or all fp16")
     if not (q.device == k.device == v.device):
-        raise UserError(f"q, k, v on {q.device}, {k.device}, {v.device}: put them on one device")
+        raise ValueError(f"q, k, v on {q.device}, {k.device}, {v.device}: put them on one device")
     if k.shape != v.shape:
-        raise UserError(f"k {tuple(k.shape)} and v {tuple(v.shape)} differ: pass equal shapes")
+        raise ValueError(f"k {tuple(k.shape)} and v {tuple(v.shape)} differ: pass equal shapes")
     hq, hkv, d = q.shape[1], k.shape[1], q.shape[-1]
     if hkv == 0 or hq % hkv:
-        raise UserError(f"query heads {hq} not a multiple of KV heads {hkv}: use Hkv dividing Hq")
+        raise ValueError(f"query heads {hq} not a multiple of KV heads {hkv}: use Hkv dividing Hq")
     if k.shape[0] != q.shape[0] or k.shape[-1] != d:
-        raise UserError(f"q {tuple(q.shape)} and k {tuple(k.shape)} differ in batch or head dim")
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} differ in batch or head dim")
     if not 16 <= d <= 256:
-        raise UserError(f"head dim {d}: supported from 16 to 256")
+        raise ValueError(f"head dim {d}: supported from 16 to 256")
 
 
 def prefill_attention(q, k, v, *, causal: bool = True, scale: float | None = None,
@@ -143,12 +142,12 @@ def prefill_attention(q, k, v, *, causal: bool = True, scale: float | None = Non
     import torch
 
     if q.dim() != 4 or k.dim() != 4:
-        raise UserError(f"q {tuple(q.shape)}, k {tuple(k.shape)}: expected (B, H, S, D) tensors")
+        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}: expected (B, H, S, D) tensors")
     check_qkv(q, k, v)
     bsz, hq, s_q, d = q.shape
     s_k = k.shape[2]
     if s_k < s_q:
-        raise UserError(f"keys {s_k} < queries {s_q}: k/v hold the prefix then the queries' own keys")
+        raise ValueError(f"keys {s_k} < queries {s_q}: k/v hold the prefix then the queries' own keys")
     q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     if s_q == 0 or bsz == 0:

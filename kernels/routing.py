@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import triton
 import triton.language as tl
 
-from simulator.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -64,15 +63,15 @@ def _check_router(logits, k: int, out_dtype) -> None:
 
     floats = (torch.float32, torch.bfloat16, torch.float16)
     if logits.dim() != 2 or logits.dtype not in floats:
-        raise UserError(f"router_topk: logits {tuple(logits.shape)} {logits.dtype}: pass (T, E) float32, bfloat16 or "
+        raise ValueError(f"router_topk: logits {tuple(logits.shape)} {logits.dtype}: pass (T, E) float32, bfloat16 or "
                         "float16")
     e = logits.shape[1]
     if not 1 <= e <= ROUTER_MAX_EXPERTS:
-        raise UserError(f"router_topk: E={e} experts; the kernel takes 1..{ROUTER_MAX_EXPERTS} (use router_topk_ref)")
+        raise ValueError(f"router_topk: E={e} experts; the kernel takes 1..{ROUTER_MAX_EXPERTS} (use router_topk_ref)")
     if not 1 <= k <= e:
-        raise UserError(f"router_topk: k={k} with E={e} experts; use 1 <= k <= E")
+        raise ValueError(f"router_topk: k={k} with E={e} experts; use 1 <= k <= E")
     if out_dtype is not None and out_dtype not in floats:
-        raise UserError(f"router_topk: out_dtype={out_dtype}; use torch.float32, torch.bfloat16, torch.float16 or None")
+        raise ValueError(f"router_topk: out_dtype={out_dtype}; use torch.float32, torch.bfloat16, torch.float16 or None")
 
 
 def router_topk(logits: "torch.Tensor", k: int, renormalize: bool = True,

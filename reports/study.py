@@ -14,7 +14,7 @@ import numpy as np
 
 from simulator.arch import ArchSpec
 from simulator.catalog import ARCHS, get_arch
-from simulator.cli_predict import setup
+from simulator.defaults import model_and_fit
 from simulator.errors import UserError
 from simulator.gpus import GPUSpec, get_gpu
 from simulator.memory import valid_tps
@@ -88,7 +88,7 @@ class Setting:
 def setting(gpu_name: str, stack: str, use_fit: bool = True) -> Setting:
     """The GPU's time model (measured, derived or roofline) and fit, as `idealrt predict` would use."""
     gpu = get_gpu(gpu_name)
-    model, coefs, label = setup(gpu, stack, not use_fit)
+    model, coefs, label = model_and_fit(gpu, stack, not use_fit)
     return Setting(gpu, stack, model, coefs, label)
 
 

@@ -167,7 +167,7 @@ def _long(rows: list[dict]) -> Section:
 
 
 def render_study(data: dict) -> str:
-    """The study page from `reports.cli_study.collect`'s result (keys: base, rows, tp, batch, long, accuracy,
+    """The study page from `idealrt.cli_study.collect`'s result (keys: base, rows, tp, batch, long, accuracy,
     frontier)."""
     base = data["base"]
     mix = Table(["request kind", "p (tokens)", "o (tokens)", "share"],

@@ -427,3 +427,8 @@ def table_model_for(gpu, stack: str = "triton", tables_dir: str | Path | None = 
     path, src = found
     derived = derive_table(_cached(path), src, gpu, path.name)
     return TableModel(derived, gpu, stack, source=path.name, derived_from=src.name)
+
+
+def default_model(gpu, stack: str = "triton") -> TimeModel:
+    """The GPU's measured or derived throughput table for `stack`, else the datasheet roofline."""
+    return table_model_for(gpu, stack) or RooflineModel(gpu)

@@ -62,17 +62,6 @@ def time_by_class(ops: list[Op], model: TimeModel) -> dict[str, np.ndarray]:
     return out
 
 
-def default_model(gpu: GPUSpec, stack: str = "triton") -> TimeModel:
-    """The GPU's measured or derived throughput table if simulator/tables.py has one, else the roofline."""
-    try:
-        from simulator.tables import table_model_for
-    except ModuleNotFoundError as e:  # tables module not there: only the roofline exists
-        if e.name != "simulator.tables":
-            raise
-        return RooflineModel(gpu)
-    return table_model_for(gpu, stack) or RooflineModel(gpu)
-
-
 def describe(model: TimeModel) -> str:
     """Where a model's numbers come from, for every output: measured / derived table or roofline."""
     return str(getattr(model, "source", None) or type(model).__name__)

@@ -2,7 +2,7 @@
 import json
 
 from calibration.table_io import new_table, write_json_atomic
-from simulator.cli import main
+from idealrt.cli import main
 
 
 def _table(path, gpu_name, points):

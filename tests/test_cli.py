@@ -6,7 +6,7 @@ import json
 import pytest
 
 from simulator import fits
-from simulator.cli import main
+from idealrt.cli import main
 
 LLAMA_8B_CONFIG = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
                    "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 14336, "vocab_size": 128256,

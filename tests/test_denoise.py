@@ -9,7 +9,7 @@ import pytest
 
 from calibration.denoise import LatencyLog, denoise, read_log, summary
 from calibration.profile_fit import ProfileForm
-from simulator.cli import main
+from idealrt.cli import main
 from simulator.errors import UserError
 
 # a measured-like shape: 300 ms API overhead, prefill flat to p = 512 then 40 us/token, 20 ms per output token

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from calibration import cli_fit, fit
+from calibration import fit
+from idealrt import cli_fit
 from calibration.fit import ClassTimes, apply_coefficients
-from simulator.cli import main
+from idealrt.cli import main
 from simulator.errors import UserError
 
 TRUE = {"gemm": 1.12, "prefill_attn": 0.88, "decode_attn": 1.25, "elementwise": 0.95, "launch": 1.05,

@@ -5,7 +5,6 @@ import torch
 
 from kernels.configs import AttentionConfig
 from kernels.prefill_attention import prefill_attention, prefill_attention_ref
-from simulator.errors import UserError
 
 TOL = {torch.bfloat16: 1.5e-2, torch.float16: 2e-3}   # relative Frobenius error, by dtype
 SMALL = AttentionConfig(16, 16)                        # small tiles: several blocks at small sizes
@@ -61,5 +60,5 @@ def test_prefill_table_config_and_strided_input():
 ])
 def test_prefill_bad_input_names_the_field(shapes, fix):
     q, k = torch.randn(*shapes[0]).half(), torch.randn(*shapes[1]).half()
-    with pytest.raises(UserError, match=fix):
+    with pytest.raises(ValueError, match=fix):
         prefill_attention(q, k, k.clone())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calibration.profile_fit import ProfileForm, profile
-from simulator.cli import main
+from idealrt.cli import main
 from simulator.errors import UserError
 
 PS = np.array([1, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192])

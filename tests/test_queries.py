@@ -9,7 +9,7 @@ import pytest
 from calibration import measurements_io as mio
 from calibration.queries import Query, estimate_s, grid_queries, parse_queries, split_of
 from simulator.catalog import get_arch
-from simulator.cli import main
+from idealrt.cli import main
 from simulator.errors import UserError
 
 H100_ARCHS = ["llama-3.1-8b", "olmoe-1b-7b", "gpt-j-6b", "falcon-7b", "opt-6.7b", "bloom-7b1", "llama-3.2-1b",

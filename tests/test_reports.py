@@ -19,7 +19,7 @@ from reports.charts import Bar, BarChart, Series, XYChart, bar_chart, fmt_num, l
 from reports.pareto import pareto_front
 from reports.render import write_html
 from reports.whatif_report import render_whatif, rows_from_prediction
-from simulator.cli import main
+from idealrt.cli import main
 from simulator.errors import UserError
 from simulator.ops import op_cost
 

@@ -223,7 +223,7 @@ def _page(report: str) -> str:
     if report == "calibration-shipped":  # whatever calibration data the repository ships
         return render_calibration(load_inputs("h100-sxm", "triton"))
     if report == "study":
-        from reports.cli_study import collect
+        from idealrt.cli_study import collect
         from reports.study_report import render_study
 
         return render_study(collect(["llama-3.1-8b", "mixtral-8x7b"], ["h100-sxm", "h200"], ["triton", "torch"]))

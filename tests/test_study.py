@@ -10,11 +10,11 @@ import pytest
 from bs4 import BeautifulSoup
 
 from reports.accuracy import frontier_changes, frontiers, read_accuracy
-from reports.cli_study import collect
+from idealrt.cli_study import collect
 from reports.study import (BATCH_REQUEST, REQUEST_MIX, batch_rows, long_context_rows, mix_arrays, mix_row,
                            setting, study_rows)
 from simulator.catalog import get_arch
-from simulator.cli import main
+from idealrt.cli import main
 from simulator.errors import UserError
 from simulator.gpus import get_gpu
 from simulator.memory import smallest_fitting_tp

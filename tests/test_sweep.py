@@ -10,7 +10,7 @@ from calibration import opbench
 from calibration.grids import grid_points, point
 from calibration.sweep import run_sweep
 from calibration.table_io import TableWriter, merge_points, point_key
-from simulator import cli
+from idealrt import cli
 from simulator.errors import UserError
 
 PROV = {"gpu_name": "FAKE GPU", "gpu": "h100-sxm", "command": "test"}
@@ -187,7 +187,7 @@ def test_unknown_op_and_no_gpu_are_one_line_errors(capsys, monkeypatch):
 
 
 def test_derive_command_writes_a_marked_table(tmp_path, monkeypatch):
-    from calibration import cli_calibrate
+    from idealrt import cli_calibrate
     src = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE"}, "derived": None,
            "points": [{"op": "gemm", "stack": "triton", "shape": {"m": 1, "n": 4096, "k": 4096}, "median_us": 20.0}]}
     (tmp_path / "h100-sxm.json").write_text(json.dumps(src))

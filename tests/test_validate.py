@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calibration import fit, validate
-from simulator.cli import main
+from idealrt.cli import main
 from simulator.errors import UserError
 from test_fit import TRUE, FakeSimulatorFeatures, fake_features, make_rows
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate every example under reports/examples/ from the data the repository ships (run from the repo root;
-# `idealrt X` is the same as `python -m simulator.cli X`). Nothing here is typed in by hand.
+# `idealrt X` is the same as `python -m idealrt X`). Nothing here is typed in by hand.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-run() { python -m simulator.cli "$@"; }
+run() { python -m idealrt "$@"; }
 ex=reports/examples
 for fit in calibration/fits/*_*.json; do  # one calibration report per fitted GPU and stack
   name=$(basename "$fit" .json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from simulator.output import print_json, print_table
+from idealrt.output import print_json, print_table
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

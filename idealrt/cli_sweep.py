@@ -10,17 +10,15 @@ import argparse
 
 import numpy as np
 
-from simulator.arch import ArchSpec
-from simulator.cli_predict import add_common_args, resolve_arch, setup
+from idealrt.api import WARNING_SEP, sweep
+from idealrt.cli_predict import add_common_args
+from idealrt.output import fmt_num, fmt_s, print_json, print_lines, print_table, write_rows
+from simulator.defaults import resolve_arch
 from simulator.errors import UserError
-from simulator.gpus import GIB, GPUSpec, get_gpu
-from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
-from simulator.output import fmt_num, fmt_s, print_json, print_lines, print_table, write_rows
-from simulator.predict import predict
+from simulator.gpus import get_gpu
 
 MAX_ROWS = 200_000  # rows are dicts: about 1.5 KB each in memory
 SCREEN_ROWS = 30
-WARNING_SEP = " | "  # warnings of a row, joined in one CSV cell
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -78,38 +76,6 @@ def parse_tps(text: str) -> list[int]:
     return list(dict.fromkeys(0 if v.strip() == "auto" else parse_ints(v, "--tp")[0] for v in text.split(",")))
 
 
-def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...], setting: tuple,
-          price: float | None) -> list[dict]:
-    """Rows of one (arch, GPU, tp) over the flat request arrays (p, o, b); tp 0 is auto, per request.
-    `setting` is (time model, coefficients, fit label) as `cli_predict.setup` returns it."""
-    p, o, b = requests
-    model, coefficients, fit_label = setting
-    if tp == 0:
-        tps = tp_per_request(arch, gpu, b, p, o)
-        if not tps.all():
-            smallest_fitting_tp(arch, gpu, b, p, o)  # raises, saying what is needed
-    else:
-        tps = np.full(p.shape, check_tp(arch, tp))
-    rows = []
-    for t in np.unique(tps):
-        sel = np.flatnonzero(tps == t)
-        pred = predict(arch, gpu, p[sel], o[sel], b[sel], int(t), model=model, coefficients=coefficients,
-                       price_per_hour_usd=price)
-        warnings = WARNING_SEP.join(pred.warnings)
-        cols = {"prefill_s": pred.prefill_s, "decode_step_s": pred.decode_step_s, "decode_s": pred.decode_s,
-                "total_s": pred.total_s, "tokens_per_s": pred.tokens_per_s,
-                "mem_per_gpu_gib": pred.mem_per_gpu_bytes / GIB, "fits": pred.fits,
-                "cost_usd": pred.cost_usd, "energy_j": pred.energy_j}
-        cols = {k: v.tolist() for k, v in cols.items()}
-        for i, j in enumerate(sel):
-            rows.append({"_order": int(j), "arch": arch.name, "gpu": gpu.name, "t": int(t), "n_gpus": pred.n_gpus,
-                         "b": int(b[j]), "p": int(p[j]), "o": int(o[j]),
-                         **{k: v[i] for k, v in cols.items()},
-                         "time_model": pred.time_model, "fit": fit_label, "warnings": warnings})
-    rows.sort(key=lambda r: r.pop("_order"))
-    return rows
-
-
 def run(args: argparse.Namespace) -> int:
     """Run `idealrt sweep`; returns the exit code (bad input raises UserError)."""
     names = [m.strip() for m in args.model.split(",")] if args.model else []
@@ -122,14 +88,8 @@ def run(args: argparse.Namespace) -> int:
     n_rows = len(archs) * len(gpus) * len(tps) * len(p_list) * len(o_list) * len(b_list)
     if n_rows > MAX_ROWS:
         raise UserError(f"the sweep has {n_rows:,} rows, over {MAX_ROWS:,}; use fewer values or coarser ranges")
-    p, o, b = (a.ravel() for a in np.meshgrid(p_list, o_list, b_list, indexing="ij"))
-    rows = []
-    for gpu in gpus:
-        for arch in archs:
-            # a fresh time model per model and GPU, so its warnings are about these rows only
-            setting = setup(gpu, args.stack, args.no_fit)
-            for t in tps:
-                rows += _rows(arch, gpu, t, (p, o, b), setting, args.price_per_hour)
+    rows = sweep(archs, gpus, p_list, o_list, b_list, [t or None for t in tps], stack=args.stack,
+                 fit=not args.no_fit, price_per_hour_usd=args.price_per_hour)
     if args.out:
         write_rows(args.out, rows)
     if args.html:

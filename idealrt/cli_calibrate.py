@@ -1,6 +1,6 @@
 """`idealrt calibrate`: measure the throughput table of the GPU at hand (or derive one for another GPU).
 
-Runs from the repo root with no install: `python3 -m simulator.cli calibrate [--quick] [--out FILE]`.
+Runs from the repo root with no install: `python3 -m idealrt calibrate [--quick] [--out FILE]`.
 The op sweep and the all-reduce sweep (`--allreduce --tp 2,4`, via torchrun) are separate runs that
 write into the same table file. A killed or time-limited run is continued by the same command.
 """

@@ -13,18 +13,18 @@ from simulator.errors import UserError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "predict": ("simulator.cli_predict", "idealized runtime, memory, cost and energy of one request"),
-    "sweep": ("simulator.cli_sweep", "predictions over lists or ranges of p, o, b, t, models, GPUs"),
-    "models": ("simulator.cli_models", "list the architecture catalog"),
-    "gpus": ("simulator.cli_gpus", "list the GPU catalog"),
-    "calibrate": ("calibration.cli_calibrate", "measure this GPU's throughput table (needs a GPU)"),
-    "measure": ("calibration.cli_measure", "run configuration queries on the reference engine (needs a GPU)"),
-    "fit": ("calibration.cli_fit", "fit the simulator's coefficients to measured queries"),
-    "validate": ("calibration.cli_validate", "error of predictions on held-out measured queries"),
-    "profile": ("calibration.cli_profile", "fit T(p, o) = F(p) + g*(o - 1) for one model"),
-    "denoise": ("calibration.cli_denoise", "denoised runtime from a black-box API latency log"),
-    "report": ("reports.cli_report", "self-contained HTML calibration report"),
-    "study": ("reports.cli_study", "the paper's efficiency study, reproduced and extended"),
+    "predict": ("idealrt.cli_predict", "idealized runtime, memory, cost and energy of one request"),
+    "sweep": ("idealrt.cli_sweep", "predictions over lists or ranges of p, o, b, t, models, GPUs"),
+    "models": ("idealrt.cli_models", "list the architecture catalog"),
+    "gpus": ("idealrt.cli_gpus", "list the GPU catalog"),
+    "calibrate": ("idealrt.cli_calibrate", "measure this GPU's throughput table (needs a GPU)"),
+    "measure": ("idealrt.cli_measure", "run configuration queries on the reference engine (needs a GPU)"),
+    "fit": ("idealrt.cli_fit", "fit the simulator's coefficients to measured queries"),
+    "validate": ("idealrt.cli_validate", "error of predictions on held-out measured queries"),
+    "profile": ("idealrt.cli_profile", "fit T(p, o) = F(p) + g*(o - 1) for one model"),
+    "denoise": ("idealrt.cli_denoise", "denoised runtime from a black-box API latency log"),
+    "report": ("idealrt.cli_report", "self-contained HTML calibration report"),
+    "study": ("idealrt.cli_study", "the paper's efficiency study, reproduced and extended"),
 }
 
 

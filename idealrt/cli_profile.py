@@ -42,7 +42,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def measured_grids(args: argparse.Namespace, arch: str) -> list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]:
     """(label, p, o, total_s) per (GPU, t, b) of the reference engine's queries of `arch`, both splits."""
-    from calibration.cli_fit import measurement_files
+    from idealrt.cli_fit import measurement_files
     from calibration.fit import ENGINE, read_measurements
     from simulator.gpus import get_gpu
 
@@ -66,7 +66,7 @@ def simulated_grid(args: argparse.Namespace, arch_spec) -> tuple[dict, np.ndarra
     from simulator.fits import load_fit
     from simulator.gpus import get_gpu
     from simulator.predict import predict
-    from simulator.timemodel import default_model
+    from simulator.tables import default_model
 
     gpu = get_gpu(args.gpu or "h100-sxm")
     p, o = (a.ravel() for a in np.meshgrid(args.prompts, args.outputs))  # (n,) each
@@ -83,7 +83,7 @@ def print_profile(label: dict, fits: list[dict]) -> None:
     """The forms' parameters and errors, then the worst error at each prompt length per form."""
     from rich.table import Table
 
-    from calibration.cli_validate import console
+    from idealrt.cli_validate import console
 
     con = console()
     head = Table(title=" ".join(f"{k}={v}" for k, v in label.items()))

@@ -3,16 +3,13 @@ request, as a readable breakdown or JSON. Every output says which time model, fi
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from simulator.arch import ArchSpec
 from simulator.errors import UserError
-from simulator.fits import PATH_KEY, fit_path, load_fit
+from simulator.defaults import model_and_fit, resolve_arch
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import smallest_fitting_tp
-from simulator.output import fmt_gib, fmt_num, fmt_s, print_json, print_lines, print_table
+from idealrt.output import fmt_gib, fmt_num, fmt_s, print_json, print_lines, print_table
 from simulator.predict import Prediction, predict
-from simulator.timemodel import TimeModel, default_model
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -38,36 +35,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="price of one GPU-hour (default: the catalog's reference price)")
 
 
-def resolve_arch(model: str | None, config: str | None) -> ArchSpec:
-    """The architecture from a catalog name or a config.json path."""
-    if config is not None:
-        from simulator.hf_config import load_config
-
-        if not Path(config).exists():
-            raise UserError(f"--config {config}: no such file; pass a Hugging Face config.json")
-        return load_config(config)
-    from simulator.catalog import get_arch
-
-    return get_arch(model)
-
-
-def setup(gpu: GPUSpec, stack: str, no_fit: bool) -> tuple[TimeModel, dict | None, str]:
-    """Time model, fit coefficients (or None) and a line saying which fit applies."""
-    model = default_model(gpu, stack)
-    if no_fit:
-        return model, None, "none (--no-fit)"
-    fit = load_fit(gpu.name, stack)
-    if fit is None:
-        return model, None, f"none ({fit_path(gpu.name, stack).name} not found in calibration/fits)"
-    return model, fit, fit[PATH_KEY]
-
-
 def run(args: argparse.Namespace) -> int:
     """Run `idealrt predict`; returns the exit code (bad input raises UserError)."""
     from simulator.profile import DEFAULT_P_MAX, fit_profile
 
     arch, gpu = resolve_arch(args.model, args.config), get_gpu(args.gpu)
-    model, coefficients, fit_label = setup(gpu, args.stack, args.no_fit)
+    model, coefficients, fit_label = model_and_fit(gpu, args.stack, args.no_fit)
     pred = predict(arch, gpu, args.prompt, args.output, args.batch, args.tp, model=model,
                    coefficients=coefficients, price_per_hour_usd=args.price_per_hour)
     if not pred.fits.all():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from simulator.errors import UserError
 
-from calibration.cli_fit import FITS_DIR, excluded_archs, measurement_files, rows_by_gpu
+from idealrt.cli_fit import FITS_DIR, excluded_archs, measurement_files, rows_by_gpu
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

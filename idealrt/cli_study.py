@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from simulator.catalog import get_arch
     from simulator.errors import UserError
     from simulator.gpus import get_gpu
-    from simulator.output import fmt_num, print_lines, print_table, write_rows
+    from idealrt.output import fmt_num, print_lines, print_table, write_rows
 
     models = [get_arch(m).name for m in _names(args.models, "--models")] if args.models else default_models()
     gpus = [get_gpu(g).name for g in _names(args.gpus, "--gpus")]

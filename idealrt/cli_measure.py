@@ -2,7 +2,7 @@
 
 Appends one JSON row per query to calibration/measurements/<gpu>_t<t>.jsonl (CONTRACTS.md), atomically;
 queries already in the file are skipped, so an interrupted run resumes. Tensor parallel runs start
-under torchrun (`torchrun --nproc-per-node 2 -m simulator.cli measure --t 2 ...`); rank 0 writes.
+under torchrun (`torchrun --nproc-per-node 2 -m idealrt measure --t 2 ...`); rank 0 writes.
 """
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     t = args.t or world
     if t != world:
         raise UserError(f"--t {t} but {world} processes: start with "
-                        f"'torchrun --nproc-per-node {t} -m simulator.cli measure ...'")
+                        f"'torchrun --nproc-per-node {t} -m idealrt measure ...'")
     if args.engine == "hf-eager" and t != 1:
         raise UserError("--engine hf-eager runs on one GPU: use --t 1")
     plan = [(a, _queries(a, args, t)) for a in _archs(args.arch)]  # validate all before touching the GPU

@@ -1,0 +1,97 @@
+"""The public Python API: the same defaults as the CLI (the GPU's table for the stack, its fit applied).
+
+    >>> import idealrt
+    >>> idealrt.predict("llama-3.1-8b", "h100-sxm", prompt=2048, output=128).decode_step_s
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from simulator.arch import ArchSpec
+from simulator.defaults import model_and_fit, resolve_arch
+from simulator.gpus import GIB, GPUSpec, get_gpu
+from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
+from simulator.predict import Prediction
+from simulator.predict import predict as _predict
+
+WARNING_SEP = " | "  # warnings of a sweep row, joined in one text field
+
+
+def load_config(path: str | Path) -> ArchSpec:
+    """The architecture of a Hugging Face config.json (file or folder); unknown fields are refused by name."""
+    return resolve_arch(None, str(path))
+
+
+def _arch(model: str | Path | ArchSpec) -> ArchSpec:
+    if isinstance(model, ArchSpec):
+        return model
+    text = str(model)
+    return resolve_arch(None, text) if text.endswith(".json") or Path(text).is_dir() else resolve_arch(text, None)
+
+
+def _gpu(gpu: str | GPUSpec) -> GPUSpec:
+    return gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu)
+
+
+def predict(model: str | Path | ArchSpec, gpu: str | GPUSpec, prompt: ArrayLike, output: ArrayLike,
+            batch: ArrayLike = 1, tp: int | None = None, *, stack: str = "triton", fit: bool = True,
+            price_per_hour_usd: float | None = None) -> Prediction:
+    """Idealized runtime of `batch` sequences of `prompt` and `output` tokens (arrays broadcast) of a catalog
+    model, a config.json or an ArchSpec on a catalog GPU; tp None: the smallest that fits."""
+    arch, spec = _arch(model), _gpu(gpu)
+    time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
+    return _predict(arch, spec, prompt, output, batch, tp, model=time_model, coefficients=coefficients,
+                    price_per_hour_usd=price_per_hour_usd)
+
+
+def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...], setting: tuple,
+          price: float | None) -> list[dict]:
+    """Rows of one (arch, GPU, tp) over the flat request arrays (p, o, b); tp 0 is auto, per request.
+    `setting` is (time model, coefficients, fit label) as `model_and_fit` returns it."""
+    p, o, b = requests
+    model, coefficients, fit_label = setting
+    if tp == 0:
+        tps = tp_per_request(arch, gpu, b, p, o)
+        if not tps.all():
+            smallest_fitting_tp(arch, gpu, b, p, o)  # raises, saying what is needed
+    else:
+        tps = np.full(p.shape, check_tp(arch, tp))
+    rows = []
+    for t in np.unique(tps):
+        sel = np.flatnonzero(tps == t)
+        pred = _predict(arch, gpu, p[sel], o[sel], b[sel], int(t), model=model, coefficients=coefficients,
+                        price_per_hour_usd=price)
+        warnings = WARNING_SEP.join(pred.warnings)
+        cols = {"prefill_s": pred.prefill_s, "decode_step_s": pred.decode_step_s, "decode_s": pred.decode_s,
+                "total_s": pred.total_s, "tokens_per_s": pred.tokens_per_s,
+                "mem_per_gpu_gib": pred.mem_per_gpu_bytes / GIB, "fits": pred.fits,
+                "cost_usd": pred.cost_usd, "energy_j": pred.energy_j}
+        cols = {k: v.tolist() for k, v in cols.items()}
+        for i, j in enumerate(sel):
+            rows.append({"_order": int(j), "arch": arch.name, "gpu": gpu.name, "t": int(t), "n_gpus": pred.n_gpus,
+                         "b": int(b[j]), "p": int(p[j]), "o": int(o[j]),
+                         **{k: v[i] for k, v in cols.items()},
+                         "time_model": pred.time_model, "fit": fit_label, "warnings": warnings})
+    rows.sort(key=lambda r: r.pop("_order"))
+    return rows
+
+
+def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec], prompts: Iterable[int],
+          outputs: Iterable[int], batches: Iterable[int] = (1,), tps: Iterable[int | None] = (None,), *,
+          stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> list[dict]:
+    """One tidy row per (GPU, model, tp, p, o, b), as `idealrt sweep` writes them; tp None: the smallest that
+    fits each request."""
+    archs, specs = [_arch(m) for m in models], [_gpu(g) for g in gpus]
+    p, o, b = (a.ravel() for a in np.meshgrid(list(prompts), list(outputs), list(batches), indexing="ij"))
+    rows = []
+    for gpu in specs:
+        for arch in archs:
+            # a fresh time model per model and GPU, so its warnings are about these rows only
+            setting = model_and_fit(gpu, stack, not fit)
+            for t in tps:
+                rows += _rows(arch, gpu, t or 0, (p, o, b), setting, price_per_hour_usd)
+    return rows

@@ -19,7 +19,7 @@ import numpy as np
 from simulator.errors import UserError
 from simulator.paths import repo_relative
 from simulator.fits import FIXED_KEYS as FIXED  # per prefill; per decode step
-from simulator.ops import OP_CLASSES
+from simulator.opclasses import OP_CLASSES
 
 MULTIPLIER_BOUNDS = (0.7, 1.5)  # the tables are measured, so a class may be off by -30% .. +50% at most
 # Two fixed costs are timed eagerly by the tables while the engine replays CUDA graphs, which remove host-side

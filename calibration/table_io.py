@@ -13,6 +13,7 @@ from pathlib import Path
 
 from simulator.atomic import write_atomic
 from simulator.errors import UserError
+from simulator.paths import TABLES_DIR
 from simulator.tables import load_table
 
 
@@ -36,9 +37,24 @@ def point_key(op: str, stack: str, shape: dict) -> tuple:
 
 
 def new_table(provenance: dict) -> dict:
-    """An empty table with the contract's top-level keys."""
+    """An empty table with the contract's top-level keys; its launch model is the shipped table's
+    (`shipped_launch_model`)."""
     return {"provenance": provenance, "derived": None, "status": "partial", "ceilings": {}, "power_w": None,
-            "points": [], "errors": []}
+            "launch_model": shipped_launch_model(provenance.get("gpu")), "points": [], "errors": []}
+
+
+def shipped_launch_model(gpu: str | None) -> dict | None:
+    """The launch model (simulator.quanta.LaunchModel) of the shipped table of `gpu`, else of the first shipped
+    table that has one, saying where it was copied from; None when no shipped table has one."""
+    paths = sorted(TABLES_DIR.glob("*.json"), key=lambda p: p.stem != gpu)
+    for path in paths:
+        try:
+            entry = load_table(path).get("launch_model")
+        except UserError:
+            continue
+        if isinstance(entry, dict) and "values" in entry:
+            return {"values": entry["values"], "source": f"copied from {path.name}: {entry.get('source', '')}"}
+    return None
 
 
 class TableWriter:

@@ -173,7 +173,8 @@ def _derive(args) -> int:
     """Write calibration/tables/<gpu>.json (or --out) derived from the measured table of --from."""
     from calibration.table_io import write_json_atomic
     from simulator.gpus import get_gpu
-    from simulator.tables import derive_table, load_table
+    from simulator.derive import derive_table
+    from simulator.tables import load_table
 
     dst, src = get_gpu(args.derive), get_gpu(args.source)
     src_path = TABLES / (src.table or f"{src.name}.json")

@@ -93,6 +93,11 @@ PREFILL_ATTENTION: dict[int, AttentionConfig] = {
     256: AttentionConfig(64, 32, num_warps=4, num_stages=2),
 }
 
+
+def prefill_attention_config(d: int) -> AttentionConfig:
+    """The prefill-attention config of head dim d: its block is the next power of two (d = 80, 96 run as 128)."""
+    return PREFILL_ATTENTION[max(64, _next_pow2(max(16, d)))]
+
 # Decode attention (kernels/decode_attention.py): one program per (sequence, KV head, split of the
 # cache); the query heads of a KV head are the rows of its tiles, so K and V are read once.
 @dataclass(frozen=True)

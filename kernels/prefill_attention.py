@@ -12,7 +12,7 @@ import math
 import triton
 import triton.language as tl
 
-from kernels.configs import PREFILL_ATTENTION, AttentionConfig
+from kernels.configs import AttentionConfig, prefill_attention_config
 from kernels.gemm import dot_upcast
 
 _LOG2E = 1.4426950408889634
@@ -153,7 +153,7 @@ def prefill_attention(q, k, v, *, causal: bool = True, scale: float | None = Non
     if s_q == 0 or bsz == 0:
         return o
     block_d = max(16, triton.next_power_of_2(d))
-    cfg = config or PREFILL_ATTENTION[max(64, block_d)]
+    cfg = config or prefill_attention_config(d)
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     grid = (triton.cdiv(s_q, cfg.block_m), bsz * hq)
     _prefill_kernel[grid](

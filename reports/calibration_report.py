@@ -14,7 +14,7 @@ from reports.calibration_data import CalibrationInputs, err_pct, points, stack_l
 from reports.charts import MARKERS, PALETTE, Series, XYChart, fmt_num, xy_chart
 from reports.render import Section, Table, render_page
 from simulator.gpus import get_gpu
-from simulator.ops import op_cost
+from simulator.opclasses import op_cost
 
 TIMES = (("total_s", "total"), ("prefill_s", "prefill F(p)"), ("decode_step_s", "decode step g"))
 GROUP_KEYS = ("p", "o", "b", "t", "arch")

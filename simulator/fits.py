@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from simulator.errors import UserError
-from simulator.ops import OP_CLASSES
+from simulator.opclasses import OP_CLASSES
 from simulator.paths import FITS_DIR, repo_relative
 FIXED_KEYS = ("prefill_fixed_s", "decode_fixed_s")
 PATH_KEY = "path"  # where load_fit's mapping came from

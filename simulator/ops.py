@@ -24,16 +24,10 @@ Conventions (what the counts mean):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
 
-import numpy as np
 
 from simulator.arch import ArchSpec
-
-ACT_BYTES = 2  # bf16 activations, weights and KV cache
-OP_CLASSES = ("gemm", "prefill_attn", "decode_attn", "elementwise", "allreduce", "allreduce_latency", "launch")
-
-Num = Any  # int, float or numpy array broadcasting over b, p, c
+from simulator.opclasses import ACT_BYTES, Num, op_cost
 
 
 @dataclass(frozen=True)
@@ -41,48 +35,11 @@ class Op:
     """One kernel of a phase: per-run cost on one GPU and how many runs the phase makes."""
 
     name: str
-    op_class: str  # one of OP_CLASSES
+    op_class: str  # a key of simulator.opclasses.OP_CLASS
     shape: dict[str, Num]  # the keys docs/CONTRACTS.md lists for op_class
     flops: Num  # per run, one GPU
     bytes: Num  # per run, one GPU (read + written)
     count: Num  # runs per phase: usually n_layers; n_layers x expected experts touched for MoE experts
-
-
-# -- cost of one run from its shape: shared by the op list and the roofline ----------------------------
-def gemm_cost(m: Num, n: Num, k: Num) -> tuple[Num, Num]:
-    """C[m,n] = A[m,k]·W[n,k]ᵀ: 2mnk FLOPs; A and W read, C written."""
-    return 2.0 * m * n * k, ACT_BYTES * (m * k + n * k + m * n)
-
-
-def prefill_attn_cost(b: Num, h: Num, kv_h: Num, s: Num, d: Num, causal: Num = 1) -> tuple[Num, Num]:
-    """Flash attention over s tokens: QKᵀ and PV at 2d FLOPs per query-key pair each."""
-    pairs = np.where(causal, s * (s + 1) / 2.0, s * s)
-    flops = 4.0 * b * h * d * pairs
-    nbytes = ACT_BYTES * b * s * d * (2 * h + 2 * kv_h)  # Q read, O written; K, V read
-    return flops, nbytes
-
-
-def decode_attn_cost(b: Num, h: Num, kv_h: Num, c: Num, d: Num) -> tuple[Num, Num]:
-    """One query token per sequence against a KV cache of c tokens: the cache read dominates."""
-    flops = 4.0 * b * h * c * d
-    nbytes = ACT_BYTES * b * d * (2 * h + 2 * kv_h * c)
-    return flops, nbytes
-
-
-_COST: dict[str, Callable[[dict], tuple[Num, Num]]] = {
-    "gemm": lambda s: gemm_cost(s["m"], s["n"], s["k"]),
-    "prefill_attn": lambda s: prefill_attn_cost(s["b"], s["h"], s["kv_h"], s["s"], s["d"], s["causal"]),
-    "decode_attn": lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
-    "elementwise": lambda s: (0.0, s["bytes"]),
-    "allreduce": lambda s: (0.0, s["bytes"]),
-    "allreduce_latency": lambda s: (0.0, 0.0),
-    "launch": lambda s: (0.0, 0.0),
-}
-
-
-def op_cost(op_class: str, shape: dict[str, Num]) -> tuple[Num, Num]:
-    """(FLOPs, bytes) of one run of an op of `op_class` with `shape`, on one GPU."""
-    return _COST[op_class](shape)
 
 
 # -- op builders ---------------------------------------------------------------------------------------

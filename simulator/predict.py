@@ -18,7 +18,8 @@ from simulator.errors import UserError
 from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
-from simulator.ops import ACT_BYTES, OP_CLASSES, decode_ops, prefill_ops
+from simulator.opclasses import ACT_BYTES, OP_CLASSES
+from simulator.ops import decode_ops, prefill_ops
 from simulator.tables import default_model
 from simulator.timemodel import TimeModel, describe, time_by_class
 

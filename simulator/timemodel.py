@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.gpus import GPUSpec
-from simulator.ops import Op, op_cost
+from simulator.opclasses import roofline_s
+from simulator.ops import Op
 
 # Assumed fixed costs of the roofline (modelling choices, NOT measurements; a fit's `launch` and
 # `allreduce` coefficients rescale them, and measured tables replace them):
@@ -44,13 +45,10 @@ class RooflineModel(TimeModel):
                           "assumed launch and all-reduce latencies")
         if op_class == "launch":
             return np.asarray(LAUNCH_S[shape["mode"]])
-        if op_class == "allreduce":
-            t = shape["t"]
-            return np.asarray(2.0 * (t - 1) / t * shape["bytes"] / self.gpu.interconnect_bw_bytes_s)
         if op_class == "allreduce_latency":
             return np.asarray(ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1))
-        flops, nbytes = op_cost(op_class, shape)
-        return np.maximum(flops / self.gpu.peak_bf16_flops, nbytes / self.gpu.hbm_bw_bytes_s)
+        g = self.gpu
+        return roofline_s(op_class, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
 
 
 def time_by_class(ops: list[Op], model: TimeModel) -> dict[str, np.ndarray]:

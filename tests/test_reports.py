@@ -21,7 +21,7 @@ from reports.render import write_html
 from reports.whatif_report import render_whatif, rows_from_prediction
 from idealrt.cli import main
 from simulator.errors import UserError
-from simulator.ops import op_cost
+from simulator.opclasses import op_cost
 
 CAL_SECTIONS = ("provenance", "roofline", "gemm", "attention", "allreduce", "launch", "fit", "accuracy", "errors",
                 "heldout")

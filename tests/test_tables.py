@@ -7,11 +7,25 @@ import numpy as np
 import pytest
 
 from simulator.gpus import get_gpu
-from simulator.ops import op_cost
-from simulator.quanta import _shared_makespan, critical_work, prefill_makespan
+from simulator.opclasses import op_cost
+from simulator.quanta import LaunchModel, _shared_makespan, critical_work, prefill_makespan
 from simulator.sdpa_launch import sdpa_even, sdpa_head_dim, sdpa_splits
-from simulator.tables import TableModel, derive_table, load_table, table_model_for
+from simulator.derive import derive_table
+from simulator.tables import TableModel, load_table, table_model_for
 from simulator.errors import UserError
+from simulator.paths import TABLES_DIR
+
+LAUNCH = load_table(TABLES_DIR / "h100-sxm.json")["launch_model"]  # the shipped table's wave and schedule model
+
+
+
+def lm(sm_count: int) -> LaunchModel:
+    """The shipped launch model on `sm_count` SMs."""
+    return LaunchModel.from_table({"launch_model": LAUNCH, "provenance": {"sm_count": sm_count}}, get_gpu("h100-sxm"))
+
+
+LM = lm(132)
+
 
 H100 = get_gpu("h100-sxm")
 A100 = get_gpu("a100-80gb")
@@ -42,7 +56,7 @@ def fake_table(gpu="h100-sxm", skip=lambda m, n, k: False):
     pts += [fake_point("elementwise", "torch", bytes=2**i) for i in range(12, 32, 2)]
     pts += [fake_point("allreduce", "torch", bytes=2**i, t=2) for i in range(12, 30, 3)]
     pts += [dict(fake_point("launch", "triton", mode=m), median_us=v) for m, v in (("eager", 9.0), ("graph", 1.5))]
-    return {"provenance": {"gpu": gpu, "gpu_name": "FAKE"}, "derived": None, "points": pts}
+    return {"provenance": {"gpu": gpu, "gpu_name": "FAKE"}, "derived": None, "launch_model": LAUNCH, "points": pts}
 
 
 def test_exact_at_grid_points_and_vectorised():
@@ -259,14 +273,15 @@ def test_triton_gemm_interpolates_time_per_wave():
     """FAKE wave-quantised law (the Triton GEMM's tiles from kernels/configs.py, 132 SMs): between nodes the triton
     lookup follows the waves, where smooth interpolation (the torch lookup of the same points) misses them."""
     def law(s):
-        waves = critical_work("gemm", "triton", [np.asarray(s[a], dtype=float) for a in "mnk"], 132)
+        waves = critical_work("gemm", "triton", [np.asarray(s[a], dtype=float) for a in "mnk"], LM)
         return waves * 1e-8 * s["k"] + 1e-6  # mostly work: ~per wave
 
     pts = [{"op": "gemm", "stack": stack, "kernel": "fake", "shape": {"m": m, "n": n, "k": k},
             "median_us": float(law({"m": m, "n": n, "k": k})) * 1e6, "reps": 1, "flagged": False}
            for stack in ("triton", "torch") for m in (256, 257, 512, 513, 1024, 1025, 2048) for n in (2048, 4096, 8192)
            for k in (1024, 4096)]
-    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
+    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None,
+             "launch_model": LAUNCH, "points": pts}
     shape = {"m": np.array([512, 1000, 1536]), "n": np.array([4736, 6144, 3000]), "k": np.array([4096, 2048, 1024])}
     want = law({k: np.ceil(v / 128) * 128 if k == "n" else v for k, v in shape.items()})
     triton = TableModel(table, H100, stack="triton").op_time_s("gemm", shape)
@@ -278,24 +293,24 @@ def test_prefill_makespan_counts_waves_of_unequal_programs():
     """Causal query blocks of 128 rows: up to one program per SM the heaviest block sets the time; 72 heads of
     2 blocks (144 programs on 132 SMs) need a second wave (H100: 11.5 us against 7.1 for 64 heads); many
     programs spread evenly, whichever end of each head is launched first."""
-    one_wave = prefill_makespan(64, 203, 64, 132)
+    one_wave = prefill_makespan(64, 203, 64, LM)
     assert one_wave == -(-203 // 64) + 2  # the second block reads 203 keys in 64-key steps, plus its fixed cost
-    assert prefill_makespan(72, 203, 64, 132) > 1.5 * one_wave
+    assert prefill_makespan(72, 203, 64, LM) > 1.5 * one_wave
     for stack in ("triton", "torch"):
-        total = sum(prefill_makespan(1, s, 128, 1, stack) for s in [4096])  # one SM: the sum of all programs
-        assert prefill_makespan(512, 4096, 128, 132, stack) == pytest.approx(512 * total / 132, rel=0.05)
-    assert prefill_makespan(8, 4096, 128, 132, "triton", causal=False) > prefill_makespan(8, 4096, 128, 132)
+        total = sum(prefill_makespan(1, s, 128, lm(1), stack) for s in [4096])  # one SM: the sum of all programs
+        assert prefill_makespan(512, 4096, 128, LM, stack) == pytest.approx(512 * total / 132, rel=0.05)
+    assert prefill_makespan(8, 4096, 128, LM, "triton", causal=False) > prefill_makespan(8, 4096, 128, LM)
 
 
 def test_memory_bound_gemm_pays_for_a_thin_last_wave():
     """Up to 64 rows our GEMM streams its weights: a last partial wave of q programs takes as long as
     max(q, HBM_SATURATING_SMS) would at full bandwidth (m = 17, n = 4672: 146 programs of 32 columns on 132 SMs)."""
-    from simulator.quanta import HBM_SATURATING_SMS, _gemm_waves
+    from simulator.quanta import _gemm_waves
 
-    assert _gemm_waves(17, 4096, 4096, 132) == 1.0  # 128 programs: one wave
-    assert _gemm_waves(17, 4672, 4544, 132) == pytest.approx((132 + HBM_SATURATING_SMS) / 146)
-    assert _gemm_waves(17, 6144, 4096, 132) == 1.0  # 192 programs: the last 60 saturate the bandwidth
-    assert _gemm_waves(1, 256, 256, 132) > 1.0  # a few programs cannot draw it
+    assert _gemm_waves(17, 4096, 4096, LM) == 1.0  # 128 programs: one wave
+    assert _gemm_waves(17, 4672, 4544, LM) == pytest.approx((132 + LM.hbm_saturating_sms) / 146)
+    assert _gemm_waves(17, 6144, 4096, LM) == 1.0  # 192 programs: the last 60 saturate the bandwidth
+    assert _gemm_waves(1, 256, 256, LM) > 1.0  # a few programs cannot draw it
 
 
 def test_sdpa_launch_follows_flash_attention_2():
@@ -313,11 +328,11 @@ def test_sdpa_launch_follows_flash_attention_2():
 def test_shared_sm_schedule():
     """Two SDPA programs share an SM: one alone runs at SDPA_ALONE_RATE, a pair at the SM's full rate; with one
     program per SM the schedule is plain list scheduling."""
-    assert _shared_makespan([1.0] * 132, 132, 2, 0.5) == pytest.approx(2.0)  # one a SM, alone: half rate
-    assert _shared_makespan([1.0] * 264, 132, 2, 0.5) == pytest.approx(2.0)  # a pair a SM: same time
-    assert _shared_makespan([1.0] * 264, 132, 1, 0.5) == pytest.approx(2.0)  # two waves of one
-    assert _shared_makespan([2.0, 1.0, 1.0], 2, 1, 1.0) == pytest.approx(2.0)  # the third waits for the second
-    assert _shared_makespan([1.0] * 133, 132, 2, 0.5) == pytest.approx(2.0)  # the 133rd pairs with the 1st
+    assert _shared_makespan([1.0] * 132, lm(132), 2, 0.5) == pytest.approx(2.0)  # one a SM, alone: half rate
+    assert _shared_makespan([1.0] * 264, lm(132), 2, 0.5) == pytest.approx(2.0)  # a pair a SM: same time
+    assert _shared_makespan([1.0] * 264, lm(132), 1, 0.5) == pytest.approx(2.0)  # two waves of one
+    assert _shared_makespan([2.0, 1.0, 1.0], lm(2), 1, 1.0) == pytest.approx(2.0)  # the third waits for the second
+    assert _shared_makespan([1.0] * 133, lm(132), 2, 0.5) == pytest.approx(2.0)  # the 133rd pairs with the 1st
 
 
 def test_sdpa_even_and_uneven_shapes_are_looked_up_apart():
@@ -327,13 +342,14 @@ def test_sdpa_even_and_uneven_shapes_are_looked_up_apart():
     even, uneven = (256, 512, 1024, 2048), (257, 513, 1025, 2049)
 
     def fake_us(bh, s, stack="torch"):
-        work = critical_work("prefill_attn", stack, [np.asarray(v, dtype=float) for v in (bh, s, 128)], 132, (1,))
+        work = critical_work("prefill_attn", stack, [np.asarray(v, dtype=float) for v in (bh, s, 128)], LM, (1,))
         return float(work) * (1.0 if s % 128 == 0 else 1.3) * 0.1
 
     pts = [{"op": "prefill_attn", "stack": stack, "kernel": "fake", "median_us": fake_us(bh, s, stack), "reps": 1,
             "flagged": False, "shape": {"b": bh, "h": 1, "kv_h": 1, "s": s, "d": 128, "causal": 1}}
            for stack in ("torch", "triton") for bh in (16, 64) for s in even + uneven]
-    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
+    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None,
+             "launch_model": LAUNCH, "points": pts}
     model = TableModel(table, H100, "torch")
     shape = {"b": 16, "h": 1, "kv_h": 1, "d": 128, "causal": 1}
     for s in (1024, 1536, 1537, 1800):
@@ -348,14 +364,15 @@ def test_prefill_lookup_follows_the_query_block_steps():
     """FAKE law proportional to the makespan: between s nodes 513 and 1025 the time steps at each 128-row block
     (linear interpolation in s misses them by over 10%); the lookup, interpolating time per makespan, does not."""
     def law(bh, s, d, stack):
-        return 1e-6 * critical_work("prefill_attn", stack, [np.asarray(v, dtype=float) for v in (bh, s, d)], 132,
+        return 1e-6 * critical_work("prefill_attn", stack, [np.asarray(v, dtype=float) for v in (bh, s, d)], LM,
                                     (1,)) + 5e-7  # mostly work
 
     nodes = (129, 257, 513, 1025, 2049)  # (uneven: SDPA's lookup keeps s = 128 k apart)
     pts = [{"op": "prefill_attn", "stack": stack, "kernel": "fake", "median_us": float(law(bh, s, 128, stack)) * 1e6,
             "shape": {"b": bh, "h": 1, "kv_h": 1, "s": s, "d": 128, "causal": 1}, "reps": 1, "flagged": False}
            for stack in ("triton", "torch") for bh in (16, 64, 256) for s in nodes]
-    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None, "points": pts}
+    table = {"provenance": {"gpu": "h100-sxm", "gpu_name": "FAKE", "sm_count": 132}, "derived": None,
+             "launch_model": LAUNCH, "points": pts}
     s = np.array([520, 639, 767, 895, 1000])
     for stack in ("triton", "torch"):
         want = law(64, s, 128, stack)

@@ -1,0 +1,120 @@
+"""Interpolation over the measured points of one op class and categorical value (simulator.tables builds one
+Grid per key).
+
+The grid is first made monotone by padding: a shape never takes longer than a larger measured one (a kernel can
+run the larger one, padded), so each node takes the least time at or above it on every axis but the class's
+`not_padded` ones. Between nodes, time is interpolated multilinearly in work coordinates (m, n, k, b*h, s, c,
+...: latency + work / throughput is multilinear in them), which is monotone, NaN-free and exact at (monotone)
+nodes; element-wise and all-reduce interpolate log efficiency over log bytes, whose grids span decades. Where
+a stack's critical work is modelled (simulator.quanta), time per unit of it is interpolated instead. Nodes the
+sweep skipped (above its work cap) take the roofline time scaled by the efficiency of the nearest measured node.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from simulator.opclasses import OP_CLASS
+
+
+class Grid:
+    """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
+
+    def __init__(self, op: str, cat: tuple, x: np.ndarray, t_s: np.ndarray, roof, waves=None):
+        """Points at coordinates `x` (points, axes) took `t_s` seconds. `waves(axes)`: if given, the lookup
+        interpolates time per unit of critical work (simulator.quanta), made monotone as time first."""
+        self.op, self.cat, self.roof = op, cat, roof
+        logx = np.log(x)
+        dims = logx.shape[1]
+        self.nodes = [np.unique(logx[:, i]) for i in range(dims)]
+        shape = tuple(len(n) for n in self.nodes)
+        pos = np.ravel_multi_index(tuple(np.searchsorted(self.nodes[i], logx[:, i]) for i in range(dims)), shape) \
+            if dims else np.zeros(len(t_s), int)
+        flat = np.full(int(np.prod(shape)), np.inf)
+        np.minimum.at(flat, pos, np.log(t_s))  # a node measured twice keeps its faster time
+        logt = np.where(np.isinf(flat), np.nan, flat).reshape(shape)
+        mesh = [m.reshape(-1) for m in np.meshgrid(*self.nodes, indexing="ij")]
+        logroof = self._logroof(mesh).reshape(logt.shape)
+        self.filled = np.isnan(logt)
+        if self.filled.any():
+            logt = self._fill(logt, logroof, np.stack(mesh, -1))
+        for ax in range(dims):  # padding: never slower than a larger shape, so non-decreasing on every axis
+            if ax in OP_CLASS[op].not_padded:
+                continue
+            logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
+        self.waves, self._node_works = waves, np.full(logt.size, np.nan)  # work per node, filled on first use
+        self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
+
+    @property
+    def min_time_s(self) -> float:
+        """The smallest node time (for all-reduce: its fixed cost, the smallest message's time)."""
+        return float(np.exp(self.logt.min()))
+
+    def _logroof(self, logx: list[np.ndarray]) -> np.ndarray:
+        return np.log(self.roof(self.op, self.cat, [np.exp(v) for v in logx]))
+
+    @staticmethod
+    def _fill(logt: np.ndarray, logroof: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """Skipped nodes: roofline x the efficiency of the nearest measured node (in log coordinates)."""
+        flat, roof = logt.reshape(-1).copy(), logroof.reshape(-1)
+        have, miss = np.flatnonzero(~np.isnan(flat)), np.flatnonzero(np.isnan(flat))
+        dist = ((mesh[miss, None, :] - mesh[None, have, :]) ** 2).sum(-1)
+        nearest = have[np.argmin(dist, axis=1)]
+        flat[miss] = roof[miss] - (roof[nearest] - flat[nearest])
+        return flat.reshape(logt.shape)
+
+    def log_time(self, logx: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log seconds, outside-grid mask, used-a-skipped-node mask) at n log coordinates (1-D arrays).
+
+        Inside the grid: multilinear interpolation of time over the axes (`OpClass.work_interpolated`), or of
+        log efficiency over log axes (clipped to the cell's corner times) for the other classes; both exact at
+        (monotone) nodes, and monotone.
+        """
+        linear = OP_CLASS[self.op].work_interpolated
+        outside = np.zeros(n, bool)
+        clamped, base, weights, steps = [], np.zeros(n, np.intp), [], []
+        strides = np.cumprod([1] + [len(nd) for nd in self.nodes[:0:-1]])[::-1]  # of the C-ordered flat grid
+        for v, nodes, stride in zip(logx, self.nodes, strides):
+            vc = np.clip(v, nodes[0], nodes[-1])
+            outside |= vc != v
+            if len(nodes) == 1:  # one node: no second corner along this axis
+                i, w, step = 0, np.zeros(n), 0
+            else:
+                i = np.clip(np.searchsorted(nodes, vc, side="right") - 1, 0, len(nodes) - 2)
+                lo, hi, at = (np.exp(nodes[i]), np.exp(nodes[i + 1]), np.exp(vc)) if linear else \
+                    (nodes[i], nodes[i + 1], vc)
+                w, step = np.clip((at - lo) / (hi - lo), 0.0, 1.0), int(stride)
+            clamped.append(vc), weights.append(w), steps.append(step)
+            base += i * int(stride)
+        values = (np.exp(self.logt) if linear else self.logeff).reshape(-1)
+        acc, used_filled, flat_filled = np.zeros(n), np.zeros(n, bool), self.filled.reshape(-1)
+        for corner in itertools.product((0, 1), repeat=len(self.nodes)):
+            wt = np.ones(n)
+            for c, w in zip(corner, weights):
+                wt *= w if c else 1.0 - w
+            idx = base + sum(c * st for c, st in zip(corner, steps))
+            acc += wt * (values[idx] if self.waves is None else values[idx] / self._node_work(idx))
+            used_filled |= (wt > 0) & flat_filled[idx]
+        if not linear:  # clipped to the cell's corner times: no dip just past a memory/compute bend
+            flat_t = self.logt.reshape(-1)
+            out = np.clip(self._logroof(clamped) - acc, flat_t[base], flat_t[base + sum(steps)])
+        else:
+            out = np.log(acc)
+        if outside.any():  # roofline at the shape x efficiency at the grid edge
+            out = out + np.where(outside, self._logroof(logx) - self._logroof(clamped), 0.0)
+        return out, outside, used_filled
+
+    def _node_work(self, idx: np.ndarray) -> np.ndarray:
+        """Critical work (simulator.quanta) at flat node indices, computed once per node on first use: a lookup
+        touches a few cells, and a table has thousands of nodes (simulating them all would slow every start)."""
+        todo = np.unique(idx[np.isnan(self._node_works[idx])])
+        if todo.size:
+            coords = np.unravel_index(todo, self.logt.shape)
+            self._node_works[todo] = self.waves([np.exp(nd[c]) for nd, c in zip(self.nodes, coords)])
+        return self._node_works[idx]
+
+    def extent(self) -> str:
+        """The measured range of each axis, e.g. 'm 1..16384, n 256..131072, k 256..65536'."""
+        names = OP_CLASS[self.op].axes
+        return ", ".join(f"{a} {np.exp(nd[0]):.4g}..{np.exp(nd[-1]):.4g}" for a, nd in zip(names, self.nodes))

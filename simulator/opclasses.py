@@ -1,0 +1,163 @@
+"""One record per op class: what a throughput table knows about it, in one place.
+
+Each `OpClass` says how a shape of the class costs (FLOPs, bytes), which of its dimensions are categorical
+(separate grids) and which are interpolated, how a kernel tiles and pads it, along which axes a shape may not
+run as a larger one, how its time is interpolated between nodes, and on which stacks its critical work
+(simulator.quanta) is divided out before interpolation. A new op class is one entry of `OP_CLASS`.
+The reasons behind each tile, padding and interpolation choice are in docs/decisions.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from simulator.errors import UserError
+from simulator.sdpa_launch import sdpa_even
+
+ACT_BYTES = 2  # bf16 activations, weights and KV cache
+
+Num = Any  # int, float or numpy array broadcasting over b, p, c
+
+
+# -- cost of one run from its shape: shared by the op list, the roofline and the tables ----------------
+def gemm_cost(m: Num, n: Num, k: Num) -> tuple[Num, Num]:
+    """C[m,n] = A[m,k]·W[n,k]ᵀ: 2mnk FLOPs; A and W read, C written."""
+    return 2.0 * m * n * k, ACT_BYTES * (m * k + n * k + m * n)
+
+
+def prefill_attn_cost(b: Num, h: Num, kv_h: Num, s: Num, d: Num, causal: Num = 1) -> tuple[Num, Num]:
+    """Flash attention over s tokens: QKᵀ and PV at 2d FLOPs per query-key pair each."""
+    pairs = np.where(causal, s * (s + 1) / 2.0, s * s)
+    flops = 4.0 * b * h * d * pairs
+    nbytes = ACT_BYTES * b * s * d * (2 * h + 2 * kv_h)  # Q read, O written; K, V read
+    return flops, nbytes
+
+
+def decode_attn_cost(b: Num, h: Num, kv_h: Num, c: Num, d: Num) -> tuple[Num, Num]:
+    """One query token per sequence against a KV cache of c tokens: the cache read dominates."""
+    flops = 4.0 * b * h * c * d
+    nbytes = ACT_BYTES * b * d * (2 * h + 2 * kv_h * c)
+    return flops, nbytes
+
+
+def _f(shape: dict, key: str) -> np.ndarray:
+    return np.asarray(shape[key], dtype=float)
+
+
+# Values of the categorical keys: shape (as the stack's kernel runs it) -> array of category values
+CATEGORY = {
+    "causal": lambda shape: np.asarray(shape["causal"]).astype(bool).astype(int),
+    "even": lambda shape: sdpa_even(shape["s"], shape["d"]).astype(int),  # simulator.sdpa_launch
+    "t": lambda shape: np.asarray(shape["t"]).astype(int),
+    "mode": lambda shape: np.asarray(shape["mode"]),
+}
+
+
+@dataclass(frozen=True)
+class OpClass:
+    """What the tables know about one op class (see the module docstring)."""
+
+    name: str
+    axes: tuple[str, ...]  # interpolated table coordinates, as `extent` names them
+    to_axes: Callable[[dict], list]  # shape -> values on `axes` (arrays)
+    from_axes: Callable[[dict, list], dict]  # (category values, axis values) -> a shape with those coordinates
+    cost: Callable[[dict], tuple[Num, Num]]  # shape -> (FLOPs, bytes) of one run on one GPU
+    categories: tuple[str, ...] = ()  # keys of CATEGORY: one grid per value
+    stack_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra keys on one stack
+    per_stack: bool = False  # measured separately for each software stack
+    tiles: dict[str, int] = field(default_factory=dict)  # shape key -> tile it is rounded up to (0: power of 2)
+    head_dim_step: dict[str, int] = field(default_factory=dict)  # stack -> step d is padded to (0: power of 2)
+    not_padded: tuple[int, ...] = ()  # axes along which a shape never runs as a larger one
+    work_interpolated: bool = False  # time linear in the axes between nodes; else log efficiency over log axes
+    work_stacks: tuple[str, ...] = ()  # stacks whose critical work (simulator.quanta) is divided out
+    fit_group: str = ""  # the fit's coefficient that scales this class (default: its own name)
+    fallback: str = ""  # class whose points time it, at its bytes, in a table that has none of its own
+
+    @property
+    def coefficient(self) -> str:
+        """The name of the fit coefficient that scales this class."""
+        return self.fit_group or self.name
+
+    def category_names(self, stack: str) -> tuple[str, ...]:
+        """The categorical keys of this class on `stack`."""
+        return self.categories + self.stack_categories.get(stack, ())
+
+    def tiled(self, shape: dict, stack: str) -> dict:
+        """The shape as the stack's kernel runs it: tiled dimensions rounded up to whole tiles, head dim padded."""
+        out = dict(shape)
+        for key, tile in self.tiles.items():
+            out[key] = round_up(shape[key], tile)
+        if stack in self.head_dim_step:
+            out["d"] = round_up(shape["d"], self.head_dim_step[stack])
+        return out
+
+    def coords(self, shape: dict, stack: str) -> tuple[tuple, list[np.ndarray]]:
+        """Categorical values and interpolation axes of a shape (arrays broadcast)."""
+        return tuple(CATEGORY[c](shape) for c in self.category_names(stack)), self.to_axes(shape)
+
+
+def round_up(x, tile):
+    """x rounded up to a multiple of `tile` (0: to the next power of two); below one tile, to the next power of two."""
+    x = np.maximum(np.asarray(x, dtype=float), 1.0)
+    pow2 = 2.0 ** np.ceil(np.log2(x))
+    return pow2 if tile == 0 else np.ceil(x / np.minimum(tile, pow2)) * np.minimum(tile, pow2)
+
+
+def _bytes_shape(cat: dict, axes: list) -> dict:
+    return {"bytes": axes[0], "t": cat.get("t", 1)}
+
+
+OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
+    OpClass("gemm", ("m", "n", "k"), lambda s: [_f(s, "m"), _f(s, "n"), _f(s, "k")],
+            lambda cat, ax: dict(zip("mnk", ax)), lambda s: gemm_cost(s["m"], s["n"], s["k"]),
+            per_stack=True, tiles={"n": 128}, not_padded=(0,), work_interpolated=True, work_stacks=("triton",)),
+    OpClass("prefill_attn", ("b*h", "s", "d"), lambda s: [_f(s, "b") * _f(s, "h"), _f(s, "s"), _f(s, "d")],
+            lambda cat, ax: {"b": ax[0], "h": 1, "kv_h": 1, "s": ax[1], "d": ax[2], "causal": cat["causal"]},
+            lambda s: prefill_attn_cost(s["b"], s["h"], s["kv_h"], s["s"], s["d"], s["causal"]),
+            categories=("causal",), stack_categories={"torch": ("even",)}, per_stack=True,
+            head_dim_step={"triton": 0, "torch": 32}, not_padded=(0, 1, 2), work_interpolated=True,
+            work_stacks=("triton", "torch")),
+    OpClass("decode_attn", ("b*kv_h", "h/kv_h", "c", "d"),
+            lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
+            lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
+            lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
+            per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True),
+    OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
+    OpClass("allreduce", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
+            categories=("t",)),
+    OpClass("allreduce_latency", (), lambda s: [], lambda cat, ax: {"t": cat.get("t", 1)},
+            lambda s: (0.0, 0.0), categories=("t",)),
+    OpClass("launch", (), lambda s: [], lambda cat, ax: {"mode": cat["mode"]}, lambda s: (0.0, 0.0),
+            categories=("mode",), per_stack=True),
+)}
+OP_CLASSES = tuple(OP_CLASS)
+COEFFICIENTS = tuple(dict.fromkeys(c.coefficient for c in OP_CLASS.values()))  # what a fit scales
+
+
+def op_class(name: str) -> OpClass:
+    """The record of an op class; an unknown name is a UserError listing the known ones."""
+    if name not in OP_CLASS:
+        raise UserError(f"unknown op class '{name}'; use one of {', '.join(OP_CLASSES)}")
+    return OP_CLASS[name]
+
+
+def op_cost(name: str, shape: dict[str, Num]) -> tuple[Num, Num]:
+    """(FLOPs, bytes) of one run of an op of class `name` with `shape`, on one GPU."""
+    return OP_CLASS[name].cost(shape)
+
+
+def coords(name: str, shape: dict, stack: str = "triton") -> tuple[tuple, list[np.ndarray]]:
+    """Categorical values and interpolation axes of a shape of class `name` (arrays broadcast)."""
+    return op_class(name).coords(shape, stack)
+
+
+def roofline_s(name: str, shape: dict, peak_flops: float, hbm_bw: float, link_bw: float) -> np.ndarray:
+    """Roofline seconds of one run: a ring all-reduce moves 2(t−1)/t of its bytes over the link; any other
+    class takes max(FLOPs / peak, bytes / HBM bandwidth)."""
+    if name == "allreduce":
+        t = shape["t"]
+        return np.asarray(2.0 * (t - 1) / t * shape["bytes"] / link_bw)
+    flops, nbytes = op_cost(name, shape)
+    return np.maximum(flops / peak_flops, nbytes / hbm_bw)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from calibration.timing import BATCH_S, MAX_INNER, REPS
-from simulator.ops import op_cost
+from simulator.opclasses import op_cost
 
 # The causal prefill axes besides b*h (two sub-grids share them; the comment in FULL says why these values).
 _CAUSAL = {"s": [1, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536, 2048, 3072, 4096,
@@ -96,7 +96,14 @@ FULL = {
                     {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]},
                     {"bkv": [66, 67, 133], **_SDPA_DECODE, "stacks": ["torch"]}],
     "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
-    "launch": {"mode": ["eager", "graph"]},
+    # The engine's element-wise kernels, over the shapes its layers give them (rows: tokens; hidden: model
+    # widths; rope rows: tokens x heads, 6 or 48 heads a token; vocabularies of the catalog).
+    "add_norm": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "hidden": [1024, 2048, 4096, 8192, 16384]},
+    "rope_kv_write": {"rows": [6, 48, 384, 3072, 24576, 196608, 786432], "d": [64, 128, 256]},
+    "act": {"bytes": [2**i for i in range(12, 33, 2)]},
+    "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 65536, 131072, 262144]},
+    "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
+    "launch": {"mode": ["eager", "graph", "graph_launch"]},
 }
 
 QUICK = {
@@ -107,10 +114,18 @@ QUICK = {
                       "max_flops": 1.0e12}],
     "decode_attn": {"bkv": [1, 16, 256], "g": [1, 8], "c": [512, 4096, 32768], "d": [128], "max_bytes": 2.0e9},
     "elementwise": {"bytes": [2**i for i in range(12, 33, 4)]},
-    "launch": {"mode": ["eager", "graph"]},
+    "add_norm": {"rows": [1, 512, 8192], "hidden": [2048, 8192]},
+    "rope_kv_write": {"rows": [48, 24576], "d": [128]},
+    "act": {"bytes": [2**i for i in range(12, 33, 10)]},
+    "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
+    "embed": {"bytes": [2**14, 2**24]},
+    "launch": {"mode": ["eager", "graph", "graph_launch"]},
 }
 
 GRIDS = {"full": FULL, "quick": QUICK}
+# Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
+ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "add_norm": "triton",
+             "rope_kv_write": "triton", "act": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.
 ALLREDUCE_BYTES = [2**i for i in range(12, 30)]
@@ -175,23 +190,24 @@ def _spec_shapes(op: str, spec: dict) -> list[dict]:
         shapes = [prefill_shape(*v) for v in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
     elif op == "decode_attn":
         shapes = [decode_shape(*v) for v in itertools.product(spec["bkv"], spec["g"], spec["c"], spec["d"])]
-    elif op == "elementwise":
-        shapes = [dict(bytes=b) for b in spec["bytes"]]
-    else:
+    elif op == "launch":
         shapes = [dict(mode=m) for m in spec["mode"]]
+    else:  # the element-wise classes: every combination of their axes
+        keys = [k for k in spec if k not in ("max_flops", "max_bytes", "stacks")]
+        shapes = [dict(zip(keys, v)) for v in itertools.product(*(spec[k] for k in keys))]
     flops_cap, bytes_cap = spec.get("max_flops", float("inf")), spec.get("max_bytes", float("inf"))
     return [s for s in shapes if work(op, s)[0] <= flops_cap and work(op, s)[1] <= bytes_cap]
 
 
 def grid_points(grid: str = "full", stacks: tuple[str, ...] = ("triton", "torch"),
                 ops: tuple[str, ...] | None = None) -> list[GridPoint]:
-    """Every point of a named grid, for the given stacks. Element-wise ops are measured once, on the torch
-    stack (kernels/ has no Triton element-wise kernel), whichever stacks are asked for."""
+    """Every point of a named grid, for the given stacks. Element-wise ops are measured once, whichever stacks
+    are asked for, on the stack whose kernel the engine runs (ONE_STACK)."""
     out = []
     for op, op_spec in GRIDS[grid].items():
         if ops is not None and op not in ops:
             continue
-        for stack in (("torch",) if op == "elementwise" else stacks):
+        for stack in ((ONE_STACK[op],) if op in ONE_STACK else stacks):
             out.extend(point(op, stack, **s) for s in _grid_shapes(op, op_spec, stack))
     return out
 

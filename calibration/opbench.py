@@ -149,11 +149,88 @@ def elementwise(stack: str, shape: dict, device: str = "cuda") -> Bench:
     return Bench(_cycle(lambda x, y, z: torch.add(x, y, out=z), sets), len(sets), "torch.add")
 
 
+def add_norm(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """The engine's residual add + RMSNorm (kernels.fused.add_norm) over `rows` rows of `hidden`."""
+    from kernels.fused import add_norm as fused_add_norm
+
+    rows, hidden = int(shape["rows"]), int(shape["hidden"])
+    sets = _random_sets(_copies("add_norm", shape, device), [(rows, hidden), (rows, hidden), (hidden,)], device)
+    return Bench(_cycle(lambda x, y, w: fused_add_norm(x, y, w), sets), len(sets), "kernels.fused.add_norm")
+
+
+ROPE_HEADS = 48  # q, k and v heads of a rope_kv_write grid node (32 + 2 x 8, GQA 4); nodes under it: 4 + 2 x 1
+
+
+def rope_kv_write(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """The engine's rotary + KV-cache write (kernels.fused.rope_write) over `rows` (token, head) rows of head dim
+    d: tokens = rows / heads of one sequence, writing a cache of that many positions."""
+    import torch
+
+    from kernels.fused import rope_write
+
+    rows, d = int(shape["rows"]), int(shape["d"])
+    heads = ROPE_HEADS if rows % ROPE_HEADS == 0 else 6
+    hkv, tokens = heads // 6, max(1, rows // heads)
+    sets = _random_sets(_copies("rope_kv_write", shape, device),
+                        [(1, tokens, heads, d), (1, hkv, tokens, d), (1, hkv, tokens, d)], device)
+    cos, sin = (torch.randn(tokens, d, device=device, dtype=torch.bfloat16) for _ in range(2))
+    return Bench(_cycle(lambda qkv, k, v: rope_write(qkv, cos, sin, k, v), sets), len(sets),
+                 "kernels.fused.rope_write")
+
+
+ACT_WIDTH = 2048  # output columns of an activation grid node (rows fill the bytes)
+
+
+def act(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """The engine's SwiGLU activation (kernels.fused.act): [gate | up] (rows, 2F) -> (rows, F), 6 bytes an output."""
+    from kernels.fused import act as fused_act
+
+    n = max(1, int(shape["bytes"]) // 6)
+    f = min(ACT_WIDTH, n)
+    sets = _random_sets(_copies("act", shape, device), [(max(1, n // f), 2 * f)], device)
+    return Bench(_cycle(lambda up: fused_act(up, "swiglu"), sets), len(sets), "kernels.fused.act swiglu")
+
+
+def sample(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """Greedy sampling as the engine runs it: torch.argmax over the vocabulary of `rows` logit rows."""
+    import torch
+
+    rows, vocab = int(shape["rows"]), int(shape["vocab"])
+    sets = _random_sets(_copies("sample", shape, device), [(rows, vocab)], device)
+    return Bench(_cycle(lambda logits: torch.argmax(logits, dim=-1), sets), len(sets), "torch.argmax")
+
+
+EMBED_HIDDEN, EMBED_VOCAB = 4096, 32000  # the table an embedding grid node gathers from
+
+
+def embed(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """Embedding lookup as the engine runs it (F.embedding): tokens = bytes / (4 x hidden) rows gathered."""
+    import torch
+    import torch.nn.functional as F
+
+    tokens = max(1, int(shape["bytes"]) // (4 * EMBED_HIDDEN))
+    table = torch.randn(EMBED_VOCAB, EMBED_HIDDEN, device=device, dtype=torch.bfloat16)
+    ids = [torch.randint(0, EMBED_VOCAB, (tokens,), device=device) for _ in range(_copies("embed", shape, device))]
+    return Bench(lambda i: F.embedding(ids[i % len(ids)], table), len(ids), "torch.nn.functional.embedding")
+
+
 def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
-    """The stack's smallest kernel (a 1x64x64 GEMM for triton, a 1-element add for torch), eager or replayed."""
+    """The stack's smallest kernel (a 1x64x64 GEMM for triton, a 1-element add for torch): launched eagerly
+    ("eager": the host's cost of one launch), replayed inside a graph ("graph"), or as a graph of its own
+    launched from the host ("graph_launch": the host's cost of one graph replay, the engine's per step)."""
     import torch
 
     graph = shape["mode"] == "graph"
+    if shape["mode"] == "graph_launch":
+        x = torch.zeros(1, device=device)
+        g = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            torch.add(x, 1.0, out=x)
+            with torch.cuda.graph(g):
+                torch.add(x, 1.0, out=x)
+        torch.cuda.synchronize()
+        return Bench(lambda i: g.replay(), 1, "CUDA graph of a 1-element add, replayed", False)
     if stack == "triton":
         from kernels.gemm import matmul
         a, w = _random_sets(1, [(1, 64), (64, 64)], device)[0]
@@ -164,7 +241,8 @@ def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
 
 BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
     "gemm": gemm, "prefill_attn": prefill_attn, "decode_attn": decode_attn,
-    "elementwise": elementwise, "launch": launch,
+    "elementwise": elementwise, "add_norm": add_norm, "rope_kv_write": rope_kv_write, "act": act,
+    "sample": sample, "embed": embed, "launch": launch,
 }
 
 

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "measure": ("idealrt.cli_measure", "run configuration queries on the reference engine (needs a GPU)"),
     "fit": ("idealrt.cli_fit", "fit the simulator's coefficients to measured queries"),
     "validate": ("idealrt.cli_validate", "error of predictions on held-out measured queries"),
+    "explain": ("idealrt.cli_explain", "a profile of the engine beside the simulated op list, per op class"),
     "profile": ("idealrt.cli_profile", "fit T(p, o) = F(p) + g*(o - 1) for one model"),
     "denoise": ("idealrt.cli_denoise", "denoised runtime from a black-box API latency log"),
     "report": ("idealrt.cli_report", "self-contained HTML calibration report"),

@@ -7,6 +7,7 @@ import argparse
 from simulator.errors import UserError
 from simulator.defaults import model_and_fit, resolve_arch
 from simulator.gpus import GIB, GPUSpec, get_gpu
+from simulator.opclasses import OP_CLASS
 from simulator.memory import smallest_fitting_tp
 from idealrt.output import fmt_gib, fmt_num, fmt_s, print_json, print_lines, print_table
 from simulator.predict import Prediction, predict
@@ -69,8 +70,9 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
         "prefill_s": f(pred.prefill_s), "decode_s": f(pred.decode_s), "decode_step_s": f(pred.decode_step_s),
         "decode_first_step_s": f(pred.decode_first_step_s), "decode_last_step_s": f(pred.decode_last_step_s),
         "total_s": f(pred.total_s), "tokens_per_s": f(pred.tokens_per_s),
-        "by_class": {c: {"prefill_s": coef[c] * f(pred.prefill_by_class[c]),
-                         "decode_s": coef[c] * f(pred.decode_by_class[c]), "coefficient": coef[c]}
+        "by_class": {c: {"prefill_s": coef[OP_CLASS[c].coefficient] * f(pred.prefill_by_class[c]),
+                         "decode_s": coef[OP_CLASS[c].coefficient] * f(pred.decode_by_class[c]),
+                         "coefficient": coef[OP_CLASS[c].coefficient]}
                      for c in pred.prefill_by_class},
         "fixed": {"prefill_fixed_s": coef["prefill_fixed_s"], "decode_fixed_s": coef["decode_fixed_s"]},
         "memory_per_gpu": {"weights_bytes": f(pred.memory.weights_bytes),

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from simulator.errors import UserError
-from simulator.opclasses import OP_CLASSES
+from simulator.opclasses import COEFFICIENTS
 from simulator.paths import FITS_DIR, repo_relative
 FIXED_KEYS = ("prefill_fixed_s", "decode_fixed_s")
 PATH_KEY = "path"  # where load_fit's mapping came from
@@ -23,11 +23,11 @@ def fit_path(gpu_name: str, stack: str = "triton") -> Path:
 
 def check_coefficients(coefficients: dict, where: str = "coefficients") -> dict[str, float]:
     """Multipliers per op class (default 1) and fixed seconds (default 0), all finite and >= 0."""
-    unknown = set(coefficients) - set(OP_CLASSES) - set(FIXED_KEYS) - {PATH_KEY}
+    unknown = set(coefficients) - set(COEFFICIENTS) - set(FIXED_KEYS) - {PATH_KEY}
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; use op classes {list(OP_CLASSES)} "
+        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; use op classes {list(COEFFICIENTS)} "
                         f"and {list(FIXED_KEYS)}")
-    out = {c: 1.0 for c in OP_CLASSES} | {k: 0.0 for k in FIXED_KEYS}
+    out = {c: 1.0 for c in COEFFICIENTS} | {k: 0.0 for k in FIXED_KEYS}
     for key in out:
         if key not in coefficients:
             continue

@@ -125,6 +125,22 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
             per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True),
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
+    # The engine's own element-wise kernels (kernels/fused.py; torch's argmax and embedding gather), each timed
+    # over its shapes: residual add + norm over rows of `hidden`; rotary + KV-cache write over rows (token x
+    # head) of head dim d; the FFN activation; greedy sampling (argmax over the vocabulary); embedding lookup.
+    OpClass("add_norm", ("rows", "hidden"), lambda s: [_f(s, "rows"), _f(s, "hidden")],
+            lambda cat, ax: {"rows": ax[0], "hidden": ax[1]}, lambda s: (0.0, 4 * ACT_BYTES * s["rows"] * s["hidden"]),
+            fit_group="elementwise", fallback="elementwise"),
+    OpClass("rope_kv_write", ("rows", "d"), lambda s: [_f(s, "rows"), _f(s, "d")],
+            lambda cat, ax: {"rows": ax[0], "d": ax[1]}, lambda s: (0.0, 2 * ACT_BYTES * s["rows"] * s["d"]),
+            fit_group="elementwise", fallback="elementwise"),
+    OpClass("act", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
+            fit_group="elementwise", fallback="elementwise"),
+    OpClass("sample", ("rows", "vocab"), lambda s: [_f(s, "rows"), _f(s, "vocab")],
+            lambda cat, ax: {"rows": ax[0], "vocab": ax[1]}, lambda s: (0.0, ACT_BYTES * s["rows"] * s["vocab"]),
+            fit_group="elementwise", fallback="elementwise"),
+    OpClass("embed", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
+            fit_group="elementwise", fallback="elementwise"),
     OpClass("allreduce", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             categories=("t",)),
     OpClass("allreduce_latency", (), lambda s: [], lambda cat, ax: {"t": cat.get("t", 1)},

@@ -56,6 +56,14 @@ def _elementwise(name: str, nbytes: Num, count: Num) -> Op:
     return _op(name, "elementwise", {"bytes": nbytes}, count)
 
 
+def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool) -> Op:
+    """The norm before a block on `rows` tokens. Fused: with the residual add before it, one kernel that reads
+    x and y and writes x + y and the norm; unfused: the norm alone, one read and one write."""
+    if fused:
+        return _op(name, "add_norm", {"rows": rows, "hidden": hidden}, count)
+    return _elementwise(name, 2 * ACT_BYTES * rows * hidden, count)
+
+
 def _allreduce(name: str, nbytes: Num, t: int, count: Num) -> list[Op]:
     """An all-reduce as two terms: moving the bytes, and the fixed latency of one call (separate because the
     tables time calls eagerly, with a host-side floor that CUDA-graph replay mostly removes)."""
@@ -97,7 +105,7 @@ def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: boo
     if arch.ffn_kind != "swiglu":
         return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
     if fused:
-        return [_elementwise(f"{prefix}_act", 3 * f_bytes, count)]
+        return [_op(f"{prefix}_act", "act", {"bytes": 3 * f_bytes}, count)]
     return [_elementwise(f"{prefix}_silu", 2 * f_bytes, count), _elementwise(f"{prefix}_mul", 3 * f_bytes, count)]
 
 
@@ -143,7 +151,7 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> lis
     L, d = arch.n_layers, arch.head_dim
     if fused:  # without rotary q is left in place: only k and v move
         heads = hq + 2 * hkv if arch.positions == "rotary" else 2 * hkv
-        return [_elementwise("rope_kv_write", 2 * ACT_BYTES * tokens * heads * d, L)]
+        return [_op("rope_kv_write", "rope_kv_write", {"rows": tokens * heads, "d": d}, L)]
     qk = ACT_BYTES * tokens * (hq + hkv) * d  # bytes of q and k
     ops = []
     if arch.positions == "rotary":
@@ -164,9 +172,8 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
     x = ACT_BYTES * tokens * h  # bytes of one hidden-state tensor
     prefill = attn.op_class == "prefill_attn"
     # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
-    norm_bytes = (4 if fused else 2) * x
     add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
-    ops = [_elementwise("norm_attn", norm_bytes, L), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
+    ops = [_norm("norm_attn", tokens, h, L, fused), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
     ops += _qkv_ops(arch, tokens, hq, hkv, fused) + [attn]
     if prefill:
         ops.append(_elementwise("attn_transpose", 2 * ACT_BYTES * tokens * hq * d, L))
@@ -177,7 +184,7 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
         ops += _allreduce("allreduce_block", x, t, L)
         return ops + add
     ops += _allreduce("allreduce_attn", x, t, L)
-    ops += add + [_elementwise("norm_mlp", norm_bytes, L)]
+    ops += add + [_norm("norm_mlp", tokens, h, L, fused)]
     ops += _ffn_ops(arch, tokens, t, fused)
     ops += _allreduce("allreduce_mlp", x, t, L)
     return ops + add
@@ -186,7 +193,7 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
 def _embed_ops(arch: ArchSpec, tokens: Num) -> list[Op]:
     """Embedding lookup (gather rows, write hidden states) and, for absolute positions, their add."""
     x = ACT_BYTES * tokens * arch.hidden
-    ops = [_elementwise("embed", 2 * x, 1)]
+    ops = [_op("embed", "embed", {"bytes": 2 * x}, 1)]
     if arch.positions in ("learned", "sinusoidal"):
         ops.append(_elementwise("pos_embed", 3 * x, 1))
     return ops
@@ -196,42 +203,49 @@ def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
     """Final norm (fused: with the last residual add), vocab-parallel LM head on m tokens, logits
     all-gather, greedy sampling."""
     logits = ACT_BYTES * m * arch.vocab  # all logits of the m tokens, bytes
-    ops = [_elementwise("norm_final", (4 if fused else 2) * ACT_BYTES * m * arch.hidden, 1),
+    ops = [_norm("norm_final", m, arch.hidden, 1, fused),
            _gemm("lm_head", m, vocab_shard(arch.vocab, t), arch.hidden, 1)]
     # a ring all-gather of N bytes moves (t-1)/t · N per GPU: what an all-reduce of N/2 moves
     ops += _allreduce("logits_gather", logits / 2, t, 1)
-    return ops + [_elementwise("sample", logits, 1)]
+    return ops + [_op("sample", "sample", {"rows": m, "vocab": arch.vocab}, 1)]
+
+
+HOST_MODES = ("graph", "eager")
 
 
 def _with_launches(ops: list[Op], mode: str) -> list[Op]:
-    """Append the launch op: one fixed cost per kernel run, at the cost of the given launch mode."""
+    """Append the host's work of the phase as the `launch` op: one graph launch ("graph": the kernels' launches
+    are replayed by the GPU, their in-graph gaps already in the tables' times), or one launch per kernel run
+    ("eager"). The phase takes the longer of the host's work and the GPU's (simulator.predict)."""
+    if mode == "graph":
+        return ops + [Op("launch", "launch", {"mode": "graph_launch"}, 0.0, 0.0, 1)]
     runs = sum(op.count for op in ops if op.op_class != "allreduce_latency")  # a term of its all-reduce
-    return ops + [Op("launch", "launch", {"mode": mode}, 0.0, 0.0, runs)]
+    return ops + [Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, runs)]
 
 
-def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last", fused: bool = True) -> list[Op]:
+def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last", fused: bool = True,
+                host: str = "graph") -> list[Op]:
     """Ops of the prefill of b sequences of p tokens; logits="all" computes logits for every token
     (the convention of the closed-form FLOP counts) instead of only the last token of each sequence;
-    fused: elementwise kernels as the Triton stack fuses them (see _layer_ops)."""
+    fused: elementwise kernels as the Triton stack fuses them (see _layer_ops); host: how the kernels are
+    launched, "graph" or "eager" (_with_launches)."""
     tokens = b * p
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     attn = _op("attn", "prefill_attn",
                {"b": b, "h": hq, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
     m_head = tokens if logits == "all" else b
     ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn, fused) + _head_ops(arch, m_head, t, fused)
-    # The reference engine replays prefills of up to 2,048 tokens from CUDA graphs; longer ones run eagerly,
-    # but then every kernel outlasts its launch, so the launches hide behind the GPU's work either way.
-    return _with_launches(ops, "graph")
+    return _with_launches(ops, host)
 
 
-def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True) -> list[Op]:
+def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, host: str = "graph") -> list[Op]:
     """Ops of one decode step of b sequences whose new token attends to c cached tokens (itself included);
-    fused as in prefill_ops."""
+    fused and host as in prefill_ops."""
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     attn = _op("attn", "decode_attn", {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim},
                arch.n_layers)
     ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
-    return _with_launches(ops, "graph")
+    return _with_launches(ops, host)
 
 
 def total_flops(ops: list[Op]) -> Num:

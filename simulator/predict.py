@@ -19,9 +19,9 @@ from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
 from simulator.opclasses import ACT_BYTES, OP_CLASSES
-from simulator.ops import decode_ops, prefill_ops
+from simulator.ops import HOST_MODES, decode_ops, prefill_ops
 from simulator.tables import default_model
-from simulator.timemodel import TimeModel, describe, time_by_class
+from simulator.timemodel import TimeModel, describe, phase_time, time_by_class
 
 
 @dataclass(frozen=True)
@@ -88,41 +88,42 @@ def _gather(by_class: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.
     return {c: (v[index] if v.ndim else np.full(index.shape, float(v))) for c, v in by_class.items()}
 
 
-def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, float],
-            p: np.ndarray, o: np.ndarray, fused: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Per-class sums over steps at contexts p+1..p+o−1, and the (scaled) first and last step times."""
+def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, float], p: np.ndarray,
+            o: np.ndarray, fused: bool, host: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class sums over steps at contexts p+1..p+o−1, their (scaled) total, and the first and last step."""
     steps = np.maximum(o - 1, 1)  # o == 1: no steps, but report the step a next token would take
     contexts = np.arange(1, int((p + steps).max()) + 1)  # (C,)
-    per_step = time_by_class(decode_ops(arch, b, contexts, t, fused=fused), model)  # class -> () or (C,)
-    sums, step_s = {}, np.full(contexts.shape, coef["decode_fixed_s"])
+    per_step = time_by_class(decode_ops(arch, b, contexts, t, fused=fused, host=host), model)  # class -> () or (C,)
+    cum = lambda v: np.concatenate(([0.0], np.cumsum(np.broadcast_to(v, contexts.shape))))  # noqa: E731
+    sums = {}
     for cls, v in per_step.items():
-        if v.ndim == 0:
-            sums[cls] = float(v) * (o - 1)
-        else:
-            cum = np.concatenate(([0.0], np.cumsum(v)))  # cum[j] = Σ_{c<=j} step(c)
-            sums[cls] = cum[p + o - 1] - cum[p]
-        step_s = step_s + coef[cls] * v
-    return sums, step_s[p], step_s[p + steps - 1]  # contexts p + 1 and p + o − 1 sit at index c − 1
+        c = cum(v)  # c[j] = Σ_{context <= j} step(context)
+        sums[cls] = c[p + o - 1] - c[p]
+    step_s = coef["decode_fixed_s"] + phase_time(per_step, coef) * np.ones(contexts.shape)
+    total = cum(step_s)
+    return sums, total[p + o - 1] - total[p], step_s[p], step_s[p + steps - 1]  # context c sits at index c − 1
 
 
 def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float],
-                 p: np.ndarray, o: np.ndarray, b: np.ndarray, fused: bool) -> dict:
-    """Flat per-request arrays: by-class prefill and decode sums, first and last decode steps."""
+                 p: np.ndarray, o: np.ndarray, b: np.ndarray, fused: bool, host: str) -> dict:
+    """Flat per-request arrays: by-class prefill and decode sums, the (scaled) decode total, first and last
+    decode steps."""
     n = p.size
     pre = {c: np.zeros(n) for c in OP_CLASSES}
     dec = {c: np.zeros(n) for c in OP_CLASSES}
-    first, last = np.zeros(n), np.zeros(n)
+    first, last, dec_total = np.zeros(n), np.zeros(n), np.zeros(n)
     batches = np.unique(b)
     for bv in batches:  # one pass per distinct batch size (a handful), never per request
         sel = slice(None) if batches.size == 1 else np.flatnonzero(b == bv)
         ps, os_ = p[sel], o[sel]
         grid, index = _grid(ps)
-        for c, v in _gather(time_by_class(prefill_ops(arch, int(bv), grid, t, fused=fused), model), index).items():
+        by_class = time_by_class(prefill_ops(arch, int(bv), grid, t, fused=fused, host=host), model)
+        for c, v in _gather(by_class, index).items():
             pre[c][sel] = v
-        sums, first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_, fused)
+        sums, dec_total[sel], first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_, fused, host)
         for c, v in sums.items():
             dec[c][sel] = v
-    return {"pre": pre, "dec": dec, "first": first, "last": last}
+    return {"pre": pre, "dec": dec, "dec_total": dec_total, "first": first, "last": last}
 
 
 def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Memory, fits: np.ndarray,
@@ -152,15 +153,18 @@ def _power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
 
 def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLike = 1, t: int | None = None, *,
             model: TimeModel | None = None, coefficients: dict | None = None,
-            price_per_hour_usd: float | None = None, fused: bool | None = None) -> Prediction:
+            price_per_hour_usd: float | None = None, fused: bool | None = None, host: str = "graph") -> Prediction:
     """Idealized runtime, memory, cost and energy of b sequences of p prompt and o output tokens each.
 
     p, o, b broadcast as numpy arrays. t=None picks the smallest valid t that fits every request (see
     simulator/memory.py). model: a TimeModel (default: the GPU's table, else the roofline). coefficients:
     a fit's mapping; time = Σ_class coef · class time + prefill_fixed_s, + decode_fixed_s per decode step.
     fused: elementwise kernels fused as the reference engine's Triton stack runs them (simulator/ops.py);
-    None: fused unless the model is a table of the torch stack.
+    None: fused unless the model is a table of the torch stack. host: "graph" (the idealized stack replays each
+    phase from a CUDA graph) or "eager" (one host launch per kernel); a phase takes the longer of host and GPU.
     """
+    if host not in HOST_MODES:
+        raise UserError(f"host: '{host}'; use one of {', '.join(HOST_MODES)}")
     p, o, b = np.broadcast_arrays(_positive_ints("prompt", p), _positive_ints("output", o),
                                   _positive_ints("batch", b))
     if (p + o - 1).max() > arch.max_positions:  # the last output token is never fed back
@@ -173,14 +177,10 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     if not np.isfinite(price) or price < 0:
         raise UserError(f"price per hour: must be a finite number >= 0, got {price_per_hour_usd!r}")
     fused = getattr(model, "stack", "triton") != "torch" if fused is None else bool(fused)
-    raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel(), fused)
+    raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel(), fused, host)
     shape = p.shape
-
-    def scaled(by_class: dict[str, np.ndarray]) -> np.ndarray:
-        return sum(coef[c] * v for c, v in by_class.items()).reshape(shape)
-
-    prefill_s = scaled(raw["pre"]) + coef["prefill_fixed_s"]
-    decode_s = scaled(raw["dec"]) + coef["decode_fixed_s"] * (o - 1)
+    prefill_s = phase_time(raw["pre"], coef).reshape(shape) + coef["prefill_fixed_s"]
+    decode_s = raw["dec_total"].reshape(shape)
     first, last = raw["first"].reshape(shape), raw["last"].reshape(shape)
     total_s = prefill_s + decode_s
     memory = memory_per_gpu(arch, b, p, o, t)

@@ -18,7 +18,7 @@ import numpy as np
 from simulator.derive import derive_table, nearest_measured
 from simulator.errors import UserError
 from simulator.grid import Grid
-from simulator.opclasses import OP_CLASS, coords, roofline_s
+from simulator.opclasses import OP_CLASS, coords, op_cost, roofline_s
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
 from simulator.gpus import GPUS
@@ -64,6 +64,7 @@ class TableModel(TimeModel):
         self._grids: dict[tuple, Grid | None] = {}
         self._fallback = RooflineModel(gpu)
         self._launch: LaunchModel | None = None
+        self._measured_classes = {p.get("op") for p in table["points"] if p.get("median_us", 0) > 0}
 
     @property
     def power_w(self) -> dict | None:
@@ -120,6 +121,10 @@ class TableModel(TimeModel):
                 return self._fallback.op_time_s(op_class, shape)
             return np.asarray(grid.min_time_s)
         record = op_class_record(op_class)
+        if record.fallback and op_class not in self._measured_classes:
+            self.warnings.add(f"{op_class}: not measured in this table; timed as {record.fallback} of its bytes "
+                              "(re-run 'idealrt calibrate' to measure it)")
+            return self.op_time_s(record.fallback, {"bytes": np.asarray(op_cost(op_class, shape)[1], dtype=float)})
         cats, axes = record.coords(record.tiled(shape, self.stack), self.stack)
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))

@@ -11,7 +11,7 @@ from simulator.ops import Op
 
 # Assumed fixed costs of the roofline (modelling choices, NOT measurements; a fit's `launch` and
 # `allreduce` coefficients rescale them, and measured tables replace them):
-LAUNCH_S = {"eager": 5e-6, "graph": 1e-6}  # per kernel: PyTorch eager dispatch + launch; inside a CUDA graph
+LAUNCH_S = {"eager": 5e-6, "graph_launch": 5e-6}  # host: one eager kernel launch; one CUDA-graph replay
 ALLREDUCE_LATENCY_S = 10e-6  # one NCCL all-reduce within a node, small message
 
 
@@ -49,6 +49,15 @@ class RooflineModel(TimeModel):
             return np.asarray(ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1))
         g = self.gpu
         return roofline_s(op_class, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
+
+
+def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.ndarray:
+    """Seconds of a phase from its per-class times: the GPU's work (every class but `launch`, each scaled by its
+    coefficient) and the host's (`launch`: the launches the GPU waits for) overlap, so the longer one counts."""
+    from simulator.opclasses import OP_CLASS
+
+    device = sum(coef[OP_CLASS[c].coefficient] * v for c, v in by_class.items() if c != "launch")
+    return np.maximum(device, coef["launch"] * by_class.get("launch", 0.0))
 
 
 def time_by_class(ops: list[Op], model: TimeModel) -> dict[str, np.ndarray]:

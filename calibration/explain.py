@@ -1,0 +1,43 @@
+"""The simulated op list of a query beside the engine's profiled kernels, per op class: what the simulator
+gets right or wrong, and the time the engine spends between its kernels."""
+from __future__ import annotations
+
+from simulator.arch import ArchSpec
+from simulator.ops import decode_ops, prefill_ops
+from simulator.timemodel import TimeModel, time_by_class
+
+from calibration.kernel_classes import by_class
+
+
+def compare_row(row: dict, arch: ArchSpec, model: TimeModel) -> dict:
+    """Per op class of one profile row (benchmarks/profile_engine.py): simulated and profiled seconds and kernel
+    counts; the phase's event time, its kernels' sum and the time between them."""
+    fused = row["backend"] == "triton"
+    ops = prefill_ops(arch, row["b"], row["p"], 1, fused=fused) if row["phase"] == "prefill" else \
+        decode_ops(arch, row["b"], row["c"], 1, fused=fused)
+    sim = {c: float(v) for c, v in time_by_class(ops, model).items()}
+    counts: dict[str, float] = {}
+    for op in ops:
+        counts[op.op_class] = counts.get(op.op_class, 0.0) + float(op.count)
+    measured = by_class(row["kernels"])
+    classes = sorted(set(sim) | set(measured), key=lambda c: -max(sim.get(c, 0.0), measured.get(c, {}).get("time_s", 0)))
+    kernels_s = sum(m["time_s"] for m in measured.values())
+    return {"arch": row["arch"], "phase": row["phase"], "b": row["b"], "size": row.get("p", row.get("c")),
+            "event_s": row["event_ms"] * 1e-3, "kernels_s": kernels_s, "between_kernels_s": row["event_ms"] * 1e-3 - kernels_s,
+            "kernel_count": sum(m["count"] for m in measured.values()),
+            "classes": {c: {"simulated_s": sim.get(c, 0.0), "profiled_s": measured.get(c, {}).get("time_s", 0.0),
+                            "simulated_count": counts.get(c, 0.0), "profiled_count": measured.get(c, {}).get("count", 0)}
+                        for c in classes}}
+
+
+def totals(rows: list[dict]) -> dict[str, dict]:
+    """Per op class over compared rows: summed simulated and profiled seconds and their relative difference."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        for c, v in r["classes"].items():
+            t = out.setdefault(c, {"simulated_s": 0.0, "profiled_s": 0.0})
+            t["simulated_s"] += v["simulated_s"]
+            t["profiled_s"] += v["profiled_s"]
+    for t in out.values():
+        t["rel_diff"] = t["simulated_s"] / t["profiled_s"] - 1 if t["profiled_s"] > 0 else None
+    return out

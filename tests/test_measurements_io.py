@@ -196,3 +196,19 @@ def test_fit_another_engine_from_a_csv(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out), "--engine", "vllm", "--stack", "torch"]) == 2
     assert "no 'vllm' engine measurements" in capsys.readouterr().err
+
+
+def test_a_spec_row_is_predicted_like_its_catalog_twin(tmp_path, capsys):
+    spec = dataclasses.replace(get_arch("llama-3.2-1b"), name="twin-1b")
+    twin = [{"arch": "llama-3.2-1b", "gpu": "h100-sxm", "t": 1, "b": b, "p": p, "o": o, "_file": "x.jsonl"}
+            for b, p, o in ((1, 128, 8), (8, 512, 1))]
+    rows = [{**r, "arch": "twin-1b", "arch_spec": mio.arch_spec_fields(spec)} for r in twin]
+    features = fit.SimulatorFeatures(roofline=True)
+    assert features(rows) == features(twin) and not features.moe(rows[0])
+    assert validate.flop_only_times(rows) == validate.flop_only_times(twin)
+    path = tmp_path / "m.jsonl"  # profile finds the unreleased architecture in its rows
+    write_jsonl(path, [{**MINIMUM, "arch": "twin-1b", "arch_spec": mio.arch_spec_fields(spec), "engine": "idealrt",
+                        "p": p, "o": o, "prefill_s": 1e-3 * p ** 0.5, "total_s": 1e-3 * p ** 0.5 + 0.01 * (o - 1)}
+                       for p in (16, 128, 512, 2048) for o in (1, 17)])
+    assert main(["profile", "--model", "twin-1b", "--measurements", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["model"] == "twin-1b"

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from calibration.measurements_io import REFERENCE_ENGINE as ENGINE  # fitted unless told otherwise
 from simulator.errors import UserError
 from simulator.paths import repo_relative
 from simulator.fits import FIXED_KEYS as FIXED  # per prefill; per decode step
@@ -32,10 +32,6 @@ MULTIPLIER_BOUNDS = (0.7, 1.5)  # the tables are measured, so a class may be off
 CLASS_BOUNDS = {"launch": (0.0, 1.5), "allreduce_latency": (0.0, 1.5), "elementwise": (0.7, 2.5)}
 RIDGE = 1e-5  # weight of the pull of each multiplier towards 1 (settles classes the queries can't see)
 MIN_QUERIES = 3
-REQUIRED_FIELDS = {"arch": str, "gpu": str, "t": int, "b": int, "p": int, "o": int,
-                   "prefill_s": float, "decode_s": float, "total_s": float, "split": str, "engine": str,
-                   "backend": str}
-ENGINE = "idealrt"  # the reference engine: the only one whose rows are fitted and validated
 
 
 @dataclass(frozen=True)
@@ -69,51 +65,7 @@ class FitResult:
                 "residuals": self.residuals, "provenance": provenance}
 
 
-# -- measurement rows ------------------------------------------------------------------------------
-def _check_row(row: object, where: str) -> dict:
-    if not isinstance(row, dict):
-        raise UserError(f"{where}: a measurement row must be a JSON object")
-    for name, kind in REQUIRED_FIELDS.items():
-        if name not in row:
-            raise UserError(f"{where}: field '{name}' is missing; re-run 'idealrt measure' to rewrite the file")
-        v = row[name]
-        ok = isinstance(v, str) if kind is str else (
-            isinstance(v, int) if kind is int else isinstance(v, (int, float)) and math.isfinite(v))
-        if not ok or isinstance(v, bool):
-            raise UserError(f"{where}: field '{name}' is {v!r}; it must be a {kind.__name__}")
-    for name in ("t", "b", "p", "o", "prefill_s"):
-        if row[name] <= 0:
-            raise UserError(f"{where}: field '{name}' is {row[name]!r}; it must be positive")
-    if row["decode_s"] < 0 or (row["o"] > 1 and row["decode_s"] <= 0):
-        raise UserError(f"{where}: field 'decode_s' is {row['decode_s']!r}; it must be positive when o > 1")
-    if row["split"] not in ("fit", "heldout"):
-        raise UserError(f"{where}: field 'split' is {row['split']!r}; use 'fit' or 'heldout'")
-    return row
-
-
-def read_measurements(paths: Sequence[str | Path]) -> list[dict]:
-    """All rows of the given JSON Lines measurement files, checked; each gets `_file` (its source)."""
-    if not paths:
-        raise UserError("no measurement files: pass --measurements FILE or run 'idealrt measure' first")
-    rows = []
-    for path in map(Path, paths):
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as e:
-            raise UserError(f"cannot read measurements '{path}': {e.strerror}; check --measurements") from None
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove the line") from None
-            rows.append({**_check_row(row, f"{path}:{lineno}"), "_file": str(path)})
-    if not rows:
-        raise UserError(f"no measurement rows in {', '.join(map(str, paths))}")
-    return rows
-
-
+# -- measurement rows (read and checked by calibration/measurements_io.py) --------------------------
 def data_provenance(rows: Sequence[dict]) -> list[dict]:
     """Per source file: its path, SHA-256, rows used, their date range and the distinct provenance records
     they carry (dates left out)."""
@@ -307,21 +259,21 @@ class SimulatorFeatures:
                 "derived": table.get("derived") if isinstance(table, dict) else None}
 
     @staticmethod
-    def moe(arch: str) -> bool:
-        """Whether the catalog architecture is a mixture of experts (the reference engine runs those
+    def moe(row: dict) -> bool:
+        """Whether the row's architecture is a mixture of experts (the reference engine runs those
         non-ideally, calibration/measurements/README.md, so fits leave them out by default)."""
-        from simulator.catalog import get_arch
-        return get_arch(arch).is_moe
+        from calibration.measurements_io import arch_of
+        return arch_of(row).is_moe
 
     def _predict(self, rows: Sequence[dict]):
         """One `predict` over rows of one (arch, gpu, t)."""
-        from simulator.catalog import get_arch
+        from calibration.measurements_io import arch_of
         from simulator.gpus import get_gpu
         from simulator.predict import predict
 
         gpu = get_gpu(rows[0]["gpu"])
         p, o, b = (np.array([r[k] for r in rows]) for k in ("p", "o", "b"))  # (n,) each
-        return predict(get_arch(rows[0]["arch"]), gpu, p, o, b, rows[0]["t"], model=self.model(gpu),
+        return predict(arch_of(rows[0]), gpu, p, o, b, rows[0]["t"], model=self.model(gpu),
                        fused=fused_elementwise(rows[0]))
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""Board power sampled through NVML in a background thread while the sweep runs, for the energy metric.
+"""GPU power and energy through NVML: board power sampled in a background thread while the sweep runs, and
+the total energy counter a configuration query reads around its runs.
 
 Each sample is tagged with the label the sweep sets (the op class being measured; None between points),
 so the table can keep the power of GEMM-heavy prefill apart from memory-bound decode. NVML's reading
@@ -8,6 +9,29 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
+
+
+def nvml_handle(device_index: int = 0, uuid: str | None = None):
+    """(pynvml module, device handle) of the GPU with this CUDA `uuid` (else NVML index `device_index`);
+    raises when NVML is missing (CPU machine, other vendor)."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    if uuid:
+        return pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+    return pynvml, pynvml.nvmlDeviceGetHandleByIndex(device_index)
+
+
+def open_energy_counter(device_index: int = 0, uuid: str | None = None) -> Callable[[], float] | None:
+    """A reader of the GPU's total energy counter in joules (NVML `nvmlDeviceGetTotalEnergyConsumption`,
+    millijoules since the driver loaded), or None when this GPU or machine has no such counter."""
+    try:
+        nvml, handle = nvml_handle(device_index, uuid)
+        nvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises NotSupported on GPUs without the counter
+    except Exception:  # noqa: BLE001 — no NVML or no counter: no energy fields, never a made-up number
+        return None
+    return lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
 
 
 class PowerSampler:
@@ -23,10 +47,7 @@ class PowerSampler:
 
     def __enter__(self) -> "PowerSampler":
         try:
-            import pynvml
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.device_index)
+            self._nvml, self._handle = nvml_handle(self.device_index)
         except Exception as e:  # noqa: BLE001 — no NVML (CPU machine, other vendor): no power, said so
             self.error = f"NVML unavailable: {e}"
             return self

@@ -33,6 +33,13 @@ GRIDS: dict[str, tuple[Block, ...]] = {
         (8, (1, 128, 512, 2048), (1, 16)),
         (32, (1, 128, 512), (1, 16)),
     ),
+    # one GPU, t = 1, many architectures in one lent session: 33-36 queries per architecture
+    "t1": (
+        (1, (1, 16, 128, 512, 1024, 2048, 4096), (1, 8, 32)),
+        (1, (1024,), (128,)),
+        (8, (1, 128, 512, 2048), (1, 16)),
+        (32, (1, 128, 512), (1, 8)),
+    ),
     # transformers' eager generate: slow, so few queries and short outputs
     "hf": ((1, (16, 512, 2048), (1, 8)), (8, (128,), (8,))),
     # a GPU smoke test: three queries

@@ -46,14 +46,14 @@ def scaled(times: Sequence[ClassTimes], rows: Sequence[dict], coefs: dict[str, f
 
 
 def flop_only_times(rows: Sequence[dict]) -> list[tuple[float, float]]:
-    """The FLOP-only baseline of each catalog row: 24·h²·l·tokens·b / (t·peak), prefill p tokens, decode o − 1."""
-    from simulator.catalog import get_arch
+    """The FLOP-only baseline of each row: 24·h²·l·tokens·b / (t·peak), prefill p tokens, decode o − 1."""
+    from calibration.measurements_io import arch_of
     from simulator.gpus import get_gpu
     from simulator.metrics import flop_only_time_s
 
     out = []
     for r in rows:
-        arch, gpu = get_arch(r["arch"]), get_gpu(r["gpu"])
+        arch, gpu = arch_of(r), get_gpu(r["gpu"])
         out.append((float(flop_only_time_s(arch, gpu, r["p"], r["b"], r["t"])),
                     float(flop_only_time_s(arch, gpu, r["o"] - 1, r["b"], r["t"]))))
     return out

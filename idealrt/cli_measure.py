@@ -15,8 +15,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from calibration.query_timing import MIN_REPEATS, WIDE_SPREAD
 from simulator.errors import UserError
 from simulator.paths import MEASUREMENTS_DIR
+
 ENGINES = ("idealrt", "hf-eager")
 
 
@@ -26,12 +28,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--arch", action="append", default=[], metavar="NAME",
                         help="catalog name or config.json path; repeat or comma-separate for several")
+    parser.add_argument("--config", action="append", default=[], metavar="PATH",
+                        help="a Hugging Face config.json of an architecture (repeat for several); its rows carry "
+                             "the spec ('arch_spec'), so fit, validate and profile rebuild it")
     parser.add_argument("--grid", default="h100", choices=sorted(GRIDS), help="query grid (calibration/queries.py)")
     parser.add_argument("--queries", metavar="P,O,B;...", help="explicit queries instead of --grid")
     parser.add_argument("--t", type=int, default=None, help="tensor-parallel degree (default: torchrun's world size)")
     parser.add_argument("--backend", default="triton", choices=BACKENDS, help="kernels: ours (triton) or torch's")
     parser.add_argument("--engine", default="idealrt", choices=ENGINES, help="idealrt, or transformers' eager generate")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per query (median kept, min/max as spread)")
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS,
+                        help=f"timed runs per query, at least {MIN_REPEATS} (median kept, min/max as spread; "
+                             f"measured again when they spread over {WIDE_SPREAD:.0%})")
     parser.add_argument("--warmup", type=int, default=1, help="untimed short runs per query")
     parser.add_argument("--gpu", help="GPU catalog name for the rows (default: detected from the device name)")
     parser.add_argument("--out", help="JSON Lines file (default: calibration/measurements/<gpu>_t<t>.jsonl)")
@@ -43,15 +50,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="print row counts of measurement files (default: all shipped) and exit")
 
 
-def _archs(names: list[str]) -> list:
+def _archs(names: list[str], configs: list[str]) -> tuple[list, set[str]]:
+    """The architectures of --arch and --config, and the names of those that came from a config file."""
     from simulator.catalog import get_arch
     from simulator.hf_config import load_config
 
-    specs = [load_config(n) if n.endswith(".json") else get_arch(n)
-             for item in names for n in item.split(",") if n]
-    if not specs:
-        raise UserError("no --arch given: name at least one catalog architecture or config.json")
-    return specs
+    paths = [n for item in names for n in item.split(",") if n.endswith(".json")] + list(configs)
+    specs = [get_arch(n) for item in names for n in item.split(",") if n and not n.endswith(".json")]
+    from_files = [load_config(p) for p in paths]
+    if not specs and not from_files:
+        raise UserError("no --arch or --config given: name at least one catalog architecture or config.json")
+    return specs + from_files, {a.name for a in from_files}
 
 
 def _queries(arch, args, t: int) -> list:
@@ -138,14 +147,20 @@ class _Session:
     prov: dict
     bar: _Bar
     t0: float
+    from_config: set[str]  # architectures given as config.json: their rows carry the spec
+    energy: object = None  # this rank's GPU energy counter (calibration/power.py), None without one
 
     def row(self, arch, q, res: dict) -> dict:
         """One measurement row (CONTRACTS.md), the provenance dated now."""
+        from calibration.engine_version import engine_version
+        from calibration.measurements_io import arch_spec_fields
         from calibration.queries import split_of
 
         prov = dict(self.prov, date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        return {"arch": arch.name, "gpu": self.gpu, "gpu_name": self.prov["gpu_name"], "t": q.t, "b": q.b,
-                "p": q.p, "o": q.o, **res, "engine": self.args.engine, "backend": self.backend,
+        spec = {"arch_spec": arch_spec_fields(arch)} if arch.name in self.from_config else {}
+        return {"arch": arch.name, **spec, "gpu": self.gpu, "gpu_name": self.prov["gpu_name"], "t": q.t,
+                "b": q.b, "p": q.p, "o": q.o, **res, "engine": self.args.engine, "backend": self.backend,
+                "engine_version": engine_version(),
                 # the reference engine's Triton stack fuses its elementwise kernels (kernels/fused.py)
                 "fused": self.args.engine == "idealrt" and self.backend == "triton",
                 "split": split_of(arch.name, q), "provenance": prov}
@@ -166,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
     if args.summary is not None:
         print(summary_table(args.summary or sorted(glob.glob(os.path.join(MEASUREMENTS_DIR, "*.jsonl")))))
         return 0
-    if args.repeats < 1 or args.warmup < 0:
-        raise UserError("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < MIN_REPEATS or args.warmup < 0:
+        raise UserError(f"--repeats must be >= {MIN_REPEATS} (the median of fewer runs is not trustworthy) "
+                        "and --warmup >= 0")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     t = args.t or world
     if t != world:
@@ -175,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
                         f"'torchrun --nproc-per-node {t} -m idealrt measure ...'")
     if args.engine == "hf-eager" and t != 1:
         raise UserError("--engine hf-eager runs on one GPU: use --t 1")
-    plan = [(a, _queries(a, args, t)) for a in _archs(args.arch)]  # validate all before touching the GPU
+    archs, from_config = _archs(args.arch, args.config)
+    plan = [(a, _queries(a, args, t)) for a in archs]  # validate all before touching the GPU
     if args.engine == "hf-eager":
         from calibration.engine.hf_eager import hf_config_kwargs
         for a, _ in plan:
@@ -200,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0:
         print(f"measure: {n_todo} queries to run, {sum(len(q) for _, q in plan) - n_todo} already in {out}",
               file=sys.stderr)
-    ses = _Session(args, rank, t, group, gpu, out, backend, prov, _Bar(n_todo, rank == 0), time.perf_counter())
+    ses = _Session(args, rank, t, group, gpu, out, backend, prov, _Bar(n_todo, rank == 0), time.perf_counter(),
+                   from_config, _energy_counter(args.device))
     written, stopped = 0, False
     try:
         for arch, qs in todo:
@@ -214,6 +232,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"measure: {written} rows written to {out} in {time.perf_counter() - ses.t0:.0f} s ({how})",
               file=sys.stderr)
     return 0
+
+
+def _energy_counter(device: str):
+    """This rank's GPU energy counter (None on the CPU or where NVML has none)."""
+    if device != "cuda":
+        return None
+    import torch
+
+    from calibration.power import open_energy_counter
+
+    index = torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return open_energy_counter(index, str(uuid) if uuid else None)
 
 
 def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
@@ -232,7 +263,14 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
     if not fits:
         return 0, False
     start = time.perf_counter()
-    engine = _make_engine(arch, ses.args, ses.rank, ses.t, ses.group)
+    try:
+        engine = _make_engine(arch, ses.args, ses.rank, ses.t, ses.group)
+    except Exception as e:  # out of memory, a family the engine cannot build: fail-soft on one GPU, next arch
+        if ses.t > 1:
+            raise
+        print(f"  error building {arch.name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}; skipping it",
+              file=sys.stderr)
+        return 0, False
     if ses.rank == 0:
         print(f"  {arch.name}: built in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     written, stopped, failed = 0, False, False
@@ -244,7 +282,7 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
                 break
             try:
                 engine.prepare(b, max(q.p + q.o for q in batch))  # the largest cache first: no re-allocation
-                res = engine.time_query(q.p, q.o, q.b, ses.args.repeats, ses.args.warmup)
+                res = engine.time_query(q.p, q.o, q.b, ses.args.repeats, ses.args.warmup, energy=ses.energy)
             except Exception as e:  # CUDA or Triton errors, out of memory: fail-soft on one GPU, next arch
                 if ses.t > 1:
                     raise  # the other ranks would wait in a collective

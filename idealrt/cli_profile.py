@@ -25,7 +25,8 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="architecture (catalog name)")
+    parser.add_argument("--model", required=True,
+                        help="architecture: catalog name, or the name of a measured architecture whose rows carry its spec")
     parser.add_argument("--gpu", help="GPU (catalog name); default: every GPU measured, or h100-sxm if --simulated")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--measurements", nargs="+", metavar="FILE",
@@ -40,14 +41,30 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the fits as JSON")
 
 
-def measured_grids(args: argparse.Namespace, arch: str) -> list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]:
-    """(label, p, o, total_s) per (GPU, t, b) of the reference engine's queries of `arch`, both splits."""
+def measured_rows(args: argparse.Namespace) -> list[dict]:
+    """The checked rows of --measurements (default: the shipped files)."""
+    from calibration.measurements_io import read_measurements
     from idealrt.cli_fit import measurement_files
-    from calibration.fit import ENGINE, read_measurements
+
+    return read_measurements(measurement_files(args.measurements))
+
+
+def model_arch(name: str, rows: list[dict]):
+    """The ArchSpec of `name`: rebuilt from a measured row of it (which may carry its spec), else the catalog's."""
+    from calibration.measurements_io import arch_of
+    from simulator.catalog import get_arch
+
+    mine = [r for r in rows if r["arch"] == name]
+    return arch_of(mine[0]) if mine else get_arch(name)
+
+
+def measured_grids(args: argparse.Namespace, arch: str, rows: list[dict]) -> list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]:
+    """(label, p, o, total_s) per (GPU, t, b) of the reference engine's queries of `arch`, both splits."""
+    from calibration.fit import ENGINE
     from simulator.gpus import get_gpu
 
     gpu = get_gpu(args.gpu).name if args.gpu else None
-    rows = [r for r in read_measurements(measurement_files(args.measurements))
+    rows = [r for r in rows
             if r["arch"] == arch and r["backend"] == args.stack and r["engine"] == ENGINE
             and (gpu is None or get_gpu(r["gpu"]).name == gpu)
             and args.t in (None, r["t"]) and args.b in (None, r["b"])]
@@ -111,8 +128,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_knots < 0:
         raise UserError(f"--max-knots is {args.max_knots}; use 0 or more")
-    arch = get_arch(args.model)
-    grids = [simulated_grid(args, arch)] if args.simulated else measured_grids(args, arch.name)
+    if args.simulated:
+        arch = get_arch(args.model)
+        grids = [simulated_grid(args, arch)]
+    else:
+        rows = measured_rows(args)
+        arch = model_arch(args.model, rows)
+        grids = measured_grids(args, arch.name, rows)
     results = [{**label, "model": arch.name, "fits": profile(p, o, y, args.max_knots)} for label, p, o, y in grids]
     if args.json:
         print(json.dumps(results, indent=1))

@@ -24,8 +24,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="instead: the what-if report of the rows 'idealrt sweep -o ROWS.json' wrote")
 
 
-def read_rows(path: str) -> list[dict]:
-    """The rows of a sweep's JSON output file: a list of objects."""
+def read_sweep_rows(path: str) -> list[dict]:
+    """The rows of a sweep's JSON output file (a list of objects; not measurement rows, which
+    calibration/measurements_io.py reads)."""
     try:
         rows = json.loads(Path(path).read_text())
     except OSError as e:
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.whatif:
         from reports.whatif_report import render_whatif
 
-        rows = read_rows(args.whatif)
+        rows = read_sweep_rows(args.whatif)
         out = write_html(args.output or "whatif.html", render_whatif(rows, f"idealrt what-if report: {len(rows)} "
                                                                               "configurations"))
         print(f"wrote {out} (what-if report of {len(rows)} rows from {args.whatif})")

@@ -7,16 +7,16 @@ import argparse
 import json
 from pathlib import Path
 
+from calibration.measurements_io import REFERENCE_ENGINE as ENGINE
 from simulator.errors import UserError
 
-from idealrt.cli_fit import FITS_DIR, excluded_archs, measurement_files, rows_by_gpu
+from idealrt.cli_fit import FITS_DIR, add_row_args, excluded_archs, fit_path, read_chosen_rows, rows_by_gpu
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", help="GPU to validate (catalog name); default: every GPU in the measurements")
     parser.add_argument("--stack", default="triton", help="software stack (the rows' 'backend'); default triton")
-    parser.add_argument("--measurements", nargs="+", metavar="FILE",
-                        help="measurement JSON Lines files (default: calibration/measurements/*.jsonl)")
+    add_row_args(parser)
     parser.add_argument("--fits-dir", type=Path, default=FITS_DIR, help="where the fit files are (default calibration/fits)")
     parser.add_argument("--leave-out-arch", metavar="NAME",
                         help="fit without this architecture's queries and predict all of them ('each': every one in turn)")
@@ -25,15 +25,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
 
 
-def read_fit(fits_dir: Path, gpu: str, stack: str) -> tuple[dict[str, float], str]:
-    """Coefficients of the fit file of `gpu` and `stack` (checked as predict checks them), and its path."""
+def read_fit(fits_dir: Path, gpu: str, stack: str, engine: str = ENGINE) -> tuple[dict[str, float], str]:
+    """Coefficients of the fit file of `gpu`, `stack` and `engine` (checked as predict checks them), and its path."""
     from simulator.fits import check_coefficients
 
-    path = fits_dir / f"{gpu}_{stack}.json"
+    path = fit_path(fits_dir, gpu, stack, engine)
     try:
         coefs = json.loads(path.read_text())["coefficients"]
     except FileNotFoundError:
-        raise UserError(f"no fit {path}: run 'idealrt fit --gpu {gpu} --stack {stack}' first") from None
+        how = "" if engine == ENGINE else f" --engine {engine}"
+        raise UserError(f"no fit {path}: run 'idealrt fit --gpu {gpu} --stack {stack}{how}' first") from None
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"fit {path} is unreadable or has no 'coefficients'; re-run 'idealrt fit'") from None
     return check_coefficients(coefs, where=f"fit {path}"), str(path)
@@ -48,14 +49,14 @@ def heldout_records(gpu: str, rows: list[dict], args: argparse.Namespace) -> tup
     heldout = table.predictable([r for r in rows if r["split"] == "heldout"])
     if not heldout:
         raise UserError(f"no 'heldout' queries for {gpu}: nothing to validate on (see calibration/measurements/README.md)")
-    coefs, path = read_fit(args.fits_dir, gpu, args.stack)
+    coefs, path = read_fit(args.fits_dir, gpu, args.stack, args.engine)
     records = compare(heldout, coefs, table, SimulatorFeatures(args.stack, roofline=True), flop_only_times)
-    return with_kind(records, table), path, table.warnings
+    return with_kind(records, table, heldout), path, table.warnings
 
 
-def with_kind(records: list[dict], features) -> list[dict]:
-    """The records, each tagged with its architecture's kind: "dense" or "moe"."""
-    kinds = {a: "moe" if features.moe(a) else "dense" for a in {r["arch"] for r in records}}
+def with_kind(records: list[dict], features, rows: list[dict]) -> list[dict]:
+    """The records of `rows`, each tagged with its architecture's kind: "dense" or "moe"."""
+    kinds = {a: "moe" if features.moe(r) else "dense" for a, r in {r["arch"]: r for r in rows}.items()}
     return [{**r, "kind": kinds[r["arch"]]} for r in records]
 
 
@@ -71,7 +72,7 @@ def leave_out_records(rows: list[dict], args: argparse.Namespace) -> tuple[list[
     excluded = excluded_archs(rows, features, args.include_moe)
     for arch in wanted:  # a GPU that never ran the architecture has nothing to predict
         records += leave_arch_out(rows, arch, features, args.max_queries, exclude_archs=excluded)[1]
-    return with_kind(records, features), features.warnings
+    return with_kind(records, features, rows), features.warnings
 
 
 def console():
@@ -114,15 +115,14 @@ def print_comparison(summary: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibration.fit import read_measurements
     from calibration.validate import summarize
     from simulator.catalog import get_arch
 
-    rows = read_measurements(measurement_files(args.measurements))
-    if args.leave_out_arch not in (None, "each"):
-        args.leave_out_arch = get_arch(args.leave_out_arch).name
+    rows = read_chosen_rows(args)
+    if args.leave_out_arch not in (None, "each") and args.leave_out_arch not in {r["arch"] for r in rows}:
+        args.leave_out_arch = get_arch(args.leave_out_arch).name  # a catalog name, as the user may spell it
     records, fits, warnings = [], {}, set()
-    for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu).items():
+    for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu, args.engine, args.any_engine_version).items():
         if args.leave_out_arch:
             recs, warns = leave_out_records(gpu_rows, args)
         else:

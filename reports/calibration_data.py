@@ -61,7 +61,7 @@ def load_inputs(gpu: str, stack: str = "triton", data_dir: Path = CALIBRATION_DI
         inp.table = model.table if model is not None else None
     inp.measurement_files = sorted((data_dir / "measurements").glob(f"{spec.name}_t*.jsonl"))
     if inp.measurement_files:
-        from calibration.fit import read_measurements
+        from calibration.measurements_io import read_measurements
 
         rows = read_measurements(inp.measurement_files)
         inp.measurements = [{**r, "decode_step_s": r["decode_s"] / (r["o"] - 1) if r["o"] > 1 else 0.0}
@@ -78,7 +78,7 @@ def predict_rows(rows: list[dict], gpu: str, stack: str, fit: dict | None) -> tu
     """The simulator's prefill, decode-step and total time for each measured query (with the fit's
     coefficients when there is a fit); (predictions, note on anything left out)."""
     try:
-        from simulator.catalog import get_arch
+        from calibration.measurements_io import arch_of
         from simulator.gpus import get_gpu
         from simulator.predict import predict
         from simulator.tables import table_model_for
@@ -90,7 +90,7 @@ def predict_rows(rows: list[dict], gpu: str, stack: str, fit: dict | None) -> tu
     out, refused = [], {}
     for r in rows:
         try:
-            pr = predict(get_arch(r["arch"]), spec, r["p"], r["o"], r["b"], r["t"], model=model, coefficients=coefs)
+            pr = predict(arch_of(r), spec, r["p"], r["o"], r["b"], r["t"], model=model, coefficients=coefs)
         except UserError as e:  # e.g. an architecture the catalog lacks, or p + o past its max_positions
             why = str(e).split(";")[0]  # the reason, without the CLI's advice
             refused[why] = refused.get(why, 0) + 1

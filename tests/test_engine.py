@@ -8,7 +8,8 @@ import torch
 from calibration.engine import tp
 from calibration.engine.hf_eager import hf_config_kwargs
 from calibration.engine.reference import reference_logits
-from calibration.engine.runner import BUCKETS, Engine, RunTimes, bucket_for, cache_rows, summarize
+from calibration.engine.runner import BUCKETS, Engine, bucket_for, cache_rows
+from calibration.query_timing import RunTimes, summarize
 from simulator.arch import ArchSpec
 from simulator.catalog import get_arch
 from simulator.errors import UserError

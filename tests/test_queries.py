@@ -7,10 +7,12 @@ import os
 import pytest
 
 from calibration import measurements_io as mio
+from calibration.engine_version import engine_version
 from calibration.queries import Query, estimate_s, grid_queries, parse_queries, split_of
 from simulator.catalog import get_arch
 from idealrt.cli import main
 from simulator.errors import UserError
+from simulator.hf_config import load_config
 
 H100_ARCHS = ["llama-3.1-8b", "olmoe-1b-7b", "gpt-j-6b", "falcon-7b", "opt-6.7b", "bloom-7b1", "llama-3.2-1b",
               "qwen2.5-7b"]
@@ -93,8 +95,10 @@ def test_measure_cli_on_cpu_writes_contract_rows_and_resumes(tmp_path, capsys) -
     assert [(r["p"], r["o"], r["b"]) for r in rows] == [(5, 3, 1), (9, 1, 2)]
     r = rows[0]
     assert r["decode_steps"] == 2 and r["total_s"] == pytest.approx(r["prefill_s"] + r["decode_s"])
-    assert r["spread"]["total_s_min"] <= r["spread"]["total_s_max"] and r["repeats"] == 2
+    assert r["spread"]["total_s_min"] <= r["spread"]["total_s_max"] and r["repeats"] in (3, 6)
     assert r["engine"] == "idealrt" and r["split"] in ("fit", "heldout") and "date" in r["provenance"]
+    assert r["engine_version"] == engine_version() and "energy_j" not in r and "mean_power_w" not in r  # no GPU
+    assert mio.arch_of(r) == load_config(str(cfg))  # the spec travels with the row
     assert main(argv + ["--queries", "5,3,1;9,1,2;4,2,1"]) == 0  # resumes: only the new query runs
     assert len(mio.read_rows(out)) == 3 and "1 queries to run, 2 already" in capsys.readouterr().err
     assert main(argv + ["--queries", "6,2,1", "--max-seconds", "0"]) == 0  # stops cleanly, writes nothing
@@ -117,7 +121,7 @@ def test_measure_cli_bad_input_is_one_line(argv, message, capsys) -> None:
 def test_measure_cli_skips_an_arch_that_fails_and_goes_on(tmp_path, monkeypatch, capsys) -> None:
     from calibration.engine.runner import Engine
 
-    def boom(self, p, o, b, repeats=2, warmup=1, seed=0):
+    def boom(self, p, o, b, repeats=3, warmup=1, seed=0, energy=None):
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
     monkeypatch.setattr(Engine, "time_query", boom)
     cfg, out = tmp_path / "tiny.json", str(tmp_path / "cpu_t1.jsonl")

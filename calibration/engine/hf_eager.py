@@ -86,20 +86,24 @@ class HFEngine:
         sync()
         return time.perf_counter() - start
 
-    def time_query(self, p: int, o: int, b: int, repeats: int = 2, warmup: int = 1, seed: int = 0) -> dict:
-        """Median prefill (generate 1) and decode (generate o, minus prefill) over `repeats` runs after
-        `warmup` untimed generates of o tokens."""
+    def time_query(self, p: int, o: int, b: int, repeats: int = 3, warmup: int = 1, seed: int = 0,
+                   energy=None) -> dict:
+        """Row fields (calibration/query_timing.py) of prefill (generate 1) and decode (generate o, minus
+        prefill) over `repeats` runs after `warmup` untimed generates of o tokens; energy over generate o."""
         import torch
 
-        from calibration.engine.runner import RunTimes, summarize
+        from calibration.query_timing import RunTimes, measure_query, metered
 
         g = torch.Generator().manual_seed(seed)
         prompt = torch.randint(1, self.arch.vocab, (b, p), generator=g).to(self.device)
         for _ in range(warmup):  # the whole query: generate's first long run is slower
             self._generate_s(prompt, o)
-        runs = []
-        for _ in range(repeats):
+
+        def run() -> RunTimes:
+            if o == 1:  # the one-token generate is the whole query
+                pre, joules = metered(energy, lambda: self._generate_s(prompt, 1))
+                return RunTimes(pre, 0.0, joules)
             pre = self._generate_s(prompt, 1)
-            full = self._generate_s(prompt, o) if o > 1 else pre
-            runs.append(RunTimes(pre, max(full - pre, 0.0)))
-        return summarize(runs, o)
+            full, joules = metered(energy, lambda: self._generate_s(prompt, o))
+            return RunTimes(pre, max(full - pre, 0.0), joules)
+        return measure_query(run, repeats, o)

@@ -4,13 +4,13 @@ Decode is captured once per (batch, context bucket): a step at context c replays
 smallest bucket >= c, which reads that many cache rows (masked to the true length). Prefills of up
 to PREFILL_GRAPH_TOKENS tokens are captured once per prompt shape; longer ones run eagerly (their
 kernels are long enough to hide the launches). Timing: CUDA events around the prefill and around
-all o-1 decode steps of one run; graphs are captured and a short warm-up run is done first.
+all o-1 decode steps of one run; graphs are captured and a short warm-up run is done first; the
+statistic over runs (median of at least 3, measured again when wide) is calibration/query_timing.py's.
 """
 from __future__ import annotations
 
-import statistics
+import math
 import time
-from dataclasses import dataclass
 
 import torch
 
@@ -18,6 +18,7 @@ from calibration.engine.backends import get_backend
 from calibration.engine.kvcache import kv_bytes
 from calibration.engine.model import Transformer, init_random_
 from calibration.engine.tp import LocalShape, local_shape
+from calibration.query_timing import EnergyReader, RunTimes, measure_query, metered
 from simulator.arch import ArchSpec
 
 # context buckets: steps of sqrt(2) from 256, so a step reads at most ~1.5x the rows it needs
@@ -44,28 +45,6 @@ def memory_need_bytes(arch: ArchSpec, t: int, b: int, p: int, s_rows: int) -> in
     ffn = max(arch.ffn_hidden, arch.expert_ffn_hidden * (arch.experts_per_token + arch.n_shared_experts))
     act = b * p * (6 * arch.hidden + 3 * ffn // t + 3 * arch.q_dim // t) * 2  # bf16 temporaries of a layer
     return int(weights + kv + act + 2 ** 30)
-
-
-@dataclass
-class RunTimes:
-    """One timed run of a query."""
-
-    prefill_s: float
-    decode_s: float
-
-
-def summarize(runs: list[RunTimes], o: int) -> dict:
-    """Measurement fields of CONTRACTS.md from the timed runs: medians, and min/max as the spread."""
-    pre = statistics.median(r.prefill_s for r in runs)
-    dec = statistics.median(r.decode_s for r in runs)
-    totals = [r.prefill_s + r.decode_s for r in runs]
-    steps = o - 1
-    return {"prefill_s": pre, "decode_s": dec, "decode_steps": steps,
-            "decode_step_s": dec / steps if steps else 0.0, "total_s": pre + dec, "repeats": len(runs),
-            "spread": {"total_s_min": min(totals), "total_s_max": max(totals),
-                       "prefill_s_min": min(r.prefill_s for r in runs),
-                       "prefill_s_max": max(r.prefill_s for r in runs),
-                       "decode_s_min": min(r.decode_s for r in runs), "decode_s_max": max(r.decode_s for r in runs)}}
 
 
 class Engine:
@@ -196,9 +175,10 @@ class Engine:
         ev[2].synchronize()
         return RunTimes(ev[0].elapsed_time(ev[1]) / 1e3, ev[1].elapsed_time(ev[2]) / 1e3)
 
-    def time_query(self, p: int, o: int, b: int, repeats: int = 2, warmup: int = 1, seed: int = 0) -> dict:
-        """Median prefill and decode times of (p, o, b) over `repeats` runs, graphs captured and
-        `warmup` short runs (prefill + one step) done first."""
+    def time_query(self, p: int, o: int, b: int, repeats: int = 3, warmup: int = 1, seed: int = 0,
+                   energy: EnergyReader | None = None) -> dict:
+        """Row fields of (p, o, b) from `repeats` timed runs (calibration/query_timing.py), graphs captured
+        and `warmup` short runs (prefill + one step) done first; `energy` reads this rank's GPU counter."""
         self.prepare(b, p + o)
         g = torch.Generator(device="cpu").manual_seed(seed)
         prompt = torch.randint(0, self.arch.vocab, (b, p), generator=g).to(self.device)
@@ -206,4 +186,24 @@ class Engine:
         self.capture(p + 1, p + o - 1)
         for _ in range(warmup):
             self.run_once(prompt, min(o, 2))
-        return summarize([self.run_once(prompt, o) for _ in range(repeats)], o)
+
+        def run() -> RunTimes:
+            times, joules = metered(energy, lambda: self.run_once(prompt, o))
+            return RunTimes(times.prefill_s, times.decode_s, self._all_gpus(joules))
+        return measure_query(run, repeats, o, self._any)
+
+    def _any(self, flag: bool) -> bool:
+        """True on every rank when any rank says so (ranks re-measure together)."""
+        if self.group is None:
+            return flag
+        x = torch.tensor([int(flag)], device=self.device)
+        torch.distributed.all_reduce(x, op=torch.distributed.ReduceOp.MAX, group=self.group)
+        return bool(x.item())
+
+    def _all_gpus(self, joules: float | None) -> float | None:
+        """The energy of all t GPUs of the run (NaN when a rank has no counter); one GPU's when t = 1."""
+        if self.group is None:
+            return joules
+        x = torch.tensor([math.nan if joules is None else joules], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(x, group=self.group)
+        return float(x.item())

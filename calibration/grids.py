@@ -103,6 +103,7 @@ FULL = {
     "act": {"bytes": [2**i for i in range(12, 33, 2)]},
     "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 65536, 131072, 262144]},
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
+    "transpose": {"bytes": [2**i for i in range(14, 33, 2)]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
 }
 
@@ -119,12 +120,13 @@ QUICK = {
     "act": {"bytes": [2**i for i in range(12, 33, 10)]},
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
+    "transpose": {"bytes": [2**14, 2**24]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
 }
 
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
-ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "add_norm": "triton",
+ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "add_norm": "triton",
              "rope_kv_write": "triton", "act": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.

@@ -214,6 +214,18 @@ def embed(stack: str, shape: dict, device: str = "cuda") -> Bench:
     return Bench(lambda i: F.embedding(ids[i % len(ids)], table), len(ids), "torch.nn.functional.embedding")
 
 
+TRANSPOSE_HEADS, TRANSPOSE_D = 32, 128  # the attention output a transpose grid node copies
+
+
+def transpose(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """The attention output copied from head-major (1, h, s, d) to token-major (s, h x d), as the engine does before
+    its output projection: s = bytes / (4 h d) tokens."""
+    s = max(1, int(shape["bytes"]) // (4 * TRANSPOSE_HEADS * TRANSPOSE_D))
+    sets = _random_sets(_copies("transpose", shape, device), [(1, TRANSPOSE_HEADS, s, TRANSPOSE_D)], device)
+    return Bench(_cycle(lambda o: o.transpose(1, 2).reshape(s, TRANSPOSE_HEADS * TRANSPOSE_D), sets), len(sets),
+                 "torch copy (1, h, s, d) -> (s, h*d)")
+
+
 def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
     """The stack's smallest kernel (a 1x64x64 GEMM for triton, a 1-element add for torch): launched eagerly
     ("eager": the host's cost of one launch), replayed inside a graph ("graph"), or as a graph of its own
@@ -242,7 +254,7 @@ def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
 BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
     "gemm": gemm, "prefill_attn": prefill_attn, "decode_attn": decode_attn,
     "elementwise": elementwise, "add_norm": add_norm, "rope_kv_write": rope_kv_write, "act": act,
-    "sample": sample, "embed": embed, "launch": launch,
+    "sample": sample, "embed": embed, "transpose": transpose, "launch": launch,
 }
 
 

@@ -127,7 +127,7 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
     # The engine's own element-wise kernels (kernels/fused.py; torch's argmax and embedding gather), each timed
     # over its shapes: residual add + norm over rows of `hidden`; rotary + KV-cache write over rows (token x
-    # head) of head dim d; the FFN activation; greedy sampling (argmax over the vocabulary); embedding lookup.
+    # head) of head dim d; the FFN activation (SwiGLU or GELU); greedy sampling (argmax over the vocabulary); embedding lookup.
     OpClass("add_norm", ("rows", "hidden"), lambda s: [_f(s, "rows"), _f(s, "hidden")],
             lambda cat, ax: {"rows": ax[0], "hidden": ax[1]}, lambda s: (0.0, 4 * ACT_BYTES * s["rows"] * s["hidden"]),
             fit_group="elementwise", fallback="elementwise"),
@@ -140,6 +140,9 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda cat, ax: {"rows": ax[0], "vocab": ax[1]}, lambda s: (0.0, ACT_BYTES * s["rows"] * s["vocab"]),
             fit_group="elementwise", fallback="elementwise"),
     OpClass("embed", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
+            fit_group="elementwise", fallback="elementwise"),
+    # the attention output copied from head-major to token-major before its projection (a strided copy)
+    OpClass("transpose", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),
     OpClass("allreduce", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             categories=("t",)),

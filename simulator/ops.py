@@ -102,10 +102,11 @@ def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: boo
     kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half): SwiGLU is silu(g)
     then g·u, two kernels; GELU one."""
     f_bytes = ACT_BYTES * m * f  # one (m, f) tensor
-    if arch.ffn_kind != "swiglu":
-        return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
+    swiglu = arch.ffn_kind == "swiglu"
     if fused:
-        return [_op(f"{prefix}_act", "act", {"bytes": 3 * f_bytes}, count)]
+        return [_op(f"{prefix}_act", "act", {"bytes": (3 if swiglu else 2) * f_bytes}, count)]
+    if not swiglu:
+        return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
     return [_elementwise(f"{prefix}_silu", 2 * f_bytes, count), _elementwise(f"{prefix}_mul", 3 * f_bytes, count)]
 
 
@@ -176,7 +177,7 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
     ops = [_norm("norm_attn", tokens, h, L, fused), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
     ops += _qkv_ops(arch, tokens, hq, hkv, fused) + [attn]
     if prefill:
-        ops.append(_elementwise("attn_transpose", 2 * ACT_BYTES * tokens * hq * d, L))
+        ops.append(_op("attn_transpose", "transpose", {"bytes": 2 * ACT_BYTES * tokens * hq * d}, L))
     ops.append(_gemm("attn_out", tokens, h, hq * d, L))
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
         ops += _ffn_ops(arch, tokens, t, fused)

@@ -29,9 +29,9 @@ case "$MODE" in
 smoke)  # one GPU, ~3 min: every family checked, bench, MoE and MQA queries on both stacks, one hf-eager 8B query
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$LOG"
   step check_engine
-  python3 benchmarks/check_engine.py --out "$OUT/check_smoke.json" 2>&1 | tee -a "$LOG"
+  python3 -m benchmarks.check_engine --out "$OUT/check_smoke.json" 2>&1 | tee -a "$LOG"
   step bench_engine
-  python3 benchmarks/bench_engine.py --out "$OUT/bench_engine_smoke.json" 2>&1 | tee -a "$LOG"
+  python3 -m benchmarks.bench_engine --out "$OUT/bench_engine_smoke.json" 2>&1 | tee -a "$LOG"
   step measure
   measure --arch olmoe-1b-7b,falcon-7b,bloom-7b1 --grid smoke --out "$OUT/smoke_t1.jsonl"
   measure --arch olmoe-1b-7b --backend torch --grid smoke --out "$OUT/smoke_t1.jsonl"
@@ -40,9 +40,9 @@ smoke)  # one GPU, ~3 min: every family checked, bench, MoE and MQA queries on b
 h100)  # budget 540 s: check ~40, bench ~15, measure (triton) until 420, hf-eager ~50, torch stack with the rest
   resume h100-sxm_t1.jsonl
   step check_engine t=1
-  python3 benchmarks/check_engine.py --out "$OUT/check_engine_h100_t1.json" 2>&1 | tee -a "$LOG"
+  python3 -m benchmarks.check_engine --out "$OUT/check_engine_h100_t1.json" 2>&1 | tee -a "$LOG"
   step bench_engine
-  python3 benchmarks/bench_engine.py --out "$OUT/bench_engine_h100.json" 2>&1 | tee -a "$LOG"
+  python3 -m benchmarks.bench_engine --out "$OUT/bench_engine_h100.json" 2>&1 | tee -a "$LOG"
   step measure triton
   measure --arch "$H100_ARCHS" --grid h100 --gpu h100-sxm --out "$OUT/h100-sxm_t1.jsonl" --max-seconds "$(( $(left 420) - 15 ))"
   step measure hf-eager
@@ -63,7 +63,7 @@ h200x4)  # budget 520 s: all-reduce t=2,4 ~60, engine check at the top t ~40, t=
     --max-seconds 150 2>&1 | tee -a "$LOG"
   cp calibration/tables/h200.json "$OUT/"
   step "check_engine t=$TOP"
-  torchrun --nproc-per-node "$TOP" benchmarks/check_engine.py --out "$OUT/check_engine_h200_t$TOP.json" 2>&1 | tee -a "$LOG"
+  torchrun --nproc-per-node "$TOP" -m benchmarks.check_engine --out "$OUT/check_engine_h200_t$TOP.json" 2>&1 | tee -a "$LOG"
   step measure t=2
   CUDA_VISIBLE_DEVICES=$TP2_GPUS torchrun --nproc-per-node 2 -m idealrt measure --t 2 --arch "$TP_ARCHS" --grid tp \
     --gpu h200 --out "$OUT/h200_t2.jsonl" --max-seconds "$(( $(left 300) - 20 ))" 2>&1 | tee -a "$LOG"

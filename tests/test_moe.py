@@ -1,7 +1,7 @@
 """kernels.moe in Triton's CPU interpreter: moe_align's invariants and launches (both paths) against
 moe_align_ref, grouped_matmul against a float64 torch reference in both modes and independent of the order
-within an expert, moe_ffn against the loop-over-experts reference, bad input, and the engine's MoE
-layer on the grouped path against calibration.engine.reference; router_topk against router_topk_ref."""
+within an expert, moe_ffn against the loop-over-experts reference, bad input (routing and the engine's MoE
+layers: tests/test_moe_routing.py)."""
 from __future__ import annotations
 
 import pytest
@@ -9,17 +9,13 @@ import torch
 
 from kernels import fused
 from kernels import moe as moe_mod
-from kernels import routing as routing_mod
 from kernels.configs import MOE_CONFIGS, MoeConfig, moe_config
 from kernels.moe import grouped_matmul, moe_align, moe_align_ref, moe_ffn, moe_ffn_ref, padded_rows
-from kernels.routing import router_topk, router_topk_ref
 
 # relative Frobenius error allowed, by dtype: grouped_matmul rounds once (its output); moe_ffn three times
 # (up projection, activation, output) and sums k rounded rows
 TOL_GEMM = {torch.bfloat16: 1.5e-2, torch.float16: 2e-3}
 TOL_FFN = {torch.bfloat16: 3e-2, torch.float16: 4e-3}
-# router_topk's weights, relative to router_topk_ref's: fp32 rounding, or one ulp of a 16-bit output
-TOL_ROUTER = {torch.float32: 1e-6, torch.bfloat16: 2 ** -7, torch.float16: 2 ** -10}
 SMALL = MoeConfig(16, 16, 16)  # small tiles so small shapes span several N and K tiles
 E = 8
 
@@ -316,125 +312,3 @@ def test_bad_input_is_a_user_error():
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
             call()
-
-
-def _same_routing(logits, k, renormalize, out_dtype=None):
-    """router_topk against router_topk_ref: weights within TOL_ROUTER of the output dtype; each pick has the
-    probability of the reference's pick in that slot (so the ids are equal except among exact ties)."""
-    w, idx = router_topk(logits, k, renormalize, out_dtype)
-    ref_w, ref_idx = router_topk_ref(logits, k, renormalize, out_dtype)
-    assert w.dtype == ref_w.dtype and idx.dtype == torch.int32 and w.shape == idx.shape == (logits.shape[0], k)
-    torch.testing.assert_close(w.float(), ref_w.float(), rtol=TOL_ROUTER[w.dtype], atol=1e-7)
-    p = torch.softmax(logits.float(), -1)  # (T, E)
-    assert torch.equal(p.gather(1, idx.long()), p.gather(1, ref_idx))
-    assert all(len(set(row)) == k for row in idx.tolist())  # k distinct experts a token
-    return w, idx, ref_idx
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("t", [1, 3, 40])
-@pytest.mark.parametrize("e", [8, 60, 64])
-@pytest.mark.parametrize("k", [1, 2, 4, 8])
-def test_router_topk_matches_reference(dtype, t, e, k):
-    logits = torch.randn(t, e, generator=torch.Generator().manual_seed(t * e + k)).to(dtype)
-    for renormalize in (True, False):
-        _, idx, ref_idx = _same_routing(logits, k, renormalize)
-        if dtype == torch.float32:  # no ties among random fp32 logits: the same ids
-            assert torch.equal(idx.long(), ref_idx)
-
-
-def test_router_topk_ties_strides_and_edges():
-    """Ties go lowest index first; -inf logits are picked after the finite ones, each once; a strided view,
-    256 experts, fp16 logits, an fp32 output of bf16 logits, no tokens."""
-    w, idx = router_topk(torch.zeros(2, 8), 3)
-    assert idx.tolist() == [[0, 1, 2]] * 2 and torch.allclose(w, torch.full((2, 3), 1 / 3))
-    logits = torch.tensor([[0.0, float("-inf"), 1.0, float("-inf"), 1.0, float("-inf")]])
-    w, idx = router_topk(logits, 4, renormalize=False)
-    assert idx.tolist() == [[2, 4, 0, 1]] and w[0, 3] == 0
-    gen = torch.Generator().manual_seed(0)
-    _same_routing(torch.randn(64, 40, generator=gen)[::3, 5:], 4, True)  # (22, 35), row stride 40
-    _same_routing(torch.randn(40, 8, generator=gen).t(), 2, True)  # (8, 40), column stride 8
-    _same_routing(torch.randn(20, 256, generator=gen), 8, True)
-    _same_routing(torch.randn(20, 64, generator=gen).half(), 6, False)
-    _same_routing(torch.randn(20, 64, generator=gen).bfloat16(), 8, True, out_dtype=torch.float32)
-    w, idx = router_topk(torch.randn(0, 8), 2)
-    assert w.shape == idx.shape == (0, 2)
-
-
-def test_router_topk_bad_input_is_a_user_error():
-    cases = [
-        (lambda: router_topk(torch.randn(4, 8, 2), 2), "pass \\(T, E\\)"),
-        (lambda: router_topk(torch.randn(4, 8).double(), 2), "float64"),
-        (lambda: router_topk(torch.randn(4, 300), 2), "E=300"),
-        (lambda: router_topk(torch.randn(4, 8), 9), "k=9"),
-        (lambda: router_topk(torch.randn(4, 8), 0), "k=0"),
-        (lambda: router_topk(torch.randn(4, 8), 2, out_dtype=torch.int32), "out_dtype"),
-    ]
-    for call, match in cases:
-        with pytest.raises(ValueError, match=match):
-            call()
-
-
-def test_engine_routes_with_router_topk(monkeypatch):
-    """The triton stack's MoE layer routes through Backend.router_topk: one call per layer and step."""
-    from calibration.engine.runner import Engine
-    from tests.test_engine import run_engine, tiny
-
-    calls = []
-
-    def counted(logits, k, renormalize=True, out_dtype=None):
-        calls.append((tuple(logits.shape), k, out_dtype))
-        return router_topk(logits, k, renormalize, out_dtype)
-    monkeypatch.setattr(routing_mod, "router_topk", counted)
-    arch = tiny("moe")
-    engine = Engine(arch, "triton", device="cpu", dtype=torch.float16, seed=3)
-    run_engine(engine, torch.zeros(1, 4, dtype=torch.long), steps=1)
-    moe_layers = sum(getattr(layer.mlp, "e", None) is not None for layer in engine.model.layers)
-    assert moe_layers and len(calls) == 2 * moe_layers  # prefill and one step
-    assert calls[0] == ((4, arch.n_experts), arch.experts_per_token, torch.float16)
-
-
-@pytest.mark.parametrize("b,p", [(1, 5), (3, 7)])  # decode at batch 1 (3 T k <= E before: gathered), prefill
-def test_engine_grouped_moe_matches_reference(b, p):
-    """The triton stack's MoE layers on the grouped path, fp16, against the float32 reference forward."""
-    from calibration.engine.reference import reference_logits
-    from calibration.engine.runner import Engine
-    from tests.test_engine import run_engine, tiny
-
-    arch = tiny("moe")
-    engine = Engine(arch, "triton", device="cpu", dtype=torch.float16, seed=3)
-    assert engine.model.layers[0].mlp.be.moe is moe_ffn and engine.model.layers[0].mlp.be.router_topk is router_topk
-    prompt = torch.randint(0, arch.vocab, (b, p), generator=torch.Generator().manual_seed(b))
-    got, seq = run_engine(engine, prompt, steps=3)
-    ref = reference_logits(arch, engine.model.state_dict(), seq)[:, p - 1:]
-    assert _rel_err(got.float(), ref.double()) < 5e-3  # fp16 activations; float32 reference
-
-
-def test_check_moe_sweep_runs_on_the_cpu(tmp_path, monkeypatch):
-    """benchmarks/check_moe.py --sweep --cpu on one tiny model: every variant checked and timed, a bad one
-    (block_m 24: not a power of two) reported and skipped, moe_ffn's pieces at T = 1, tidy JSON rows."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "check_moe.py"
-    spec = importlib.util.spec_from_file_location("check_moe", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    monkeypatch.setattr(mod, "CPU_MODELS", {"tiny": dict(e=8, k=4, h=64, f=32)})
-    monkeypatch.setattr(mod, "CPU_TOKENS", (1, 40))  # T*k/E = 0.5: decode only; 20: both families
-    monkeypatch.setattr(mod, "CPU_VARIANTS", {"decode": ((16, 32, 32, 4, 3), (24, 32, 32, 4, 3)),
-                                              "prefill": ((32, 32, 16, 4, 3),)})
-    out = tmp_path / "sweep.json"
-    assert mod.main(["--sweep", "--cpu", "--out", str(out)]) == 0
-    data = json.loads(out.read_text())
-    rows = data["sweep"]
-    assert [(r["t"], r["family"], r["config"]["block_m"], r["default"]) for r in rows] == [
-        (1, "decode", 16, True), (1, "decode", 16, False), (1, "decode", 24, False),
-        (40, "decode", 16, True), (40, "decode", 16, False), (40, "decode", 24, False), (40, "prefill", 32, False)]
-    bad = [r for r in rows if r["config"]["block_m"] == 24]
-    assert all(not r["ok"] and "power of two" in r["error"] for r in bad)
-    assert all(r["ok"] and r["rel_err"] < mod.TOL and r["time_us"] > 0 for r in rows if r not in bad)
-    assert [p["part"] for p in data["pieces"]] == ["align", "align_ref", "up", "act", "down", "combine", "moe_ffn"]
-    assert [(b["t"], b["default_us"] is not None) for b in data["best"]] == [(1, True), (40, True)]
-    assert "provenance" in data

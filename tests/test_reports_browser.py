@@ -24,7 +24,7 @@ from reports.calibration_data import load_inputs
 from reports.calibration_report import render_calibration
 from reports.render import write_html
 from reports.whatif_report import render_whatif
-from test_reports import fake_inputs, fake_sweep_rows
+from report_fakes import fake_inputs, fake_sweep_rows
 
 WINDOWS = {"wide": (1280, 1400), "narrow": (390, 900)}
 TIMEOUT_S = 60

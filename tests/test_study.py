@@ -21,7 +21,7 @@ from simulator.memory import smallest_fitting_tp
 from simulator.metrics import flop_only_time_s, metrics
 from simulator.predict import predict
 from simulator.profile import fit_profile
-from test_reports import assert_self_contained, charts, sections
+from report_fakes import assert_self_contained, charts, sections
 
 EXAMPLE_ACCURACY = Path(__file__).resolve().parents[1] / "reports" / "examples" / "accuracy-mmlu.csv"
 MODELS = ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b"]

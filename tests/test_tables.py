@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from calibration import axis_scan, table_accuracy
 from simulator.gpus import get_gpu
 from simulator.opclasses import op_cost
 from simulator.quanta import LaunchModel, _shared_makespan, critical_work, prefill_makespan
@@ -172,19 +173,8 @@ def test_bad_table_file_is_a_user_error(tmp_path):
         load_table(tmp_path / "missing.json")
 
 
-def _bench(name: str = "bench_table_accuracy"):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_scan_axis_values_hold_powers_of_two_and_the_value_past_each():
-    vals = _bench("scan_table_axis").axis_values(64, 8192)
+    vals = axis_scan.axis_values(64, 8192)
     assert vals == sorted(set(vals)) and vals[0] == 64 and vals[-1] == 8192
     assert {128, 129, 1024, 1025, 4096, 4097} <= set(vals) and 8193 not in vals
     steps = np.diff(np.log(vals))
@@ -197,7 +187,7 @@ def test_accuracy_bench_draws_catalog_shapes_inside_the_grid():
     from simulator.memory import valid_tps
     from simulator.ops import prefill_ops
 
-    bench = _bench()
+    bench = table_accuracy
     shapes = bench.random_shapes(200, seed=1)
     assert [op for op, _ in shapes].count("gemm") == 80 and shapes == bench.random_shapes(200, seed=1)
     widths = {(o.shape["n"], o.shape["k"]) for a in ARCHS.values() for t in valid_tps(a)
@@ -210,7 +200,7 @@ def test_accuracy_bench_draws_catalog_shapes_inside_the_grid():
 
 
 def test_leave_one_out_is_small_on_a_smooth_fake_law():
-    ape = _bench().leave_one_out(fake_table(), H100, "triton", "gemm")
+    ape = table_accuracy.leave_one_out(fake_table(), H100, "triton", "gemm")
     assert ape.size > 50 and np.median(ape) < 0.05 and np.all(np.isfinite(ape))
 
 
@@ -231,7 +221,7 @@ def test_head_dim_padded_as_each_stack_kernel_pads_it():
 
 
 def test_repredict_recomputes_predictions_of_measured_rows():
-    bench, table = _bench(), fake_table()
+    bench, table = table_accuracy, fake_table()
     shape = {"m": 300, "n": 2048, "k": 2048}
     rows = [{"op": "gemm", "stack": "triton", "shape": shape, "measured_us": 50.0, "predicted_us": 1.0, "ape": 0.98},
             {"op": "gemm", "stack": "triton", "shape": shape, "error": "FAKE: failed"}]
@@ -264,7 +254,7 @@ def test_grid_cost_follows_the_timing_policy():
     p = point("gemm", "triton", m=1, n=256, k=256)
     assert estimate_s(p, op_s=1e-6) == pytest.approx(SETUP_S + REPS * 64e-6)  # short op: 64 calls a batch
     assert estimate_s(p, op_s=2e-3) == pytest.approx(SETUP_S + REPS * 2e-3)  # long op: one call a batch
-    cost = _bench().grid_cost_s(fake_table(), H100)
+    cost = table_accuracy.grid_cost_s(fake_table(), H100)
     assert set(cost) >= {"gemm", "prefill_attn", "decode_attn"}
     assert sum(cost.values()) > SETUP_S * len(grid_points("full", ("triton",)))
 

@@ -1,0 +1,50 @@
+"""Check, then time, the grouped-GEMM routed experts (kernels.moe.moe_ffn) against the engine's old torch paths.
+
+    python3 -m benchmarks.check_moe --out benchmarks/results/check_moe_h100.json
+    python3 -m benchmarks.check_moe --cpu --out /tmp/check_moe_cpu.json    # interpreter, tiny shapes
+    python3 -m benchmarks.check_moe --sweep --out benchmarks/results/moe_sweep_h100.json   # tile variants
+
+(a) moe_ffn against moe_ffn_ref (a float32 loop over experts on the GPU), outputs poisoned with NaN first,
+and once per model replayed from a CUDA graph on fresh routing (graph safety); moe_align (Triton) against
+moe_align_ref (torch) at every block_m of the table, and moe_ffn bitwise equal with either. (b) moe_ffn against
+model.MoE's gathered / bucketed methods (the engine before the grouped path, chosen by its own rule, with
+the triton stack's fused activation), each timed by calibration.timing.measure (CUDA-graph batches, or
+eager where the old path syncs the host), inputs rotated over weight copies past 2 x L2. Reported: time,
+touched experts' weight bytes / time, FLOP/s. bf16, random router logits (near-uniform expert loads).
+
+(c) kernels.routing.router_topk (softmax + top-k + renormalise in one launch) against router_topk_ref (the
+engine's torch routing) on each model's (T, E) logits at ROUTER_TOKENS, fp32 and bf16: the same ids except
+among exactly tied probabilities (fp32: no ties expected, every id equal), weights within ROUTER_TOL; both timed.
+
+--sweep instead times moe_ffn under candidate MoeConfig variants (DECODE_VARIANTS, PREFILL_VARIANTS; the
+table's own config always first) at each (model, T), each variant checked once against the reference
+first (a failing or uncompilable one, e.g. shared memory overflow, is reported and skipped), and times
+moe_ffn's pieces at T = 1 with the default config (align, and the torch align_ref beside it, both grouped
+launches, activation, combine; GPU kernels counted for align, align_ref and the whole moe_ffn).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from calibration.moe_check import run_checks
+from calibration.moe_sweep import run_sweep
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="JSON file to write (atomically, after each model)")
+    parser.add_argument("--cpu", action="store_true", help="Triton CPU interpreter, tiny shapes (a dry run)")
+    parser.add_argument("--sweep", action="store_true", help="time moe_ffn under candidate tile configs instead")
+    args = parser.parse_args(argv)
+    if args.cpu:
+        os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
+    import torch
+
+    if not args.cpu and not torch.cuda.is_available():
+        print("check_moe: no CUDA GPU; run it on the GPU machine or pass --cpu", file=sys.stderr)
+        return 2
+    if args.sweep:
+        return run_sweep(args)
+    return run_checks(args)

@@ -1,7 +1,8 @@
 """The simulator fit: a few bounded, interpretable coefficients per GPU and software stack.
 
 The measured throughput table already gives each op class's time, so the fit only corrects it: one
-multiplier per op class, bounded near 1, plus a non-negative fixed cost per prefill and per decode step.
+multiplier per coefficient of simulator.opclasses (the engine's element-wise kernels share one), bounded near 1,
+plus a non-negative fixed cost per prefill and per decode step (the host's work the GPU waits for).
 It chooses at most a handful of informative configuration queries from the `fit` split itself (greedy
 D-optimal design on the relative-error design matrix) and fits them with cvxpy (imported lazily).
 """
@@ -19,17 +20,10 @@ from calibration.measurements_io import REFERENCE_ENGINE as ENGINE  # fitted unl
 from simulator.errors import UserError
 from simulator.paths import repo_relative
 from simulator.fits import FIXED_KEYS as FIXED  # per prefill; per decode step
-from simulator.opclasses import OP_CLASSES
+from simulator.opclasses import COEFFICIENTS, OP_CLASS
+from simulator.timemodel import phase_time
 
-MULTIPLIER_BOUNDS = (0.7, 1.5)  # the tables are measured, so a class may be off by -30% .. +50% at most
-# Two fixed costs are timed eagerly by the tables while the engine replays CUDA graphs, which remove host-side
-# launch latency: `launch` (per-kernel overhead, also hidden behind GPU work by asynchronous launches: any
-# share of it may show, down to none) and `allreduce_latency` (an eager NCCL call's floor, ~40 us on the
-# H200 table, several times NCCL's in-graph small-message latency: any share, down to none).
-# `elementwise` is timed on contiguous adds; the engine's unfused torch kernels (rotary, SwiGLU halves, cache
-# copies) run on strided views at 0.4-0.6 of that bandwidth (benchmarks/results/profile_engine_h100.json):
-# up to 2.5.
-CLASS_BOUNDS = {"launch": (0.0, 1.5), "allreduce_latency": (0.0, 1.5), "elementwise": (0.7, 2.5)}
+MULTIPLIER_BOUNDS = (0.7, 1.5)  # every coefficient; a fitted one near a bound is a modelling defect to find
 RIDGE = 1e-5  # weight of the pull of each multiplier towards 1 (settles classes the queries can't see)
 MIN_QUERIES = 3
 
@@ -83,9 +77,21 @@ def data_provenance(rows: Sequence[dict]) -> list[dict]:
 
 # -- design matrix ---------------------------------------------------------------------------------
 def coefficient_names(times: Sequence[ClassTimes]) -> list[str]:
-    """Op classes present in the simulated times (known classes first), then the two fixed costs."""
-    seen = {c for ct in times for c in (*ct.prefill, *ct.decode)}
-    return [c for c in OP_CLASSES if c in seen] + sorted(seen - set(OP_CLASSES)) + list(FIXED)
+    """The coefficients of the op classes present in the simulated times, then the two fixed costs."""
+    seen = {OP_CLASS[c].coefficient for ct in times for c in (*ct.prefill, *ct.decode)}
+    return [c for c in COEFFICIENTS if c in seen] + list(FIXED)
+
+
+def _line(by_class: dict[str, float], names: Sequence[str]) -> list[float]:
+    """Seconds per coefficient of one phase at unit coefficients, on its binding side: the GPU's classes, or
+    the host's launches (`launch`) when they take longer (simulator.timemodel.phase_time)."""
+    unit = {n: 1.0 for n in COEFFICIENTS}
+    host = by_class.get("launch", 0.0) > 0 and phase_time(by_class, unit) == by_class["launch"]
+    out = dict.fromkeys(names, 0.0)
+    for c, v in by_class.items():
+        if (c == "launch") == host:
+            out[OP_CLASS[c].coefficient] += float(v)
+    return [out[n] for n in names]
 
 
 def design(rows: Sequence[dict], times: Sequence[ClassTimes], names: Sequence[str]):
@@ -98,18 +104,19 @@ def design(rows: Sequence[dict], times: Sequence[ClassTimes], names: Sequence[st
                                           ("decode", ct.decode, row["decode_s"], (0.0, float(steps)))):
             if phase == "decode" and steps == 0:
                 continue
-            lines.append([float(by_class.get(c, 0.0)) for c in names[:-2]] + list(fixed))
+            lines.append(_line(by_class, names[:-2]) + list(fixed))
             ys.append(float(y))
             labels.append((i, phase))
     return np.array(lines).reshape(len(lines), len(names)), np.array(ys), labels
 
 
 def apply_coefficients(ct: ClassTimes, steps: int, coefs: dict[str, float]) -> tuple[float, float]:
-    """(prefill_s, decode_s over all steps) under a fit: Σ coef[class]·class time + fixed costs.
-    A class the fit does not name keeps coefficient 1."""
-    pre = sum(coefs.get(c, 1.0) * v for c, v in ct.prefill.items()) + coefs.get("prefill_fixed_s", 0.0)
-    dec = sum(coefs.get(c, 1.0) * v for c, v in ct.decode.items()) + coefs.get("decode_fixed_s", 0.0) * steps
-    return float(pre), float(dec) if steps else 0.0
+    """(prefill_s, decode_s over all steps) under a fit, as simulator.predict applies it: each phase the longer of
+    GPU and host work, plus the fixed costs. A coefficient the fit does not name is 1."""
+    full = {n: 1.0 for n in COEFFICIENTS} | {n: coefs[n] for n in COEFFICIENTS if n in coefs}
+    pre = float(phase_time(ct.prefill, full)) + coefs.get("prefill_fixed_s", 0.0)
+    dec = float(phase_time(ct.decode, full)) + coefs.get("decode_fixed_s", 0.0) * steps
+    return pre, dec if steps else 0.0
 
 
 # -- query choice ----------------------------------------------------------------------------------
@@ -169,8 +176,8 @@ def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
         min_{β,f}  Σ_i ((A_i·[β, f] − y_i) / y_i)² + ridge·Σ_c (β_c − 1)²   s.t.  lo_c ≤ β_c ≤ hi_c,  f ≥ 0
 
     where i runs over each query's prefill and decode (y = prefill_s, decode_s) and A holds the simulated
-    per-class times and the fixed-cost counts (1 per prefill, o − 1 per decode). [lo_c, hi_c] is
-    `multiplier_bounds`, or CLASS_BOUNDS for the classes listed there (launch, allreduce, elementwise).
+    per-coefficient times on each phase's binding side (GPU or host) and the fixed-cost counts (1 per prefill,
+    o − 1 per decode); [lo_c, hi_c] is `multiplier_bounds` for every coefficient.
     """
     import cvxpy as cp
 
@@ -181,7 +188,7 @@ def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
     names = coefficient_names(times)
     a, y, labels = design(rows, times, names)
     k = len(names) - 2
-    lo, hi = np.array([CLASS_BOUNDS.get(n, multiplier_bounds) for n in names[:k]]).T  # (k,) each
+    lo, hi = np.full(k, float(multiplier_bounds[0])), np.full(k, float(multiplier_bounds[1]))
     scale = float(np.median(y))  # fixed costs solved in units of a typical time, for conditioning
     rel = a / y[:, None]
     rel[:, k:] *= scale
@@ -204,6 +211,15 @@ def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
 def fit_pool(rows: Sequence[dict], exclude_archs: frozenset = frozenset()) -> list[dict]:
     """The rows a fit may choose from: the `fit` split, without the excluded architectures."""
     return [r for r in rows if r["split"] == "fit" and r["arch"] not in exclude_archs]
+
+
+TABLE_STACK = {"transformers": "torch"}  # the table stack whose kernels a backend runs (transformers: torch's)
+
+
+def host_of(row: dict) -> str:
+    """How the row's engine launches its kernels: the row's `host`, else "eager" for transformers' eager
+    generate and "graph" for engines that replay CUDA graphs (simulator.ops HOST_MODES)."""
+    return row.get("host") or ("eager" if row.get("engine") == "hf-eager" else "graph")
 
 
 def fused_elementwise(row: dict) -> bool:
@@ -235,7 +251,7 @@ class SimulatorFeatures:
     (or on the roofline alone with roofline=True); the simulator is imported when first called."""
 
     def __init__(self, stack: str = "triton", roofline: bool = False):
-        self.stack, self.roofline = stack, roofline
+        self.stack, self.roofline = TABLE_STACK.get(stack, stack), roofline
         self.models: dict[str, object] = {}  # gpu name -> time model
         self.warnings: set[str] = set()
 
@@ -274,13 +290,13 @@ class SimulatorFeatures:
         gpu = get_gpu(rows[0]["gpu"])
         p, o, b = (np.array([r[k] for r in rows]) for k in ("p", "o", "b"))  # (n,) each
         return predict(arch_of(rows[0]), gpu, p, o, b, rows[0]["t"], model=self.model(gpu),
-                       fused=fused_elementwise(rows[0]))
+                       fused=fused_elementwise(rows[0]), host=host_of(rows[0]))
 
     @staticmethod
     def _groups(rows: Sequence[dict]) -> dict[tuple, list[int]]:
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(rows):
-            groups.setdefault((r["arch"], r["gpu"], r["t"], fused_elementwise(r)), []).append(i)
+            groups.setdefault((r["arch"], r["gpu"], r["t"], fused_elementwise(r), host_of(r)), []).append(i)
         return groups
 
     def predictable(self, rows: Sequence[dict]) -> list[dict]:

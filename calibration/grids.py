@@ -32,9 +32,10 @@ _SDPA_BH = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 _SDPA_EVEN_S = [128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 16384, 32768]
 _SDPA_UNEVEN_S = [1, 64, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 16385, 32769]
 
-_DECODE = {"g": [1, 8, 64], "c": [16, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
-           "d": [64, 96, 128], "max_bytes": 4.0e9}
-_SDPA_DECODE = dict(_DECODE, g=[1, 16, 64])
+# g up to 128 and d up to 256 cover the catalog's largest query heads per KV head (falcon-7b: 71) and head dim.
+_DECODE = {"g": [1, 8, 64, 128], "c": [16, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072],
+           "d": [64, 96, 128, 256], "max_bytes": 4.0e9}
+_SDPA_DECODE = dict(_DECODE, g=[1, 16, 64, 128])
 _DECODE_BKV = [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024]
 
 # GEMM N, K: per-GPU projection widths (hidden/t ... fused FFN, vocab/t); M = tokens in the batch.
@@ -101,9 +102,12 @@ FULL = {
     "add_norm": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "hidden": [1024, 2048, 4096, 8192, 16384]},
     "rope_kv_write": {"rows": [6, 48, 384, 3072, 24576, 196608, 786432], "d": [64, 128, 256]},
     "act": {"bytes": [2**i for i in range(12, 33, 2)]},
-    "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 65536, 131072, 262144]},
+    # sample: the catalog's vocabularies (torch's argmax picks its reduction by the exact length: 65536 took
+    # longer than 131072 on the H200)
+    "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 32064, 50257, 50272, 50304, 50400, 50432, 65024,
+                                                             65536, 128000, 128256, 151936, 152064, 250880, 256000]},
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
-    "transpose": {"bytes": [2**i for i in range(14, 33, 2)]},
+    "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
 }
 
@@ -120,7 +124,7 @@ QUICK = {
     "act": {"bytes": [2**i for i in range(12, 33, 10)]},
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
-    "transpose": {"bytes": [2**14, 2**24]},
+    "transpose": {"bytes": [2**15, 2**25]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
 }
 

@@ -16,7 +16,7 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"ArgMaxOps|argmax", "sample"),
     (r"gather_kernel|embedding|index_select", "embed"),
     (r"_align|_route|topk|softmax", "elementwise"),
-    (r"direct_copy_kernel_cuda.*elementwise_kernel<128, 4|elementwise_kernel<128, 4.*direct_copy", "elementwise"),
+    (r"direct_copy_kernel_cuda.*elementwise_kernel<128, 4|elementwise_kernel<128, 4.*direct_copy", "transpose"),
     (r"CUDAFunctor_add<c10::BFloat16>|mul|silu|gelu|norm|rsqrt|pow|mean|cat|neg|cos|sin", "elementwise"),
     (r"Memcpy|Memset|memcpy|FillFunctor|index_elementwise|CUDAFunctorOnSelf_add<long>|direct_copy", "step"),
 )

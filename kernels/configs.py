@@ -40,8 +40,7 @@ class AttentionConfig:
 # the GPU, deep K tiles and several stages keep enough bytes in flight.  Keyed by the smallest
 # power of two >= M (at least 16, the smallest tile tl.dot takes).  M in (64, 256] keeps 64-row
 # tiles with grouped ordering, so the few row tiles of one weight tile run together and share it in L2.
-# Entries chosen from the H100 sweeps of `python3 -m benchmarks.bench_kernels --sweep` (worst case over
-# layers; docs/kernels-notes.md).
+# Entries chosen from the H100 sweeps in benchmarks/results/kernels_h100*.json (worst case over layers).
 GEMM_SMALL_M: dict[int, GemmConfig] = {
     16: GemmConfig(16, 64, 512, group_m=1, num_warps=4, num_stages=3),
     32: GemmConfig(32, 32, 512, group_m=1, num_warps=4, num_stages=3),

@@ -67,6 +67,7 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
         "model": pred.arch, "gpu": pred.gpu, "tp": pred.t, "n_gpus": pred.n_gpus,
         "batch": int(pred.b), "prompt": int(pred.p), "output": int(pred.o),
         "time_model": pred.time_model, "fit": fit_label, "warnings": list(pred.warnings),
+        "expected_error": pred.expected_error, "outside_validated": list(pred.outside_validated),
         "prefill_s": f(pred.prefill_s), "decode_s": f(pred.decode_s), "decode_step_s": f(pred.decode_step_s),
         "decode_first_step_s": f(pred.decode_first_step_s), "decode_last_step_s": f(pred.decode_last_step_s),
         "total_s": f(pred.total_s), "tokens_per_s": f(pred.tokens_per_s),
@@ -125,4 +126,14 @@ def show(r: dict, gpu: GPUSpec) -> None:
                  f"  F slopes per prompt token: {slopes} (max error of F {pf['f_max_rel_err']:.1%})",
                  f"  g = {fmt_s(pf['g_s'])} (decode step at context {pf['c_ref']}); "
                  f"F(p) + g·(o − 1) = {fmt_s(pf['form_total_s'])} against {fmt_s(r['total_s'])} simulated"]
+                + [_band_line(r)] + [f"outside what was validated: {n}" for n in r["outside_validated"]]
                 + [f"warning: {w}" for w in r["warnings"]])
+
+
+def _band_line(r: dict) -> str:
+    """The expected error of the total time, as validation on unseen architectures measured it."""
+    band = r["expected_error"]
+    if not band:
+        return "expected error: unknown (no validation applies)"
+    return (f"expected error of the total on unseen architectures: median {band['median_pct']:.1f}%, "
+            f"P95 {band['p95_pct']:.1f}% ({band['n']} validated queries at this t)")

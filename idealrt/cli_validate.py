@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from calibration.measurements_io import REFERENCE_ENGINE as ENGINE
@@ -22,6 +23,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="fit without this architecture's queries and predict all of them ('each': every one in turn)")
     parser.add_argument("--max-queries", type=int, default=6, help="queries a leave-out refit may use (default 6)")
     parser.add_argument("--include-moe", action="store_true", help="let MoE queries into leave-out refits, as in fit")
+    parser.add_argument("--write-band", action="store_true",
+                        help="with --leave-out-arch each: store the errors as the fit file's error band, which "
+                             "predict reports (simulator/band.py)")
     parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
 
 
@@ -114,6 +118,22 @@ def print_comparison(summary: list[dict]) -> None:
     console().print(table)
 
 
+def write_band(path: Path, records: list[dict], rows: list[dict]) -> None:
+    """Store the leave-one-architecture-out errors of `records` in the fit file at `path` (atomically)."""
+    from calibration.measurements_io import arch_of
+    from calibration.table_io import write_json_atomic
+    from simulator.band import BAND_KEY, band_entry
+
+    if not path.is_file():
+        raise UserError(f"--write-band: no fit file {path}; run 'idealrt fit' first")
+    data = json.loads(path.read_text())
+    seen = {r["arch"] for r in records}
+    data[BAND_KEY] = band_entry([r for r in records if r["method"] == "fitted"],
+                                {r["arch"]: arch_of(r) for r in rows if r["arch"] in seen})
+    write_json_atomic(path, data)
+    print(f"error band written to {path}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from calibration.validate import summarize
     from simulator.catalog import get_arch
@@ -122,12 +142,16 @@ def run(args: argparse.Namespace) -> int:
     if args.leave_out_arch not in (None, "each") and args.leave_out_arch not in {r["arch"] for r in rows}:
         args.leave_out_arch = get_arch(args.leave_out_arch).name  # a catalog name, as the user may spell it
     records, fits, warnings = [], {}, set()
+    if args.write_band and args.leave_out_arch != "each":
+        raise UserError("--write-band needs --leave-out-arch each (the band is the error on unseen architectures)")
     for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu, args.engine, args.any_engine_version).items():
         if args.leave_out_arch:
             recs, warns = leave_out_records(gpu_rows, args)
         else:
             recs, fits[gpu], warns = heldout_records(gpu, gpu_rows, args)
         records, warnings = records + recs, warnings | warns
+        if args.write_band:
+            write_band(fit_path(args.fits_dir, gpu, args.stack, args.engine), recs, gpu_rows)
     if not records:
         raise UserError(f"--leave-out-arch {args.leave_out_arch}: no measured queries of it; "
                         f"the data has {', '.join(sorted({r['arch'] for r in rows}))}")

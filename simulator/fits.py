@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+from simulator.band import BAND_KEY
 from simulator.errors import UserError
 from simulator.opclasses import COEFFICIENTS
 from simulator.paths import FITS_DIR, repo_relative
@@ -23,7 +24,7 @@ def fit_path(gpu_name: str, stack: str = "triton") -> Path:
 
 def check_coefficients(coefficients: dict, where: str = "coefficients") -> dict[str, float]:
     """Multipliers per op class (default 1) and fixed seconds (default 0), all finite and >= 0."""
-    unknown = set(coefficients) - set(COEFFICIENTS) - set(FIXED_KEYS) - {PATH_KEY}
+    unknown = set(coefficients) - set(COEFFICIENTS) - set(FIXED_KEYS) - {PATH_KEY, BAND_KEY}
     if unknown:
         raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; use op classes {list(COEFFICIENTS)} "
                         f"and {list(FIXED_KEYS)}")
@@ -51,4 +52,4 @@ def load_fit(gpu_name: str, stack: str = "triton") -> dict | None:
     if not isinstance(coefficients, dict):
         raise UserError(f"fit file {path}: no 'coefficients' mapping; re-run idealrt fit or pass --no-fit")
     check_coefficients(coefficients, where=f"fit file {path}")
-    return {**coefficients, PATH_KEY: repo_relative(path)}
+    return {**coefficients, PATH_KEY: repo_relative(path), BAND_KEY: data.get(BAND_KEY)}

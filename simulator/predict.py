@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike
 
 from simulator.arch import ArchSpec
 from simulator.errors import UserError
+from simulator.band import BAND_KEY, error_band
 from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
@@ -56,6 +57,8 @@ class Prediction:
     time_model: str  # roofline / measured / derived table
     fit: str | None  # path of the fit applied, "given coefficients", or None
     warnings: tuple[str, ...]
+    expected_error: dict | None  # median and P95 % error of total time on unseen architectures (simulator/band.py)
+    outside_validated: tuple[str, ...]  # how the request lies outside what was validated
 
     @property
     def mem_per_gpu_bytes(self) -> np.ndarray:
@@ -187,6 +190,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     fits = memory.total_bytes <= gpu.mem_bytes
     power_w, power_source = _power_w(model, gpu)
     fit = None if not coefficients else str(coefficients.get(PATH_KEY, "given coefficients"))
+    expected, outside = error_band((coefficients or {}).get(BAND_KEY), arch, t, describe(model))
     return Prediction(
         arch=arch.name, gpu=gpu.name, t=t, n_gpus=t, p=p, o=o, b=b,
         prefill_s=prefill_s, decode_s=decode_s,
@@ -200,4 +204,5 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         price_per_hour_usd=price, power_w=power_w,
         power_source=power_source,
         time_model=describe(model), fit=fit,
-        warnings=_warnings(arch, gpu, t, model, memory, fits, b, p, o))
+        warnings=_warnings(arch, gpu, t, model, memory, fits, b, p, o),
+        expected_error=expected, outside_validated=outside)

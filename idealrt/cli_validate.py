@@ -118,6 +118,18 @@ def print_comparison(summary: list[dict]) -> None:
     console().print(table)
 
 
+def validation_provenance(rows: list[dict], args: argparse.Namespace) -> dict:
+    """What a validation was computed from: command, date, engine version, the measurement files and tables."""
+    import datetime
+
+    from calibration.engine_version import engine_version
+    from calibration.fit import data_provenance
+
+    return {"command": "idealrt " + " ".join(sys.argv[1:]), "date": datetime.datetime.now(datetime.timezone.utc)
+            .isoformat(timespec="seconds"), "engine_version": engine_version(), "stack": args.stack,
+            "engine": args.engine, "measurements": data_provenance(rows)}
+
+
 def write_band(path: Path, records: list[dict], rows: list[dict]) -> None:
     """Store the leave-one-architecture-out errors of `records` in the fit file at `path` (atomically)."""
     from calibration.measurements_io import arch_of
@@ -161,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     comparison = summarize(records, ["gpu", "t", "kind", "phase", "method"])
     what = "leave-one-architecture-out" if args.leave_out_arch else "held-out queries"
     if args.json:
-        print(json.dumps({"what": what, "fits": fits, "by_arch": by_arch, "by_gpu": by_gpu,
+        print(json.dumps({"provenance": validation_provenance(rows, args), "what": what, "fits": fits,
+                          "by_arch": by_arch, "by_gpu": by_gpu,
                           "comparison": comparison, "warnings": sorted(warnings)}, indent=1))
         return 0
     print_table(f"Fitted simulator, {what}: absolute % error", by_arch, ["gpu", "t", "arch", "phase"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 
 from simulator.arch import ArchSpec
 from simulator.opclasses import ACT_BYTES, Num, op_cost
@@ -177,7 +178,10 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
     ops = [_norm("norm_attn", tokens, h, L, fused), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
     ops += _qkv_ops(arch, tokens, hq, hkv, fused) + [attn]
     if prefill:
-        ops.append(_op("attn_transpose", "transpose", {"bytes": 2 * ACT_BYTES * tokens * hq * d}, L))
+        # one token a sequence is already token-major: no copy runs (count 0, at the shape of two tokens)
+        copies = np.asarray(attn.shape["s"]) > 1
+        nbytes = 2 * ACT_BYTES * tokens * hq * d
+        ops.append(_op("attn_transpose", "transpose", {"bytes": np.where(copies, nbytes, 2 * nbytes)}, L * copies))
     ops.append(_gemm("attn_out", tokens, h, hq * d, L))
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
         ops += _ffn_ops(arch, tokens, t, fused)

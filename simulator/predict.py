@@ -95,16 +95,18 @@ def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, fl
             o: np.ndarray, fused: bool, host: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Per-class sums over steps at contexts p+1..p+o−1, their (scaled) total, and the first and last step."""
     steps = np.maximum(o - 1, 1)  # o == 1: no steps, but report the step a next token would take
-    contexts = np.arange(1, int((p + steps).max()) + 1)  # (C,)
+    c0 = int(p.min())  # contexts c0 + 1 .. max(p + steps): the steps of these requests
+    contexts = np.arange(c0 + 1, int((p + steps).max()) + 1)  # (C,)
     per_step = time_by_class(decode_ops(arch, b, contexts, t, fused=fused, host=host), model)  # class -> () or (C,)
     cum = lambda v: np.concatenate(([0.0], np.cumsum(np.broadcast_to(v, contexts.shape))))  # noqa: E731
+    first, end = p - c0, p + o - 1 - c0  # in cum: steps at contexts p + 1 .. p + o − 1
     sums = {}
     for cls, v in per_step.items():
-        c = cum(v)  # c[j] = Σ_{context <= j} step(context)
-        sums[cls] = c[p + o - 1] - c[p]
+        c = cum(v)  # c[j] = Σ of the first j steps
+        sums[cls] = c[end] - c[first]
     step_s = coef["decode_fixed_s"] + phase_time(per_step, coef) * np.ones(contexts.shape)
     total = cum(step_s)
-    return sums, total[p + o - 1] - total[p], step_s[p], step_s[p + steps - 1]  # context c sits at index c − 1
+    return sums, total[end] - total[first], step_s[first], step_s[p + steps - 1 - c0]
 
 
 def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float],

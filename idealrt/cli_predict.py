@@ -74,7 +74,10 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
         "by_class": {c: {"prefill_s": coef[OP_CLASS[c].coefficient] * f(pred.prefill_by_class[c]),
                          "decode_s": coef[OP_CLASS[c].coefficient] * f(pred.decode_by_class[c]),
                          "coefficient": coef[OP_CLASS[c].coefficient]}
-                     for c in pred.prefill_by_class},
+                     for c in pred.prefill_by_class if c != "launch"},
+        "host": {"prefill_s": coef["launch"] * f(pred.prefill_by_class["launch"]),
+                 "decode_s": coef["launch"] * f(pred.decode_by_class["launch"]),
+                 "note": "the host's launches, overlapped with the GPU's work: each phase takes the longer"},
         "fixed": {"prefill_fixed_s": coef["prefill_fixed_s"], "decode_fixed_s": coef["decode_fixed_s"]},
         "memory_per_gpu": {"weights_bytes": f(pred.memory.weights_bytes),
                            "kv_cache_bytes": f(pred.memory.kv_cache_bytes),

@@ -49,7 +49,8 @@ def test_predict_json_is_consistent(capsys):
                  "--output", "20", "--batch", "2", "--json")
     assert r["tp"] == 2 and r["n_gpus"] == 2  # 70B does not fit one 80 GiB GPU
     assert r["total_s"] == pytest.approx(r["prefill_s"] + r["decode_s"])
-    assert r["prefill_s"] == pytest.approx(sum(c["prefill_s"] for c in r["by_class"].values()))
+    device = sum(c["prefill_s"] for c in r["by_class"].values())
+    assert r["prefill_s"] == pytest.approx(max(device, r["host"]["prefill_s"]) + r["fixed"]["prefill_fixed_s"])
     assert r["memory_per_gpu"]["fits"] and r["time_model"] and r["fit"].startswith("none")
     assert isinstance(r["warnings"], list)
     assert r["profile"]["form_total_s"] == pytest.approx(r["total_s"], rel=0.05)

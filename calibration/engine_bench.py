@@ -45,10 +45,10 @@ def ceilings() -> dict:
 
 
 def prefill_flops(arch, p: int) -> float:
-    """FLOPs of a batch-1 prefill of p tokens: layer matmuls, causal attention, the last token's LM head."""
-    layer = arch.attn_params_per_layer() + arch.ffn_params_per_layer(active=True)
-    attn = 2 * p * p * arch.q_dim * arch.n_layers  # QK^T and PV, half of 4 p^2 d h each (causal)
-    return 2 * layer * arch.n_layers * p + attn + 2 * arch.hidden * arch.vocab
+    """FLOPs of a batch-1 prefill of p tokens at t = 1, by the simulator's own op list (simulator.ops)."""
+    from simulator.ops import prefill_ops, total_flops
+
+    return float(total_flops(prefill_ops(arch, 1, p, 1)))
 
 
 def bench_backend(arch, backend: str, ceil: dict, p: int = 2048, steps: int = 64) -> dict:

@@ -3,7 +3,7 @@
 Axes are geometric: factor 2 where the time steps with kernel tiles and configurations (GEMM M, in
 1.5x steps from 256 on, since every model's GEMMs are asked for at every M; attention sequence, decode batch
 and context), factor 4 where the time is smooth in the dimension (N and K, which models take from a short
-list of widths; bytes of a copy). Nodes are tile multiples (simulator.tables.TILE). Points above a work
+list of widths; bytes of a copy). Nodes are tile multiples (simulator.opclasses, `tiles`). Points above a work
 cap are skipped: there the efficiency has plateaued and the simulator extends it (marked as such).
 The grid covers the catalog models' prefill and decode shapes under t = 1, 2, 4, 8.
 """
@@ -21,13 +21,8 @@ _CAUSAL = {"s": [1, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 
                  6144, 8192, 16384, 32768],
            "d": [64, 96, 128, 160, 256], "causal": [1], "max_flops": 2.0e12}
 
-# SDPA prefill (torch stack) looks shapes up among nodes of their own kind (simulator.sdpa_launch.sdpa_even): s a
-# multiple of 128 at head dims up to 128 runs a template without bounds checks, 1.2-1.5x faster per unit of work
-# at large b*h (H100 table: s = 384 / 385, b*h = 1024, d = 128 took 239 / 446 us). Random prompt lengths are
-# uneven: their nodes are one past each even one (the checks of seeds 12-15 missed uneven s = 1624, 1869, 4829
-# by 16-23% between even nodes 1536 ... 8192), with 193 between 129 and 257, where the split-KV choice changes.
-# b*h by factors of 2: the split-KV and two-programs-per-SM model of simulator.quanta makes up for the nodes 24,
-# 48, 96, 192 (without them, the pooled checks of seeds 12-15 at s <= 1025: P95 14.3 / 15.7%, with: 14.5 / 16.1%).
+# SDPA prefill (torch stack): even s (multiples of 128, a bounds-check-free template) and uneven s (one past each
+# even node) are separate grids (simulator.sdpa_launch.sdpa_even; docs/decisions.md).
 _SDPA_BH = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 _SDPA_EVEN_S = [128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 16384, 32768]
 _SDPA_UNEVEN_S = [1, 64, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 16385, 32769]
@@ -47,26 +42,14 @@ _GEMM = {"m": [1, 4, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 384, 385, 512, 
 
 # Axis values.
 FULL = {
-    # m: each tile boundary up to 1024 also has its node just past it (m = 17, 33, 65, 129, 257, ...): one row past a
-    # boundary starts a new row of tiles, or another configuration (kernels/configs.py), and the time steps
-    # there instead of growing linearly (the H100 line scans: Triton m = 256 -> 257 took 61 -> 109 us, and
-    # 109 -> 83 us from 257 to 376, as the partial tiles fill; n = 6144, m = 128 -> 129: 23 -> 38 us).
-    # cuBLAS (torch) picks its tiles at run time and does not step at our kernel's: without the nodes 17, 33, 65,
-    # 384, 385, 768, 769, 1536, 3072 its pooled checks (seeds 12-19) re-predicted as well (P95 13.5 -> 12.7% H100,
-    # 11.4 -> 11.4% H200; without 129, 257, 513 as well: 13.9%), and the full table fits 2 minutes of an H100.
+    # m: the node just past each tile boundary up to 1024, where our kernel steps; cuBLAS without our kernel's
+    # boundary nodes (docs/decisions.md, "Grid nodes").
     "gemm": [{**_GEMM, "stacks": ["triton"]},
              {**_GEMM, "m": [m for m in _GEMM["m"] if m not in (17, 33, 65, 384, 385, 768, 769, 1536, 3072)],
               "stacks": ["torch"]}],
-    # bh = batch x query heads per GPU; s = sequence (query = key); d = head dim. Causal (what prefill runs) on
-    # a dense grid: bh by factors of 2 (below ~132 programs the time is one program's latency, not work:
-    # a factor-4 gap missed b*h = 32 by 25%); s from 1 (one-token prompts: latency, ~53 us a layer in the
-    # engine; up to s = 64 the time is about linear: 16 and 32 were within 7% of the line) with the 3 * 2^k nodes
-    # between powers of two (SDPA's time is not smooth between them: the line scans of
-    # benchmarks/scan_table_axis.py), and up to 1025 the node just past each 128-row block (both
-    # kernels step there: Triton s = 128 -> 129, b*h = 128: 10.6 -> 19.1 us); d 96, 160: SDPA flash head dims.
-    # Non-causal on a coarse grid.
-    # Triton: head dims 64, 128, 256 only, the block widths its kernel runs (simulator.tables.HEAD_DIM_STEP looks
-    # d = 96 up as 128). SDPA: even and uneven s apart (_SDPA_EVEN_S), head dims 160 and 256 only uneven.
+    # bh = batch x query heads per GPU, by factors of 2; s = sequence (query = key), dense with the node past each
+    # 128-row block up to 1025; d = head dim (Triton: its block widths 64, 128, 256; SDPA: its compiled head dims,
+    # even and uneven s apart). Causal on a dense grid, non-causal on a coarse one (docs/decisions.md).
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL, "d": [64, 128, 256],
                       "stacks": ["triton"]},
                      {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_EVEN_S, d=[64, 96, 128]), "stacks": ["torch"]},
@@ -77,21 +60,9 @@ FULL = {
                       "max_flops": 1.0e12, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 129, 1025, 8193, 32769], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12, "stacks": ["torch"]}],
-    # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d: 96 beside the powers of
-    # two (decode reads only the real columns, but d = 96 runs ~20% slower than its linear share of 64..128);
-    # bkv 96, 192, 512: between the powers of two, where the programs of both stacks change (b*kv_h = 160 ran 23%
-    # slower than 128..256 said). c: no node between 16 and 128, where the time is about flat (c = 64 was within 4%
-    # of the line through them).
-    # Triton also on both sides of each drop in its programs (splits = 132 // bkv, at most one wave on 132 SMs):
-    # bkv = 33, 44, 66 fill the SMs with 4, 3, 2 splits, 34, 45, 67 take 3, 2, 1 (102, 90, 67 programs), and 133
-    # needs a second wave. The checks of seeds 12-13 missed by 15-34% there (b*kv_h = 72 at c = 40554; 142 at
-    # c = 2961), and seed 14 by 34% at b*kv_h = 66 with only the nodes past the drops (c = 6905, H200).
-    # SDPA decode (cuDNN's attention under torch 2.11) splits the keys up to b*kv_h = 66 and not from 67, and needs
-    # a second wave from 133 (H200, c = 32768, d = 64: 173 / 300 us at 66 / 67, 313 / 372 at 132 / 133:
-    # benchmarks/probe_sdpa_decode.py --scan-bkv); the checks of seeds 12-17 missed b*kv_h = 68-75 by 22-41%.
-    # It packs up to 16 query heads of a KV head into one 16-row tile: time is flat in g up to 16 and steps at 17
-    # (b*kv_h = 96, c = 32768, d = 128: 400 us for g = 1 ... 16, 561 for 17, 945 for 64; --scan-g), so its g nodes
-    # are 1, 16, 64 (with 8, g = 16 was interpolated toward 64 and predicted 17-28% high).
+    # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d = head dim. Triton also on both
+    # sides of each drop in its split count (bkv 33/34, 44/45, 66/67, 132/133 on 132 SMs); SDPA (cuDNN) at its key-
+    # split and tile boundaries (bkv 66, 67, 133; g 1, 16) (docs/decisions.md).
     "decode_attn": [{"bkv": _DECODE_BKV, **_DECODE, "stacks": ["triton"]},
                     {"bkv": _DECODE_BKV, **_SDPA_DECODE, "stacks": ["torch"]},
                     {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]},

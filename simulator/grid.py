@@ -46,11 +46,6 @@ class Grid:
         self.waves, self._node_works = waves, np.full(logt.size, np.nan)  # work per node, filled on first use
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 
-    @property
-    def min_time_s(self) -> float:
-        """The smallest node time (for all-reduce: its fixed cost, the smallest message's time)."""
-        return float(np.exp(self.logt.min()))
-
     def _logroof(self, logx: list[np.ndarray]) -> np.ndarray:
         return np.log(self.roof(self.op, self.cat, [np.exp(v) for v in logx]))
 

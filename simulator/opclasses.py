@@ -146,8 +146,6 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             fit_group="elementwise", fallback="elementwise"),
     OpClass("allreduce", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             categories=("t",)),
-    OpClass("allreduce_latency", (), lambda s: [], lambda cat, ax: {"t": cat.get("t", 1)},
-            lambda s: (0.0, 0.0), categories=("t",)),
     OpClass("launch", (), lambda s: [], lambda cat, ax: {"mode": cat["mode"]}, lambda s: (0.0, 0.0),
             categories=("mode",), per_stack=True),
 )}

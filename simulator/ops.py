@@ -66,12 +66,8 @@ def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool) -> Op:
 
 
 def _allreduce(name: str, nbytes: Num, t: int, count: Num) -> list[Op]:
-    """An all-reduce as two terms: moving the bytes, and the fixed latency of one call (separate because the
-    tables time calls eagerly, with a host-side floor that CUDA-graph replay mostly removes)."""
-    if t == 1:
-        return []
-    return [_op(name, "allreduce", {"bytes": nbytes, "t": t}, count),
-            _op(f"{name}_latency", "allreduce_latency", {"t": t}, count)]
+    """An all-reduce of `nbytes` over t GPUs (none at t = 1): its measured time holds its fixed cost too."""
+    return [] if t == 1 else [_op(name, "allreduce", {"bytes": nbytes, "t": t}, count)]
 
 
 SHARD_ALIGN = 8  # columns per GPU of a split FFN, padded to a multiple: 16 bytes of bf16, the alignment TMA and
@@ -224,7 +220,7 @@ def _with_launches(ops: list[Op], mode: str) -> list[Op]:
     ("eager"). The phase takes the longer of the host's work and the GPU's (simulator.predict)."""
     if mode == "graph":
         return ops + [Op("launch", "launch", {"mode": "graph_launch"}, 0.0, 0.0, 1)]
-    runs = sum(op.count for op in ops if op.op_class != "allreduce_latency")  # a term of its all-reduce
+    runs = sum(op.count for op in ops)
     return ops + [Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, runs)]
 
 

@@ -110,16 +110,7 @@ class TableModel(TimeModel):
         return critical_work(op, self.stack, axes, self._launch, cat)
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
-        """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes.
-
-        An all-reduce is split in two: `allreduce_latency`, the measured time of the smallest message (an eager
-        call's fixed cost), and `allreduce`, the time above it (moving the bytes)."""
-        if op_class == "allreduce_latency":
-            grid = self._grid("allreduce", (int(np.max(shape["t"])),))
-            if grid is None:
-                self.warnings.add(f"allreduce t={np.max(shape['t'])}: not in the table; roofline latency assumed")
-                return self._fallback.op_time_s(op_class, shape)
-            return np.asarray(grid.min_time_s)
+        """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
         record = op_class_record(op_class)
         if record.fallback and op_class not in self._measured_classes:
             self.warnings.add(f"{op_class}: not measured in this table; timed as {record.fallback} of its bytes "
@@ -145,8 +136,6 @@ class TableModel(TimeModel):
                 inside = [np.clip(np.broadcast_to(a, full).reshape(-1)[sel], *np.exp(nd[[0, -1]]))
                           for a, nd in zip(axes, grid.nodes)]
                 out[sel] *= self._work(op_class, inside, key)
-            if op_class == "allreduce":  # the fixed cost is the allreduce_latency term
-                out[sel] = np.maximum(out[sel] - grid.min_time_s, 0.0)
             if outside.any():
                 self.warnings.add(f"{op_class}: shapes outside the measured grid ({grid.extent()}) extrapolated "
                                   "as roofline x the efficiency at the grid edge")

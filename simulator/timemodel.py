@@ -45,10 +45,11 @@ class RooflineModel(TimeModel):
                           "assumed launch and all-reduce latencies")
         if op_class == "launch":
             return np.asarray(LAUNCH_S[shape["mode"]])
-        if op_class == "allreduce_latency":
-            return np.asarray(ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1))
         g = self.gpu
-        return roofline_s(op_class, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
+        time_s = roofline_s(op_class, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
+        if op_class == "allreduce":  # plus one call's fixed cost
+            return time_s + ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1)
+        return time_s
 
 
 def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.ndarray:

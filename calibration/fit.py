@@ -24,7 +24,7 @@ from simulator.opclasses import COEFFICIENTS, OP_CLASS
 from simulator.timemodel import phase_time
 
 MULTIPLIER_BOUNDS = (0.7, 1.5)  # every coefficient; a fitted one near a bound is a modelling defect to find
-RIDGE = 1.0  # prior weight of each multiplier at 1: a coefficient 5% off costs what one query 5% off does (docs/decisions.md)
+RIDGE = 1e-5  # weight of the pull of each multiplier towards 1 (settles coefficients the queries cannot see)
 MIN_QUERIES = 3
 
 

@@ -4,17 +4,7 @@
     python3 -m benchmarks.check_moe --cpu --out /tmp/check_moe_cpu.json    # interpreter, tiny shapes
     python3 -m benchmarks.check_moe --sweep --out benchmarks/results/moe_sweep_h100.json   # tile variants
 
-(a) moe_ffn against moe_ffn_ref (a float32 loop over experts on the GPU), outputs poisoned with NaN first,
-and once per model replayed from a CUDA graph on fresh routing (graph safety); moe_align (Triton) against
-moe_align_ref (torch) at every block_m of the table, and moe_ffn bitwise equal with either. (b) moe_ffn against
-model.MoE's gathered / bucketed methods (the engine before the grouped path, chosen by its own rule, with
-the triton stack's fused activation), each timed by calibration.timing.measure (CUDA-graph batches, or
-eager where the old path syncs the host), inputs rotated over weight copies past 2 x L2. Reported: time,
-touched experts' weight bytes / time, FLOP/s. bf16, random router logits (near-uniform expert loads).
-
-(c) kernels.routing.router_topk (softmax + top-k + renormalise in one launch) against router_topk_ref (the
-engine's torch routing) on each model's (T, E) logits at ROUTER_TOKENS, fp32 and bf16: the same ids except
-among exactly tied probabilities (fp32: no ties expected, every id equal), weights within ROUTER_TOL; both timed.
+What (a) the checks, (b) the timings and (c) the routing checks are: calibration/moe_check.py.
 
 --sweep instead times moe_ffn under candidate MoeConfig variants (DECODE_VARIANTS, PREFILL_VARIANTS; the
 table's own config always first) at each (model, T), each variant checked once against the reference

@@ -83,7 +83,7 @@ def p_grid(p_max: int) -> np.ndarray:
 
 def fit_profile(arch: ArchSpec, gpu: GPUSpec, t: int, b: int = 1, *, model: TimeModel | None = None,
                 coefficients: dict | None = None, p_max: int | None = None, c_ref: int | None = None,
-                max_knots: int = 3) -> Profile:
+                max_knots: int = 4) -> Profile:
     """F(p) + g·(o − 1) of the simulator for this arch, GPU, t and batch: F over p in 1..p_max
     (default min(8192, max_positions − 1)), g at context c_ref (default 1024)."""
     top = arch.max_positions - 1

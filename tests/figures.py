@@ -47,6 +47,7 @@ def snapshot(study: bool = True) -> dict:
     """Every figure the comparison covers, as plain JSON."""
     validate = json.loads(_idealrt("validate", "--json"))
     validate.pop("fits", None)  # absolute paths
+    validate.pop("provenance", None)  # the date and command of the run
     out = {"validate": validate,
            "predict": {f"{m}@{g}": _predict(m, g) for m in MODELS for g in GPUS}}
     if study:

@@ -13,8 +13,8 @@ from calibration.fit import ClassTimes, apply_coefficients
 from idealrt.cli import main
 from simulator.errors import UserError
 
-TRUE = {"gemm": 1.12, "prefill_attn": 0.88, "decode_attn": 1.25, "elementwise": 0.95, "launch": 1.05,
-        "allreduce": 1.3, "prefill_fixed_s": 3e-4, "decode_fixed_s": 4e-5}
+TRUE = {"gemm": 1.12, "prefill_attn": 0.88, "decode_attn": 1.25, "elementwise": 0.95, "allreduce": 1.3,
+        "prefill_fixed_s": 3e-4, "decode_fixed_s": 4e-5}  # launch (host time) stays hidden behind the GPU's here
 ARCH_SCALE = {"fake-small": 1.0, "fake-wide": 2.5, "fake-deep": 4.0}  # made-up model sizes
 
 
@@ -86,7 +86,24 @@ def test_class_without_time_is_left_at_one():
     times = [ClassTimes({**ct.prefill, "allreduce": 0.0}, ct.decode) for ct in fake_features(rows)]
     result = fit.fit_coefficients(rows[:12], times[:12])
     assert result.coefficients["allreduce"] == pytest.approx(1.0, abs=1e-3)
-    assert result.unfitted == ["allreduce"]
+    assert result.unfitted == ["allreduce", "launch"]  # the host's launches never outlast the GPU's work here
+
+
+def test_host_bound_phases_fit_the_launch_coefficient():
+    """An eager stack whose decode steps wait for the host: the launch coefficient is fitted from those steps,
+    and the GPU's classes from the phases the GPU bounds."""
+    def host_bound(row):
+        ct = fake_class_times(row)
+        return ClassTimes(ct.prefill, {**ct.decode, "launch": ct.decode["launch"] * 500})
+
+    true = {**TRUE, "launch": 1.2}
+    rows = make_rows(coefs=true)
+    for r in rows:  # measured times of the host-bound model
+        pre, dec = apply_coefficients(host_bound(r), r["o"] - 1, true)
+        r.update(prefill_s=pre, decode_s=dec, total_s=pre + dec)
+    result = fit.fit_rows(rows, lambda rs: [host_bound(r) for r in rs], max_queries=6)
+    assert result.coefficients["launch"] == pytest.approx(1.2, rel=0.02)
+    assert max(abs(r["rel_err"]) for r in result.residuals) < 1e-3
 
 
 def test_selection_is_spread_and_distinct():

@@ -14,8 +14,9 @@ from simulator.memory import memory_per_gpu, smallest_fitting_tp, valid_tps, wei
 from simulator.ops import decode_ops
 from simulator.predict import predict
 from simulator.profile import fit_profile
+from simulator.fits import check_coefficients
 from simulator.tables import default_model
-from simulator.timemodel import RooflineModel, time_by_class
+from simulator.timemodel import RooflineModel, phase_time, time_by_class
 
 H100 = get_gpu("h100-sxm")
 LLAMA = ArchSpec(name="llama-style", n_layers=4, hidden=1024, n_heads=16, n_kv_heads=8, head_dim=64,
@@ -29,16 +30,23 @@ def roofline():
     return RooflineModel(H100)
 
 
+UNIT = check_coefficients({})  # every coefficient 1, no fixed costs
+
+
+def step_s(ops) -> float:
+    """One step's seconds on the roofline: the longer of the GPU's and the host's work."""
+    return float(phase_time(time_by_class(ops, roofline()), UNIT))
+
+
 @pytest.mark.parametrize("arch", [LLAMA, MOE], ids=lambda a: a.name)
 @pytest.mark.parametrize("t", [1, 2])
 def test_decode_sum_matches_an_explicit_loop(arch, t):
     p, o, b = np.array([1, 7, 300, 2000, 5]), np.array([1, 2, 64, 900, 3000]), np.array([1, 3, 1, 8, 2])
     pred = predict(arch, H100, p, o, b, t, model=roofline())
     for i in range(p.size):
-        steps = [sum(time_by_class(decode_ops(arch, int(b[i]), c, t), roofline()).values())
-                 for c in range(p[i] + 1, p[i] + o[i])]
+        steps = [step_s(decode_ops(arch, int(b[i]), c, t)) for c in range(p[i] + 1, p[i] + o[i])]
         assert pred.decode_s[i] == pytest.approx(sum(steps), rel=1e-9, abs=1e-15)
-        first = sum(time_by_class(decode_ops(arch, int(b[i]), p[i] + 1, t), roofline()).values())
+        first = step_s(decode_ops(arch, int(b[i]), p[i] + 1, t))
         assert pred.decode_first_step_s[i] == pytest.approx(first, rel=1e-12)
         if o[i] > 1:
             assert pred.decode_last_step_s[i] == pytest.approx(steps[-1], rel=1e-12)
@@ -59,7 +67,7 @@ def test_vectorised_equals_one_call_per_request():
 def test_totals_tokens_per_second_cost_and_energy():
     pred = predict(LLAMA, H100, 100, 50, 4, 2, model=roofline(), price_per_hour_usd=10.0)
     assert pred.total_s == pytest.approx(pred.prefill_s + pred.decode_s)
-    assert pred.prefill_s == pytest.approx(sum(pred.prefill_by_class.values()))
+    assert pred.prefill_s == pytest.approx(phase_time(pred.prefill_by_class, UNIT))
     assert pred.tokens_per_s == pytest.approx(4 * 50 / pred.total_s)
     assert pred.cost_usd == pytest.approx(pred.total_s * 2 * 10.0 / 3600)
     assert pred.energy_j == pytest.approx(pred.total_s * 2 * H100.board_power_w)

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from calibration.table_io import write_json_atomic
     from simulator.fits import check_coefficients
 
+    if not args.out_dir.is_dir():
+        raise UserError(f"--out-dir {args.out_dir}: no such folder; create it first or choose another")
     rows = read_measurements(measurement_files(args.measurements))
     for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu).items():
         features = SimulatorFeatures(args.stack)

@@ -3,6 +3,7 @@ request, as a readable breakdown or JSON. Every output says which time model, fi
 from __future__ import annotations
 
 import argparse
+import math
 
 from simulator.errors import UserError
 from simulator.defaults import model_and_fit, resolve_arch
@@ -26,12 +27,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
+def price_per_hour(text: str) -> float:
+    """A price per GPU-hour: a finite number >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a price; give USD per GPU-hour, a number >= 0")
+    return value
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options predict and sweep share: software stack, fit, price."""
     parser.add_argument("--stack", choices=("triton", "torch"), default="triton",
                         help="whose kernel timings: our Triton kernels or torch (cuBLAS/SDPA)")
     parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
-    parser.add_argument("--price-per-hour", type=float, default=None, metavar="USD",
+    parser.add_argument("--price-per-hour", type=price_per_hour, default=None, metavar="USD",
                         help="price of one GPU-hour (default: the catalog's reference price)")
 
 

@@ -66,7 +66,7 @@ def print_lines(lines: list[str]) -> None:
     """Plain lines (headers, warnings) through rich, so markup-like brackets print as they are."""
     console = _console()
     for line in lines:
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # piped: no line breaks inside a warning
 
 
 def fmt_s(seconds: float) -> str:
@@ -100,6 +100,8 @@ def write_rows(path: str, rows: list[dict], option: str = "-o") -> None:
     if not out.parent.is_dir():
         raise UserError(f"{option} {path}: folder {out.parent} does not exist; create it first")
     rows = jsonable(rows)
+    if suffix == ".csv":  # a list (a row's warnings) is one CSV field
+        rows = [{k: " | ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
     bad = [k for r in rows for k, v in r.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise UserError(f"{option} {path}: non-finite value in column '{bad[0]}'; refusing to write it")

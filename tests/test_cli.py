@@ -76,7 +76,7 @@ def test_predict_from_config_matches_the_catalog(capsys, tmp_path):
 
 def test_sweep_writes_rows_and_a_summary(capsys, tmp_path):
     out = tmp_path / "sweep.csv"
-    assert main(["sweep", "--model", "llama-3.1-8b,mixtral-8x7b", "--gpu", "h100,a100-80gb",
+    assert main(["sweep", "--model", "llama-3.1-8b,mixtral-8x7b", "--gpu", "h100-sxm,a100-80gb",
                  "--prompt", "128,1:4096:x8", "--output", "1:64:x4", "--batch", "1,4", "-o", str(out)]) == 0
     screen = capsys.readouterr().out
     with out.open() as f:

@@ -71,18 +71,47 @@ def files(tmp_path_factory) -> dict[str, str]:
     return {name: str(d / name) for name in texts} | {"dir": str(d), "missing": str(d / "nope" / "x.json")}
 
 
-NUMBERS = st.sampled_from(["1", "2", "7", "64", "0", "-3", "1000000000", "nan", "inf", "1e3", "2.5", "", " ",
-                           "٣", "abc", "99999999999999999999999"])
-SMALL = st.sampled_from(["1", "2", "16", "64", "100"])
-MODELS = st.sampled_from(["llama-3.2-1b", "gpt2-xl", "llama-3.1-8b", "LLAMA-3.2-1B", "llama-3.1", "zz", "",
-                          "ллама", "llama-3.2-1b,gpt2-xl"])
-GPUS = st.sampled_from(["h100-sxm", "h200", "a100-80gb", "h100", "H100-SXM", "", "x", "h100-sxm,h200", "∞"])
-CONFIGS = st.sampled_from(["config.json", "mixtral.json", "awq.json", "fp32.json", "window.json", "bad-type.json",
-                           "list.json", "broken.json", "ünïcødé.json", "binary.bin", "missing", "dir"])
-LISTS = st.sampled_from(["1,16", "1:64:x4", "128", "1:8", "0", "-1", "1:1000000", "a", "", "1:5:x1", "5:1",
-                         "1,,2", "1:4:0", "70000", "2000,4000", "1:3:x2.5"])
-OUT_NAMES = st.sampled_from(["out.csv", "out.json", "out.html", "out.txt", "sub/out.csv", "/proc/idealrt/out.csv",
-                             "/proc/out.html", "", "dir", "ü.json"])
+GOOD_INT, BAD_INT = ["1", "2", "16", "64", "100"], ["0", "-3", "1000000000", "nan", "inf", "1e3", "2.5", "", " ",
+                                                     "٣", "abc", "99999999999999999999999"]
+GOOD_MODEL, BAD_MODEL = ["llama-3.2-1b", "gpt2-xl"], ["llama-3.1-8b", "LLAMA-3.2-1B", "llama-3.1", "zz", "", "ллама",
+                                                     "llama-3.2-1b,gpt2-xl", "llama-3.1-405b"]
+GOOD_GPU, BAD_GPU = ["h100-sxm", "h200", "a100-80gb", "H100-SXM"], ["h100", "", "x", "h100-sxm,h200", "∞", "l40s",
+                                                                     "v100"]
+GOOD_CONFIG = ["config.json", "mixtral.json", "fp32.json", "ünïcødé.json"]
+BAD_CONFIG = ["awq.json", "window.json", "bad-type.json", "list.json", "broken.json", "binary.bin", "missing", "dir"]
+GOOD_LIST, BAD_LIST = ["1,16", "1:64:x4", "128", "1:8", "2000,4000"], ["0", "-1", "1:1000000", "a", "", "1:5:x1", "5:1",
+                                                                       "1,,2", "1:4:0", "70000", "1:3:x2.5"]
+GOOD_OUT = ["out.csv", "out.json", "ü.json"]
+BAD_OUT = ["out.html", "out.txt", "sub/out.csv", "/proc/idealrt/out.csv", "/proc/out.csv", "", "dir"]
+GOOD_HTML, BAD_HTML = ["out.html", "ü.html"], ["out.json", "sub/out.html", "/proc/idealrt/o.html", "/proc/o.html", "",
+                                                "dir"]
+
+
+class Values:
+    """Option values of one case: good ones, except up to two bad ones (a third of the cases have none)."""
+
+    def __init__(self, data) -> None:
+        self.data, self.budget = data, data.draw(st.integers(0, 2), label="bad values")
+
+    def __call__(self, good: list[str], bad: list[str]) -> str:
+        if self.budget and self.data.draw(st.integers(0, 2)) == 0:
+            self.budget -= 1
+            return self.data.draw(st.sampled_from(bad))
+        return self.data.draw(st.sampled_from(good))
+
+    def options(self, pool: dict, required: tuple[str, ...] = ()) -> list[str]:
+        """Some of `pool` (option -> (good, bad) values, or None for a flag) in random order; a required
+        option is left out only as a bad value."""
+        argv = []
+        for opt in self.data.draw(st.permutations(list(pool))):
+            if opt in required:
+                if self.budget and self.data.draw(st.integers(0, 9)) == 0:
+                    self.budget -= 1
+                    continue
+            elif not self.data.draw(st.booleans()):
+                continue
+            argv += [opt] if pool[opt] is None else [opt, self(*pool[opt])]
+        return argv
 
 
 def out_path(files: dict, name: str) -> str:
@@ -94,19 +123,8 @@ def out_path(files: dict, name: str) -> str:
     return str(Path(tempfile.mkdtemp(dir=files["dir"])) / name)
 
 
-def path_of(files: dict, name: str) -> str:
-    return files.get(name, name)
-
-
-@st.composite
-def options(draw, pool: dict) -> list[str]:
-    """A random subset of `pool` (option -> strategy of its value, or None for a flag), in random order."""
-    argv = []
-    for opt in draw(st.permutations(list(pool))):
-        if draw(st.booleans()):
-            value = pool[opt]
-            argv += [opt] if value is None else [opt, draw(value)]
-    return argv
+def paths(files: dict, names: list[str]) -> list[str]:
+    return [files.get(n, n) for n in names]
 
 
 # -- the contract ---------------------------------------------------------------------------------------
@@ -141,17 +159,22 @@ def check_complete(path: str) -> None:
     if not p.is_file():
         return
     text = p.read_text()
-    if p.suffix == ".json":
+    if text.startswith("<!DOCTYPE html>") or p.suffix == ".html":  # --html writes HTML whatever the name
+        assert text.rstrip().endswith("</html>"), f"truncated HTML {p}"
+    elif p.suffix == ".json":
         json.loads(text)
     elif p.suffix == ".csv":
         rows = list(csv.reader(io.StringIO(text)))
         assert rows and all(len(r) == len(rows[0]) for r in rows), f"ragged CSV {p}"
-    elif p.suffix == ".html":
-        assert text.rstrip().endswith("</html>"), f"truncated HTML {p}"
+
+
+EXITS: dict[tuple[str, int], int] = {}  # (command, exit code) -> cases: printed by the long run
 
 
 def check_contract(argv: list[str], outputs: list[str] = (), non_negative: bool = False) -> int:
     rc, out, err = run_cli(argv)
+    key = (argv[0] if argv else "", rc)
+    EXITS[key] = EXITS.get(key, 0) + 1
     assert rc in (0, 2), f"exit {rc} for {argv}\n{err}"
     assert "Traceback" not in err and "Traceback" not in out, f"traceback for {argv}\n{err}"
     if rc:
@@ -167,31 +190,46 @@ def check_contract(argv: list[str], outputs: list[str] = (), non_negative: bool 
     return rc
 
 
+@pytest.fixture(scope="module", autouse=True)
+def exit_counts():
+    """Cases run and their exit codes per command, printed at the end (pytest -s shows them)."""
+    yield
+    total = sum(EXITS.values())
+    by = ", ".join(f"{c or '(none)'} exit {rc}: {n}" for (c, rc), n in sorted(EXITS.items()))
+    print(f"\nCLI fuzz: {total} cases ({by})")
+
+
 # -- one test per command -------------------------------------------------------------------------------
+STACKS = (["triton", "torch"], ["x", ""])
+
+
 @SETTINGS
 @given(data=st.data())
 def test_predict(files, data):
-    src = data.draw(st.one_of(st.tuples(st.just("--model"), MODELS),
-                              st.tuples(st.just("--config"), CONFIGS.map(lambda n: path_of(files, n)))))
-    argv = ["predict", *src, *data.draw(options({
-        "--gpu": GPUS, "--prompt": st.one_of(SMALL, NUMBERS), "--output": st.one_of(SMALL, NUMBERS),
-        "--batch": st.one_of(SMALL, NUMBERS), "--tp": NUMBERS, "--stack": st.sampled_from(["triton", "torch", "x"]),
-        "--no-fit": None, "--price-per-hour": NUMBERS, "--json": None}))]
+    v = Values(data)
+    src = ["--model", v(GOOD_MODEL, BAD_MODEL)] if data.draw(st.booleans()) else \
+        ["--config", v(paths(files, GOOD_CONFIG), paths(files, BAD_CONFIG))]
+    argv = ["predict", *src, *v.options({
+        "--gpu": (GOOD_GPU, BAD_GPU), "--prompt": (GOOD_INT, BAD_INT), "--output": (GOOD_INT, BAD_INT),
+        "--batch": (GOOD_INT, BAD_INT), "--tp": (["1", "2"], BAD_INT), "--stack": STACKS, "--no-fit": None,
+        "--price-per-hour": (["0", "2.5"], ["nan", "inf", "-1", "x"]), "--json": None},
+        ("--gpu", "--prompt", "--output"))]
     check_contract(argv, non_negative=True)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_sweep(files, data):
-    out = out_path(files, data.draw(OUT_NAMES))
-    html = out_path(files, data.draw(OUT_NAMES.map(lambda n: n.replace(".csv", ".html"))))
-    src = data.draw(options({"--model": MODELS, "--config": CONFIGS.map(lambda n: path_of(files, n))}))
-    argv = ["sweep", *src, *data.draw(options({
-        "--gpu": GPUS, "--prompt": LISTS, "--output": st.sampled_from(["1", "4", "1:16:x4", "0", "x", "3000"]),
-        "--batch": st.sampled_from(["1", "1,4", "0", "1:2", "100000"]), "--tp": st.sampled_from(["auto", "1", "2,auto",
-                                                                                                  "3", "0", "x"]),
-        "--no-fit": None, "--price-per-hour": NUMBERS, "-o": st.just(out), "--html": st.just(html),
-        "--json": None}))]
+    v = Values(data)
+    out, html = out_path(files, v(GOOD_OUT, BAD_OUT)), out_path(files, v(GOOD_HTML, BAD_HTML))
+    src = v.options({"--model": (GOOD_MODEL + ["gpt2-xl,llama-3.2-1b"], BAD_MODEL),
+                     "--config": (paths(files, GOOD_CONFIG), paths(files, BAD_CONFIG))}, ("--model",))
+    argv = ["sweep", *src, *v.options({
+        "--gpu": (GOOD_GPU + ["h100-sxm,h200"], BAD_GPU), "--prompt": (GOOD_LIST, BAD_LIST),
+        "--output": (["1", "4", "1:16:x4", "3000"], ["0", "x", ""]), "--batch": (["1", "1,4", "1:2"], ["0", "100000"]),
+        "--tp": (["auto", "1", "2,auto"], ["3", "0", "x"]), "--no-fit": None, "--stack": STACKS,
+        "--price-per-hour": (["0", "2.5"], ["nan", "-1"]), "-o": ([out], [out]), "--html": ([html], [html]),
+        "--json": None}, ("--gpu", "--prompt", "--output"))]
     check_contract(argv, [out, html], non_negative=True)
 
 
@@ -205,77 +243,77 @@ def test_catalogs_and_help(argv):
 @SETTINGS
 @given(data=st.data())
 def test_fit(files, data):
-    out_dir = data.draw(st.sampled_from([tempfile.mkdtemp(dir=files["dir"]), files["missing"], "/proc/idealrt",
-                                         "/proc", files["small.jsonl"]]))
-    argv = ["fit", "--out-dir", out_dir, *data.draw(options({
-        "--measurements": st.sampled_from(["small.jsonl", "broken.jsonl", "empty.jsonl", "missing", "list.json"]
-                                          ).map(lambda n: path_of(files, n)),
-        "--gpu": GPUS, "--stack": st.sampled_from(["triton", "torch", "x"]), "--max-queries": NUMBERS,
-        "--include-moe": None}))]
-    if "--measurements" not in argv:
-        argv += ["--measurements", files["small.jsonl"]]
-    if data.draw(st.booleans()):
-        argv += ["--bounds", data.draw(NUMBERS), data.draw(NUMBERS)]
-    check_contract(argv, [str(Path(out_dir) / f"{g}_{s}.json") for g in ("h100-sxm", "h200") for s in ("triton",)])
+    v = Values(data)
+    out_dir = v([tempfile.mkdtemp(dir=files["dir"])], [files["missing"], "/proc/idealrt", "/proc", files["small.jsonl"]])
+    argv = ["fit", "--out-dir", out_dir, *v.options({
+        "--measurements": (paths(files, ["small.jsonl"]), paths(files, ["broken.jsonl", "empty.jsonl", "missing",
+                                                                        "list.json", "log.csv"])),
+        "--gpu": (["h100-sxm"], BAD_GPU), "--stack": (["triton"], ["torch", "x"]),
+        "--max-queries": (["6", "3"], BAD_INT), "--bounds": (["0.7 1.5"], ["nan 1", "2 1", "-1 0", "1"]),
+        "--include-moe": None}, ("--measurements",))]
+    argv = [a for arg in argv for a in (arg.split(" ") if arg.count(" ") == 1 and arg[0] != " " else [arg])]
+    check_contract(argv, [str(Path(out_dir) / f"{g}_triton.json") for g in ("h100-sxm", "h200")])
 
 
 @SETTINGS
 @given(data=st.data())
 def test_validate(files, data):
-    argv = ["validate", *data.draw(options({
-        "--measurements": st.sampled_from(["small.jsonl", "broken.jsonl", "empty.jsonl", "missing"]
-                                          ).map(lambda n: path_of(files, n)),
-        "--gpu": GPUS, "--stack": st.sampled_from(["triton", "torch", ""]), "--max-queries": NUMBERS,
-        "--leave-out-arch": MODELS, "--fits-dir": st.sampled_from([files["dir"], files["missing"]]),
-        "--json": None}))]
-    if "--measurements" not in argv:
-        argv += ["--measurements", files["small.jsonl"]]
+    v = Values(data)
+    argv = ["validate", *v.options({
+        "--measurements": (paths(files, ["small.jsonl"]), paths(files, ["broken.jsonl", "empty.jsonl", "missing"])),
+        "--gpu": (["h100-sxm"], BAD_GPU), "--stack": (["triton"], ["torch", ""]), "--max-queries": (["6"], BAD_INT),
+        "--leave-out-arch": (["llama-3.1-8b"], BAD_MODEL), "--fits-dir": ([files["dir"]], [files["missing"]]),
+        "--json": None}, ("--measurements",))]
     check_contract(argv)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_profile_simulated(files, data):
-    argv = ["profile", "--simulated", "--model", data.draw(MODELS), *data.draw(options({
-        "--gpu": GPUS, "--t": NUMBERS, "--b": NUMBERS, "--stack": st.sampled_from(["triton", "torch", "x"]),
-        "--prompts": LISTS, "--outputs": st.sampled_from(["1,16", "1", "0", "x", "1,100000"]),
-        "--max-knots": st.sampled_from(["0", "2", "-1", "9"]), "--json": None}))]
+    v = Values(data)
+    argv = ["profile", "--simulated", "--model", v(GOOD_MODEL, BAD_MODEL), *v.options({
+        "--gpu": (GOOD_GPU, BAD_GPU), "--t": (["1", "2"], BAD_INT), "--b": (["1", "4"], BAD_INT), "--stack": STACKS,
+        "--prompts": (["1,16,64,256", "1,512"], BAD_LIST + ["1,200000"]), "--outputs": (["1,16", "1,4"],
+                                                                                       ["0", "x", "1,100000"]),
+        "--max-knots": (["0", "2"], ["-1", "9"]), "--json": None})]
     check_contract(argv)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_denoise(files, data):
-    log = path_of(files, data.draw(st.sampled_from(["log.csv", "log-bad.csv", "log-header.csv", "empty.jsonl",
-                                                    "binary.bin", "missing", "dir"])))
-    argv = ["denoise", log, *data.draw(options({"--quantile": NUMBERS, "--max-knots": st.sampled_from(["0", "2", "-1"]),
-                                                "--quadratic": None, "--json": None}))]
+    v = Values(data)
+    log = v(paths(files, ["log.csv"]), paths(files, ["log-bad.csv", "log-header.csv", "empty.jsonl", "binary.bin",
+                                                     "missing", "dir"]))
+    argv = ["denoise", log, *v.options({"--quantile": (["0.05", "0.2"], ["0", "1", "-1", "nan", "x"]),
+                                        "--max-knots": (["0", "2"], ["-1", "50"]), "--quadratic": None,
+                                        "--json": None})]
     check_contract(argv)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_report(files, data):
-    out = out_path(files, data.draw(OUT_NAMES.map(lambda n: n.replace(".csv", ".html"))))
-    argv = ["report", "-o", out, *data.draw(options({
-        "--gpu": GPUS, "--stack": st.sampled_from(["triton", "torch", "x"]),
-        "--data-dir": st.sampled_from([files["dir"], files["missing"], "/nonexistent", ""]),
-        "--whatif": st.sampled_from(["rows.json", "list.json", "broken.json", "config.json", "missing"]
-                                    ).map(lambda n: path_of(files, n))}))]
+    v = Values(data)
+    out = out_path(files, v(GOOD_HTML, BAD_HTML))
+    argv = ["report", "-o", out, *v.options({
+        "--gpu": (GOOD_GPU, BAD_GPU), "--stack": STACKS,
+        "--data-dir": ([files["dir"]], [files["missing"], "/nonexistent", ""]),
+        "--whatif": (paths(files, ["rows.json"]), paths(files, ["list.json", "broken.json", "config.json", "missing"]))},
+        ("--whatif",))]
     if "--whatif" not in argv and "--data-dir" not in argv:
-        argv += ["--whatif", files["rows.json"]]  # the shipped calibration report takes seconds: rarely
+        argv += ["--data-dir", files["dir"]]  # the shipped calibration report takes seconds: not fuzzed
     check_contract(argv, [out])
 
 
 @SETTINGS
 @given(data=st.data())
 def test_study(files, data):
-    csv_out = out_path(files, data.draw(OUT_NAMES))
-    html = out_path(files, data.draw(OUT_NAMES.map(lambda n: n.replace(".csv", ".html"))))
-    argv = ["study", "--stack", "triton", "--models", data.draw(st.sampled_from(
-        ["llama-3.2-1b", "gpt2-xl,llama-3.2-1b", "", ",", "zz", "llama-3.2-1b,ünï"])),
-        "--gpus", data.draw(st.sampled_from(["h100-sxm", "h100", "", "h100-sxm,x"])), *data.draw(options({
-            "--csv": st.just(csv_out), "--html": st.just(html), "--no-fit": None,
-            "--accuracy": st.sampled_from(["accuracy.csv", "accuracy-bad.csv", "missing", "log.csv"]
-                                          ).map(lambda n: path_of(files, n))}))]
+    v = Values(data)
+    csv_out, html = out_path(files, v(GOOD_OUT, BAD_OUT)), out_path(files, v(GOOD_HTML, BAD_HTML))
+    argv = ["study", "--stack", "triton", "--models", v(["llama-3.2-1b", "gpt2-xl,llama-3.2-1b"],
+                                                        ["", ",", "zz", "llama-3.2-1b,ünï"]),
+            "--gpus", v(["h100-sxm"], ["h100", "", "h100-sxm,x"]), *v.options({
+                "--csv": ([csv_out], [csv_out]), "--html": ([html], [html]), "--no-fit": None,
+                "--accuracy": (paths(files, ["accuracy.csv"]), paths(files, ["accuracy-bad.csv", "missing", "log.csv"]))})]
     check_contract(argv, [csv_out, html])

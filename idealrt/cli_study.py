@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
     bad = [s for s in stacks if s not in ("triton", "torch")]
     if bad:
         raise UserError(f"--stack: '{bad[0]}' is not a stack; use triton, torch or both (triton,torch)")
-    for out in (args.csv, args.html):
+    for option, out in (("--csv", args.csv), ("--html", args.html)):
         if out:
-            check_output(out)
+            check_output(out, option)
     accuracy = read_accuracy(args.accuracy) if args.accuracy else None
     data = collect(models, gpus, stacks, not args.no_fit, accuracy)
     shown = data["base_rows"]

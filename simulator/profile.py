@@ -95,7 +95,7 @@ def fit_profile(arch: ArchSpec, gpu: GPUSpec, t: int, b: int = 1, *, model: Time
     prefill = predict(arch, gpu, p, 1, b, t, model=model, coefficients=coefficients).prefill_s
     knots, fitted = fit_piecewise_linear(p.astype(float), prefill, max_knots)
     ends = [float(p[0])] + knots + [float(p[-1])]
-    f_at = np.maximum.accumulate(fitted[np.searchsorted(p, ends)])  # knots are grid points; F never falls
+    f_at = fitted[np.searchsorted(p, ends)]  # knots are grid points
     g = predict(arch, gpu, c_ref - 1, 2, b, t, model=model, coefficients=coefficients).decode_s
     return Profile(knots_p=tuple(int(k) for k in ends), f_knots_s=tuple(float(v) for v in f_at),
                    g_s=float(g), c_ref=c_ref, max_rel_err=float(np.max(np.abs(fitted / prefill - 1))))

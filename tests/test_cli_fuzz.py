@@ -197,13 +197,10 @@ def check_contract(argv: list[str], outputs: list[str] = (), non_negative: bool 
     return rc
 
 
-@pytest.fixture(scope="module", autouse=True)
-def exit_counts():
-    """Cases run and their exit codes per command, printed at the end (pytest -s shows them)."""
-    yield
-    total = sum(EXITS.values())
+def summary() -> str:
+    """Cases run and their exit codes per command (conftest prints it at the end of the run)."""
     by = ", ".join(f"{c or '(none)'} exit {rc}: {n}" for (c, rc), n in sorted(EXITS.items()))
-    print(f"\nCLI fuzz: {total} cases ({by})")
+    return f"CLI fuzz: {sum(EXITS.values())} cases ({by})"
 
 
 # -- one test per command -------------------------------------------------------------------------------

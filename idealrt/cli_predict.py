@@ -112,11 +112,12 @@ def show(r: dict, gpu: GPUSpec) -> None:
         [f"decode, all {o - 1} steps", fmt_s(r["decode_s"])],
         ["total", fmt_s(r["total_s"])],
         ["output tokens/s (whole batch)", fmt_num(r["tokens_per_s"])]])
-    rows = [[c, fmt_s(v["prefill_s"]) if v["prefill_s"] else "-", fmt_s(v["decode_s"]) if v["decode_s"] else "-",
-             fmt_num(v["coefficient"], 3)]
-            for c, v in r["by_class"].items() if v["prefill_s"] or v["decode_s"]]
+    shown = lambda s: s >= 5e-8  # noqa: E731  (a time that prints as 0.0 µs is left out)
+    rows = [[c, fmt_s(v["prefill_s"]) if shown(v["prefill_s"]) else "-",
+             fmt_s(v["decode_s"]) if shown(v["decode_s"]) else "-", fmt_num(v["coefficient"], 3)]
+            for c, v in r["by_class"].items() if shown(v["prefill_s"]) or shown(v["decode_s"])]
     fixed = r["fixed"]
-    if fixed["prefill_fixed_s"] or fixed["decode_fixed_s"]:
+    if shown(fixed["prefill_fixed_s"]) or shown(fixed["decode_fixed_s"] * (o - 1)):
         rows.append(["fixed (fit)", fmt_s(fixed["prefill_fixed_s"]), fmt_s(fixed["decode_fixed_s"] * (o - 1)), ""])
     print_table("By op class (coefficient applied)", ["class", "prefill", "decode, all steps", "coefficient"], rows)
     m = r["memory_per_gpu"]

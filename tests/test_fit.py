@@ -217,6 +217,7 @@ def test_cli_fit_leaves_moe_out_unless_asked(tmp_path, monkeypatch, capsys):
     src = tmp_path / "m.jsonl"
     src.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_file"}) + "\n" for r in make_rows()))
     out = tmp_path / "fits"
+    out.mkdir()
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out)]) == 0
     data = json.loads((out / "h100-sxm_triton.json").read_text())
     assert "fake-deep" not in {q["arch"] for q in data["queries"]}

@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     """Render and write the report; prints the path and which sections had no data."""
     from reports.render import check_output, write_html
 
-    if args.output:
-        check_output(args.output)
+    if args.output is not None:
+        check_output(args.output, "-o")
     if args.whatif:
         from reports.whatif_report import render_whatif
 

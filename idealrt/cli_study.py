@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise UserError(f"--stack: '{bad[0]}' is not a stack; use triton, torch or both (triton,torch)")
     for option, out in (("--csv", args.csv), ("--html", args.html)):
-        if out:
+        if out is not None:
             check_output(out, option)
     accuracy = read_accuracy(args.accuracy) if args.accuracy else None
     data = collect(models, gpus, stacks, not args.no_fit, accuracy)

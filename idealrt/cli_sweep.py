@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --model NAME[,NAME...] and/or --config config.json")
     archs = [resolve_arch(n, None) for n in names] + [resolve_arch(None, c) for c in args.config]
     gpus = [get_gpu(g.strip()) for g in args.gpu.split(",")]
+    for option, out in (("-o", args.out), ("--html", args.html)):
+        if out == "":
+            raise UserError(f"{option}: give a file name")
     p_list, o_list = parse_ints(args.prompt, "--prompt"), parse_ints(args.output, "--output")
     b_list, tps = parse_ints(args.batch, "--batch"), parse_tps(args.tp)
     n_rows = len(archs) * len(gpus) * len(tps) * len(p_list) * len(o_list) * len(b_list)

@@ -85,6 +85,8 @@ def check_output(path: str | os.PathLike, option: str = "") -> Path:
     """The output path, if a file can be written there; else a UserError naming `option` (the flag that gave
     it), called before any long work."""
     out, flag = Path(path), f"{option} " if option else ""
+    if not str(path).strip():
+        raise UserError(f"{option or 'output'}: give a file name")
     if out.is_dir():
         raise UserError(f"{flag}output '{out}' is a folder; give a file name such as report.html")
     if not out.parent.is_dir():

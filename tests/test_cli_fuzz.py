@@ -6,7 +6,8 @@ The contract, for every argument list:
 - the exit code is 0 or 2, and no traceback is printed;
 - a non-zero exit prints exactly one line on stderr, and it names something (is not empty);
 - every number in a JSON output is finite, and those of predict and sweep are non-negative;
-- no half-written file: an output path is absent or complete, and no temporary file is left beside it.
+- no half-written file: an output path is absent or complete, and no temporary file is left beside it;
+  nothing is written into the working folder (an empty output name is refused, not a default).
 
 CI runs FUZZ_EXAMPLES cases per command (about a minute in all); `IDEALRT_FUZZ_EXAMPLES=2000 pytest
 tests/test_cli_fuzz.py` is the long run.
@@ -176,7 +177,9 @@ EXITS: dict[tuple[str, int], int] = {}  # (command, exit code) -> cases: printed
 
 
 def check_contract(argv: list[str], outputs: list[str] = (), non_negative: bool = False) -> int:
+    before = set(os.listdir())
     rc, out, err = run_cli(argv)
+    assert set(os.listdir()) == before, f"{argv} wrote into the working folder: {set(os.listdir()) - before}"
     key = (argv[0] if argv else "", rc)
     EXITS[key] = EXITS.get(key, 0) + 1
     assert rc in (0, 2), f"exit {rc} for {argv}\n{err}"

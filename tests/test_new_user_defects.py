@@ -153,3 +153,9 @@ def test_measure_where_every_query_fails_exits_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "every query failed" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["report", "-o", "", "--whatif", "x.json"], SWEEP + ["-o", ""], SWEEP + ["--html", ""],
+                                  ["study", "--models", "llama-3.2-1b", "--gpus", "h100-sxm", "--csv", ""]])
+def test_an_empty_output_name_is_refused_not_defaulted(capsys, argv):
+    one_line_error(capsys, argv, "give a file name")

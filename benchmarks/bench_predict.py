@@ -39,7 +39,7 @@ def test_predict_rate(benchmark):
 COLD_START = """
 import sys
 from idealrt.cli import main
-rc = main(["predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "512", "--output", "64"])
+rc = main(["predict", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "512", "--output", "64"])
 heavy = [m for m in ("torch", "triton") if m in sys.modules]
 sys.exit(f"imported {heavy}" if heavy else rc)
 """

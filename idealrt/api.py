@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -13,12 +14,13 @@ from numpy.typing import ArrayLike
 
 from simulator.arch import ArchSpec
 from simulator.defaults import model_and_fit, resolve_arch
+from simulator.errors import UserError
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
 from simulator.predict import Prediction
 from simulator.predict import predict as _predict
 
-WARNING_SEP = " | "  # warnings of a sweep row, joined in one text field
+WARNING_SEP = " | "  # warnings of a sweep row, joined in one CSV field
 
 
 def load_config(path: str | Path) -> ArchSpec:
@@ -65,7 +67,7 @@ def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...
         sel = np.flatnonzero(tps == t)
         pred = _predict(arch, gpu, p[sel], o[sel], b[sel], int(t), model=model, coefficients=coefficients,
                         price_per_hour_usd=price)
-        warnings = WARNING_SEP.join(pred.warnings)
+        notes = list(pred.warnings)
         cols = {"prefill_s": pred.prefill_s, "decode_step_s": pred.decode_step_s, "decode_s": pred.decode_s,
                 "total_s": pred.total_s, "tokens_per_s": pred.tokens_per_s,
                 "mem_per_gpu_gib": pred.mem_per_gpu_bytes / GIB, "fits": pred.fits,
@@ -75,7 +77,7 @@ def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...
             rows.append({"_order": int(j), "arch": arch.name, "gpu": gpu.name, "t": int(t), "n_gpus": pred.n_gpus,
                          "b": int(b[j]), "p": int(p[j]), "o": int(o[j]),
                          **{k: v[i] for k, v in cols.items()},
-                         "time_model": pred.time_model, "fit": fit_label, "warnings": warnings})
+                         "time_model": pred.time_model, "fit": fit_label, "warnings": notes})
     rows.sort(key=lambda r: r.pop("_order"))
     return rows
 
@@ -85,13 +87,26 @@ def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec]
           stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> list[dict]:
     """One tidy row per (GPU, model, tp, p, o, b), as `idealrt sweep` writes them; tp None: the smallest that
     fits each request."""
-    archs, specs = [_arch(m) for m in models], [_gpu(g) for g in gpus]
+    archs, specs, tps = [_arch(m) for m in models], [_gpu(g) for g in gpus], list(tps)
     p, o, b = (a.ravel() for a in np.meshgrid(list(prompts), list(outputs), list(batches), indexing="ij"))
     rows = []
-    for gpu in specs:
-        for arch in archs:
+    for arch in archs:
+        keep = p + o <= arch.max_positions
+        if not keep.any():
+            raise UserError(f"every prompt + output of the sweep exceeds {arch.name}'s max_positions "
+                            f"{arch.max_positions}; use shorter --prompt/--output values")
+        if not keep.all():
+            warnings.warn(f"{arch.name}: {int((~keep).sum())} of {p.size} requests skipped (prompt + output over its "
+                          f"max_positions {arch.max_positions})", SweepWarning, stacklevel=2)
+        for gpu in specs:
             # a fresh time model per model and GPU, so its warnings are about these rows only
             setting = model_and_fit(gpu, stack, not fit)
             for t in tps:
-                rows += _rows(arch, gpu, t or 0, (p, o, b), setting, price_per_hour_usd)
+                rows += _rows(arch, gpu, t or 0, (p[keep], o[keep], b[keep]), setting, price_per_hour_usd)
+    order = {g.name: i for i, g in enumerate(specs)}
+    rows.sort(key=lambda r: order[r["gpu"]])  # GPU-major, as before: stable within a GPU
     return rows
+
+
+class SweepWarning(UserWarning):
+    """Rows a sweep skipped, one per model: requests longer than the model's positions."""

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_top_help())
+        if not argv:
+            sys.stderr.write("idealrt: error: give a command (see idealrt --help)\n")
         return 0 if argv else 2
     cmd = argv[0]
     if cmd not in COMMANDS:

@@ -21,7 +21,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", type=int, default=6, help="queries the fit may use (default 6)")
     add_row_args(parser)
     parser.add_argument("--bounds", nargs=2, type=float, metavar=("LOW", "HIGH"), default=None,
-                        help="bounds of each op-class multiplier (default 0.7 1.5)")
+                        help="bounds of each op-class multiplier (default 0.7 1.5; launch and allreduce_latency "
+                             "keep 0 1.5, elementwise 0.7 2.5: calibration/fit.py CLASS_BOUNDS)")
     parser.add_argument("--out-dir", type=Path, default=FITS_DIR, help="where fit files go (default calibration/fits)")
     parser.add_argument("--include-moe", action="store_true",
                         help="let MoE architectures' queries into the fit (left out by default: the reference "
@@ -139,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     from calibration.table_io import write_json_atomic
     from simulator.fits import check_coefficients
 
+    if not args.out_dir.is_dir():
+        raise UserError(f"--out-dir {args.out_dir}: no such folder; create it first or choose another")
     rows = read_chosen_rows(args)
     for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu, args.engine, args.any_engine_version).items():
         features = SimulatorFeatures(args.stack)

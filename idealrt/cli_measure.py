@@ -219,16 +219,20 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     ses = _Session(args, rank, t, group, gpu, out, backend, prov, _Bar(n_todo, rank == 0), time.perf_counter(),
                    from_config, _energy_counter(args.device))
-    written, stopped = 0, False
+    written, stopped, failed = 0, False, []
     try:
         for arch, qs in todo:
             if qs and not stopped:
-                n, stopped = _measure_arch(arch, qs, ses)
+                n, stopped, arch_failed = _measure_arch(arch, qs, ses)
                 written += n
+                failed += [arch.name] if arch_failed else []
     finally:
         ses.bar.close()
+    if failed and written == 0:
+        raise UserError(f"every query failed ({', '.join(failed)}; errors above); nothing written to {out}")
     if rank == 0:
         how = "stopped by --max-seconds; re-run the same command to resume" if stopped else "done"
+        how += f"; failed: {', '.join(failed)} (errors above)" if failed else ""
         print(f"measure: {written} rows written to {out} in {time.perf_counter() - ses.t0:.0f} s ({how})",
               file=sys.stderr)
     return 0
@@ -247,8 +251,8 @@ def _energy_counter(device: str):
     return open_energy_counter(index, str(uuid) if uuid else None)
 
 
-def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
-    """Build the model once, run its queries batch by batch; returns (rows written, stopped early)."""
+def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool, bool]:
+    """Build the model once, run its queries batch by batch; returns (rows written, stopped early, failed)."""
     import torch
 
     from calibration.engine.runner import cache_rows, memory_need_bytes
@@ -261,7 +265,7 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
         for q in sorted(set(qs) - set(fits)):
             print(f"  skip {arch.name} b={q.b} p={q.p} o={q.o}: needs more than this GPU's memory", file=sys.stderr)
     if not fits:
-        return 0, False
+        return 0, False, False
     start = time.perf_counter()
     try:
         engine = _make_engine(arch, ses.args, ses.rank, ses.t, ses.group)
@@ -300,4 +304,4 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool]:
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
-    return written, stopped
+    return written, stopped, failed

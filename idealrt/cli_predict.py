@@ -3,6 +3,7 @@ request, as a readable breakdown or JSON. Every output says which time model, fi
 from __future__ import annotations
 
 import argparse
+import math
 
 from simulator.errors import UserError
 from simulator.defaults import model_and_fit, resolve_arch
@@ -27,12 +28,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
+def price_per_hour(text: str) -> float:
+    """A price per GPU-hour: a finite number >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a price; give USD per GPU-hour, a number >= 0")
+    return value
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options predict and sweep share: software stack, fit, price."""
     parser.add_argument("--stack", choices=("triton", "torch"), default="triton",
                         help="whose kernel timings: our Triton kernels or torch (cuBLAS/SDPA)")
     parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
-    parser.add_argument("--price-per-hour", type=float, default=None, metavar="USD",
+    parser.add_argument("--price-per-hour", type=price_per_hour, default=None, metavar="USD",
                         help="price of one GPU-hour (default: the catalog's reference price)")
 
 
@@ -106,11 +118,12 @@ def show(r: dict, gpu: GPUSpec) -> None:
         [f"decode, all {o - 1} steps", fmt_s(r["decode_s"])],
         ["total", fmt_s(r["total_s"])],
         ["output tokens/s (whole batch)", fmt_num(r["tokens_per_s"])]])
-    rows = [[c, fmt_s(v["prefill_s"]) if v["prefill_s"] else "-", fmt_s(v["decode_s"]) if v["decode_s"] else "-",
-             fmt_num(v["coefficient"], 3)]
-            for c, v in r["by_class"].items() if v["prefill_s"] or v["decode_s"]]
+    shown = lambda s: s >= 5e-8  # noqa: E731  (a time that prints as 0.0 µs is left out)
+    rows = [[c, fmt_s(v["prefill_s"]) if shown(v["prefill_s"]) else "-",
+             fmt_s(v["decode_s"]) if shown(v["decode_s"]) else "-", fmt_num(v["coefficient"], 3)]
+            for c, v in r["by_class"].items() if shown(v["prefill_s"]) or shown(v["decode_s"])]
     fixed = r["fixed"]
-    if fixed["prefill_fixed_s"] or fixed["decode_fixed_s"]:
+    if shown(fixed["prefill_fixed_s"]) or shown(fixed["decode_fixed_s"] * (o - 1)):
         rows.append(["fixed (fit)", fmt_s(fixed["prefill_fixed_s"]), fmt_s(fixed["decode_fixed_s"] * (o - 1)), ""])
     print_table("By op class (coefficient applied)", ["class", "prefill", "decode, all steps", "coefficient"], rows)
     m = r["memory_per_gpu"]

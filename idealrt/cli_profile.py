@@ -35,8 +35,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t", type=int, help="tensor-parallel degree (default: all measured / smallest that fits)")
     parser.add_argument("--b", type=int, default=None, help="batch size (default: all measured / 1)")
     parser.add_argument("--stack", default="triton", help="software stack (default triton)")
-    parser.add_argument("--prompts", type=_int_list, default=list(PROMPTS), help="simulated grid of p (comma list)")
-    parser.add_argument("--outputs", type=_int_list, default=list(OUTPUTS), help="simulated grid of o (comma list)")
+    parser.add_argument("--prompts", type=_int_list, default=None,
+                        help=f"simulated grid of p (comma list; default {','.join(map(str, PROMPTS))}, "
+                             "clipped to the model's max_positions)")
+    parser.add_argument("--outputs", type=_int_list, default=None,
+                        help=f"simulated grid of o (comma list; default {','.join(map(str, OUTPUTS))})")
     parser.add_argument("--max-knots", type=int, default=2, help="knots F may bend at (default 2)")
     parser.add_argument("--json", action="store_true", help="print the fits as JSON")
 
@@ -81,19 +84,29 @@ def measured_grids(args: argparse.Namespace, arch: str, rows: list[dict]) -> lis
 def simulated_grid(args: argparse.Namespace, arch_spec) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """(label, p, o, total_s) of the simulator's predictions over the --prompts × --outputs grid."""
     from simulator.fits import load_fit
-    from simulator.gpus import get_gpu
+    from simulator.gpus import GIB, get_gpu
+    from simulator.memory import smallest_fitting_tp
     from simulator.predict import predict
     from simulator.tables import default_model
 
     gpu = get_gpu(args.gpu or "h100-sxm")
-    p, o = (a.ravel() for a in np.meshgrid(args.prompts, args.outputs))  # (n,) each
+    p, o = (a.ravel() for a in np.meshgrid(args.prompts or PROMPTS, args.outputs or OUTPUTS))  # (n,) each
     keep = p + o <= arch_spec.max_positions
+    if not keep.all() and (args.prompts or args.outputs):  # the default grid is clipped; a given one is not
+        raise UserError(f"--prompts/--outputs: p + o up to {int((p + o).max())} exceeds {arch_spec.name}'s "
+                        f"max_positions {arch_spec.max_positions}; keep every p + o <= {arch_spec.max_positions}")
+    p, o = p[keep], o[keep]
+    b = args.b or 1
     fit = load_fit(gpu.name, args.stack)
-    pred = predict(arch_spec, gpu, p[keep], o[keep], args.b or 1, args.t, model=default_model(gpu, args.stack),
-                   coefficients=fit)
-    label = {"gpu": gpu.name, "t": pred.t, "b": args.b or 1, "source": "simulated", "queries": int(keep.sum()),
+    pred = predict(arch_spec, gpu, p, o, b, args.t, model=default_model(gpu, args.stack), coefficients=fit)
+    if not pred.fits.all():
+        need = float(pred.mem_per_gpu_bytes.max()) / GIB
+        best = smallest_fitting_tp(arch_spec, gpu, b, p, o)
+        raise UserError(f"--t {pred.t}: {arch_spec.name} needs {need:.1f} GiB per GPU, over the "
+                        f"{gpu.mem_gib:.0f} GiB of {gpu.name}; use --t {best} or leave --t out")
+    label = {"gpu": gpu.name, "t": pred.t, "b": b, "source": "simulated", "queries": int(p.size),
              "time_model": pred.time_model, "fit": pred.fit}
-    return label, p[keep].astype(float), o[keep].astype(float), np.asarray(pred.total_s, dtype=float)
+    return label, p.astype(float), o.astype(float), np.asarray(pred.total_s, dtype=float)
 
 
 def print_profile(label: dict, fits: list[dict]) -> None:
@@ -128,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_knots < 0:
         raise UserError(f"--max-knots is {args.max_knots}; use 0 or more")
+    for flag, value in (("--t", args.t), ("--b", args.b)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} is {value}; use a whole number >= 1 (or leave {flag} out)")
     if args.simulated:
         arch = get_arch(args.model)
         grids = [simulated_grid(args, arch)]

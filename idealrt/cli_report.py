@@ -39,12 +39,21 @@ def read_sweep_rows(path: str) -> list[dict]:
     return rows
 
 
+def _table_text(inp) -> str:
+    """Which throughput table the report (and predict) uses."""
+    if inp.table_path:
+        return f", table {inp.table_path.name}"
+    if inp.table_derived_from:
+        return f", table derived from {inp.table_derived_from}'s"
+    return ", no table (datasheet roofline)"
+
+
 def run(args: argparse.Namespace) -> int:
     """Render and write the report; prints the path and which sections had no data."""
     from reports.render import check_output, write_html
 
-    if args.output:
-        check_output(args.output)
+    if args.output is not None:
+        check_output(args.output, "-o")
     if args.whatif:
         from reports.whatif_report import render_whatif
 
@@ -56,11 +65,15 @@ def run(args: argparse.Namespace) -> int:
     from reports.calibration_data import load_inputs
     from reports.calibration_report import build_sections, render_calibration
 
-    inp = load_inputs(args.gpu, args.stack, Path(args.data_dir))
+    data_dir = Path(args.data_dir)
+    if not any((data_dir / sub).is_dir() for sub in ("tables", "measurements", "fits")):
+        raise UserError(f"--data-dir {data_dir}: no tables/, measurements/ or fits/ folder there; point it at a "
+                        "calibration folder (default: the shipped calibration/)")
+    inp = load_inputs(args.gpu, args.stack, data_dir)
     out = write_html(args.output or f"report-{inp.gpu}-{inp.stack}.html", render_calibration(inp))
     missing = [s.title for s in build_sections(inp) if s.missing]
     print(f"wrote {out} ({inp.gpu}, {inp.stack}: {len(inp.measurements)} measured queries"
-          f"{', table ' + inp.table_path.name if inp.table_path else ', no table'}"
+          f"{_table_text(inp)}"
           f"{', fit ' + inp.fit_path.name if inp.fit_path else ', no fit'})")
     if missing:
         print(f"not measured yet: {', '.join(missing)}")

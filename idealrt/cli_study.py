@@ -74,15 +74,15 @@ def run(args: argparse.Namespace) -> int:
     from simulator.gpus import get_gpu
     from idealrt.output import fmt_num, print_lines, print_table, write_rows
 
-    models = [get_arch(m).name for m in _names(args.models, "--models")] if args.models else default_models()
+    models = [get_arch(m).name for m in _names(args.models, "--models")] if args.models is not None else default_models()
     gpus = [get_gpu(g).name for g in _names(args.gpus, "--gpus")]
     stacks = _names(args.stack, "--stack")
     bad = [s for s in stacks if s not in ("triton", "torch")]
     if bad:
         raise UserError(f"--stack: '{bad[0]}' is not a stack; use triton, torch or both (triton,torch)")
-    for out in (args.csv, args.html):
-        if out:
-            check_output(out)
+    for option, out in (("--csv", args.csv), ("--html", args.html)):
+        if out is not None:
+            check_output(out, option)
     accuracy = read_accuracy(args.accuracy) if args.accuracy else None
     data = collect(models, gpus, stacks, not args.no_fit, accuracy)
     shown = data["base_rows"]
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         lines += [f"Pareto frontier, accuracy against {m}: {', '.join(f)}" for m, f in data["frontier"].items()]
         lines += frontier_changes(data["frontier"])
     if args.csv:
-        write_rows(args.csv, [{k: r.get(k) for k in CSV_COLS} for r in data["rows"]])
+        write_rows(args.csv, [{k: r.get(k) for k in CSV_COLS} for r in data["rows"]], option="--csv")
         lines.append(f"all {len(data['rows'])} rows written to {args.csv}")
     if args.html:
         from reports.render import write_html

@@ -7,10 +7,12 @@ when hit; the forms mix: `1,16:64:x2`. Per request, tp "auto" is the smallest va
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 import numpy as np
 
-from idealrt.api import WARNING_SEP, sweep
+from idealrt.api import SweepWarning, sweep
 from idealrt.cli_predict import add_common_args
 from idealrt.output import fmt_num, fmt_s, print_json, print_lines, print_table, write_rows
 from simulator.defaults import resolve_arch
@@ -83,13 +85,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --model NAME[,NAME...] and/or --config config.json")
     archs = [resolve_arch(n, None) for n in names] + [resolve_arch(None, c) for c in args.config]
     gpus = [get_gpu(g.strip()) for g in args.gpu.split(",")]
+    for option, out in (("-o", args.out), ("--html", args.html)):
+        if out == "":
+            raise UserError(f"{option}: give a file name")
     p_list, o_list = parse_ints(args.prompt, "--prompt"), parse_ints(args.output, "--output")
     b_list, tps = parse_ints(args.batch, "--batch"), parse_tps(args.tp)
     n_rows = len(archs) * len(gpus) * len(tps) * len(p_list) * len(o_list) * len(b_list)
     if n_rows > MAX_ROWS:
         raise UserError(f"the sweep has {n_rows:,} rows, over {MAX_ROWS:,}; use fewer values or coarser ranges")
-    rows = sweep(archs, gpus, p_list, o_list, b_list, [t or None for t in tps], stack=args.stack,
-                 fit=not args.no_fit, price_per_hour_usd=args.price_per_hour)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SweepWarning)
+        rows = sweep(archs, gpus, p_list, o_list, b_list, [t or None for t in tps], stack=args.stack,
+                     fit=not args.no_fit, price_per_hour_usd=args.price_per_hour)
+    for w in caught:  # one line per model whose max_positions cut rows
+        sys.stderr.write(f"idealrt sweep: warning: {w.message}\n")
     if args.out:
         write_rows(args.out, rows)
     if args.html:
@@ -114,6 +123,6 @@ def _summary(rows: list[dict], out: str | None) -> None:
     more = f"{len(rows) - len(shown)} more rows not shown; " if len(rows) > len(shown) else ""
     where = f"all {len(rows)} rows written to {out}" if out else "-o FILE.csv|.json writes all rows"
     labels = sorted({(r["gpu"], r["time_model"], r["fit"]) for r in rows})
-    warnings = sorted({w for r in rows for w in r["warnings"].split(WARNING_SEP) if w})
+    notes = sorted({w for r in rows for w in r["warnings"]})
     print_lines([more + where] + [f"{g}: time model {tm}, fit {f}" for g, tm, f in labels]
-                + [f"warning: {w}" for w in warnings])
+                + [f"warning: {w}" for w in notes])

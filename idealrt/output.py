@@ -66,7 +66,7 @@ def print_lines(lines: list[str]) -> None:
     """Plain lines (headers, warnings) through rich, so markup-like brackets print as they are."""
     console = _console()
     for line in lines:
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # piped: no line breaks inside a warning
 
 
 def fmt_s(seconds: float) -> str:
@@ -90,18 +90,21 @@ def fmt_num(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if x == 0 or 1e-4 <= abs(x) < 1e9 else f"{x:.{digits - 1}e}"
 
 
-def write_rows(path: str, rows: list[dict]) -> None:
-    """Rows as CSV (.csv) or a JSON list (.json), chosen by the suffix; written atomically."""
+def write_rows(path: str, rows: list[dict], option: str = "-o") -> None:
+    """Rows as CSV (.csv) or a JSON list (.json), chosen by the suffix; written atomically. `option` is the
+    flag that named the path, for the error lines."""
     out = Path(path)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".json"):
-        raise UserError(f"-o {path}: the file name must end in .csv or .json")
+        raise UserError(f"{option} {path}: the file name must end in .csv or .json")
     if not out.parent.is_dir():
-        raise UserError(f"-o {path}: folder {out.parent} does not exist; create it first")
+        raise UserError(f"{option} {path}: folder {out.parent} does not exist; create it first")
     rows = jsonable(rows)
+    if suffix == ".csv":  # a list (a row's warnings) is one CSV field
+        rows = [{k: " | ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
     bad = [k for r in rows for k, v in r.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
-        raise UserError(f"-o {path}: non-finite value in column '{bad[0]}'; refusing to write it")
+        raise UserError(f"{option} {path}: non-finite value in column '{bad[0]}'; refusing to write it")
     if suffix == ".json":
         text = json.dumps(rows, indent=1) + "\n"
     else:
@@ -112,5 +115,5 @@ def write_rows(path: str, rows: list[dict]) -> None:
         text = buf.getvalue()
     try:
         write_atomic(out, text)
-    except OSError as e:
-        raise UserError(f"-o {path}: cannot write it ({e.strerror})") from None
+    except UserError as e:
+        raise UserError(f"{option} {e}") from None

@@ -26,6 +26,7 @@ class CalibrationInputs:
     gpu_label: str = ""
     table: dict | None = None
     table_path: Path | None = None
+    table_derived_from: str = ""  # the measured GPU a derived table comes from ("" for its own table)
     measurements: list[dict] = field(default_factory=list)  # the rows of this stack
     measurement_files: list[Path] = field(default_factory=list)
     fit: dict | None = None
@@ -59,6 +60,7 @@ def load_inputs(gpu: str, stack: str = "triton", data_dir: Path = CALIBRATION_DI
 
         model = table_model_for(spec, stack, tables_dir=data_dir / "tables")
         inp.table = model.table if model is not None else None
+        inp.table_derived_from = model.derived_from or "" if model is not None else ""
     inp.measurement_files = sorted((data_dir / "measurements").glob(f"{spec.name}_t*.jsonl"))
     if inp.measurement_files:
         from calibration.measurements_io import read_measurements

@@ -81,13 +81,16 @@ def render_page(template: str, title: str, sections: list[Section], **context) -
     return _env().get_template(template).render(title=title, sections=sections, generated=now, **context)
 
 
-def check_output(path: str | os.PathLike) -> Path:
-    """The output path, if a file can be written there; else a UserError (called before any long work)."""
-    out = Path(path)
+def check_output(path: str | os.PathLike, option: str = "") -> Path:
+    """The output path, if a file can be written there; else a UserError naming `option` (the flag that gave
+    it), called before any long work."""
+    out, flag = Path(path), f"{option} " if option else ""
+    if not str(path).strip():
+        raise UserError(f"{option or 'output'}: give a file name")
     if out.is_dir():
-        raise UserError(f"output '{out}' is a folder; give a file name such as report.html")
+        raise UserError(f"{flag}output '{out}' is a folder; give a file name such as report.html")
     if not out.parent.is_dir():
-        raise UserError(f"output folder '{out.parent}' does not exist; create it or pick another path")
+        raise UserError(f"{flag}output folder '{out.parent}' does not exist; create it or pick another path")
     return out
 
 

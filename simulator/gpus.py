@@ -130,15 +130,16 @@ GPUS: dict[str, GPUSpec] = {
 }
 
 ALIASES: dict[str, str] = {
-    "h100": "h100-sxm", "h100-80gb": "h100-sxm", "h100sxm": "h100-sxm",
+    "h100sxm": "h100-sxm", "h100pcie": "h100-pcie",  # no "h100" or "a100": each names two catalog GPUs
     "h200-sxm": "h200", "h200-141gb": "h200",
-    "a100": "a100-80gb", "a100-40": "a100-40gb", "a100-80": "a100-80gb",
+    "a100-40": "a100-40gb", "a100-80": "a100-80gb",
     "v100-32gb": "v100", "v100-sxm2": "v100", "mi300": "mi300x",
 }
 
 
 def get_gpu(name: str) -> GPUSpec:
-    """The catalog entry for `name` (case-insensitive; a few aliases such as "h100" accepted)."""
+    """The catalog entry for `name` (case-insensitive; a few aliases such as "h200-sxm" accepted; a name
+    that starts several entries, such as "h100", is refused as ambiguous)."""
     return lookup(name, GPUS, ALIASES, "GPU", f"choose from {', '.join(GPUS)} ('idealrt gpus' lists them)")
 
 

@@ -225,13 +225,49 @@ def _read_json(path: str) -> dict:
 
 
 def _default_name(cfg: dict, path: str | None) -> str:
+    """`_name_or_path`, else the file's stem (mixtral.json -> mixtral), else for a file named config.json
+    (or a folder) the folder's name, else the model_type."""
     if cfg.get("_name_or_path"):
         return str(cfg["_name_or_path"]).rstrip("/").split("/")[-1].lower()
     if path:
+        if not os.path.isdir(path) and os.path.basename(path) != "config.json":
+            return os.path.splitext(os.path.basename(path))[0].lower()
         folder = os.path.normpath(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
         if os.path.basename(folder):
             return os.path.basename(folder).lower()
     return str(cfg["model_type"]).lower()
+
+
+# bytes per weight of the checkpoint dtypes idealrt takes (times still assume the bf16 engine; predict says so)
+DTYPE_BYTES = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0}
+
+
+def _bytes_per_weight(k: _Keys) -> float:
+    """Bytes per weight from 'torch_dtype' (or 'dtype', its newer name); bf16 when absent."""
+    key, value = k.find(("torch_dtype", "dtype"))
+    if value is None:
+        return 2.0
+    name = str(value).removeprefix("torch.")
+    if name not in DTYPE_BYTES:
+        raise k.fail(f"'{key}' is {value!r}; idealrt takes {', '.join(DTYPE_BYTES)} (set '{key}' to bfloat16 "
+                     "to predict the model served in bf16)")
+    return DTYPE_BYTES[name]
+
+
+def _refuse_unmodelled(k: _Keys, max_positions: int) -> None:
+    """Fields that change memory or time and are not modelled yet: refused by name, never ignored."""
+    if k.cfg.get("quantization_config") is not None:
+        method = k.cfg["quantization_config"]
+        method = method.get("quant_method", "?") if isinstance(method, dict) else method
+        raise k.fail(f"'quantization_config' ({method}) is not modelled yet (quantized weights and kernels); "
+                     "predict the unquantized model: remove 'quantization_config' and set 'torch_dtype' to bfloat16")
+    window = k.cfg.get("sliding_window")
+    if window is not None and k.cfg.get("use_sliding_window", True) is not False:
+        if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+            raise k.fail(f"'sliding_window' must be a positive integer or null, got {window!r}")
+        if window < max_positions:
+            raise k.fail(f"'sliding_window'={window} (below the {max_positions} positions) is not modelled yet; "
+                         "set it to null to predict full attention in every layer (an upper bound on its time)")
 
 
 def load_config(path_or_dict: str | os.PathLike | dict, name: str | None = None) -> ArchSpec:
@@ -251,5 +287,7 @@ def load_config(path_or_dict: str | os.PathLike | dict, name: str | None = None)
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise UserError(f"{source}: model_type '{model_type}' is not supported; supported: "
                         f"{', '.join(sorted(FAMILIES))}")
-    fields = FAMILIES[model_type](_Keys(cfg, source))
-    return ArchSpec(name=name or _default_name(cfg, path), **fields)
+    keys = _Keys(cfg, source)
+    fields = FAMILIES[model_type](keys)
+    _refuse_unmodelled(keys, fields["max_positions"])
+    return ArchSpec(name=name or _default_name(cfg, path), bytes_per_weight=_bytes_per_weight(keys), **fields)

@@ -15,6 +15,9 @@ def lookup(name: str, table: dict[str, T], aliases: dict[str, str], what: str, f
     key = aliases.get(key, key)
     if key in table:
         return table[key]
+    family = [k for k in table if key and k.startswith(key + "-")]  # "h100": h100-sxm, h100-pcie
+    if family:
+        raise UserError(f"{what} '{name}' is ambiguous: it could be {' or '.join(family)}; give the full name")
     near = difflib.get_close_matches(key, list(table) + list(aliases), n=3, cutoff=0.4)
     hint = f"did you mean {', '.join(near)}?" if near else fallback_hint
     raise UserError(f"unknown {what} '{name}': {hint}")

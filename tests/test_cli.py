@@ -36,7 +36,7 @@ def run_json(capsys, *argv):
 
 
 def test_predict_prints_the_breakdown(capsys):
-    assert main(["predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "512", "--output", "64"]) == 0
+    assert main(["predict", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "512", "--output", "64"]) == 0
     out = capsys.readouterr().out
     for text in ("prefill", "decode step, first (context 513)", "decode step, last (context 575)", "total",
                  "By op class", "Memory per GPU", "KV cache", "cost", "energy", "F(p) + g·(o − 1)",
@@ -60,7 +60,7 @@ def test_predict_applies_the_default_fit_unless_told_not_to(capsys, no_fit_files
     path = no_fit_files / "h100-sxm_triton.json"
     path.write_text(json.dumps({"gpu": "h100-sxm", "stack": "triton",
                                 "coefficients": {"gemm": 2.0, "prefill_fixed_s": 0.5}}))
-    argv = ["predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "64", "--output", "8", "--json"]
+    argv = ["predict", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "64", "--output", "8", "--json"]
     fitted, raw = run_json(capsys, *argv), run_json(capsys, *argv, "--no-fit")
     assert fitted["fit"] == str(path) and raw["fit"] == "none (--no-fit)"
     assert fitted["prefill_s"] > raw["prefill_s"] + 0.5
@@ -77,7 +77,7 @@ def test_predict_from_config_matches_the_catalog(capsys, tmp_path):
 
 def test_sweep_writes_rows_and_a_summary(capsys, tmp_path):
     out = tmp_path / "sweep.csv"
-    assert main(["sweep", "--model", "llama-3.1-8b,mixtral-8x7b", "--gpu", "h100,a100-80gb",
+    assert main(["sweep", "--model", "llama-3.1-8b,mixtral-8x7b", "--gpu", "h100-sxm,a100-80gb",
                  "--prompt", "128,1:4096:x8", "--output", "1:64:x4", "--batch", "1,4", "-o", str(out)]) == 0
     screen = capsys.readouterr().out
     with out.open() as f:
@@ -90,7 +90,7 @@ def test_sweep_writes_rows_and_a_summary(capsys, tmp_path):
 
 
 def test_sweep_json_and_fixed_tp(capsys, tmp_path):
-    rows = run_json(capsys, "sweep", "--model", "llama-3.1-70b", "--gpu", "h100", "--prompt", "10",
+    rows = run_json(capsys, "sweep", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--prompt", "10",
                     "--output", "10", "--tp", "1,8", "--json", "-o", str(tmp_path / "s.json"))
     assert [(r["t"], r["fits"]) for r in rows] == [(1, False), (8, True)]  # t=1 kept, marked as not fitting
     assert json.loads((tmp_path / "s.json").read_text()) == rows
@@ -104,21 +104,21 @@ def test_catalog_listings(capsys, command):
     assert len(entries) > 5 and all("name" in e for e in entries)
 
 
-PREDICT = ["predict", "--gpu", "h100", "--prompt", "100", "--output", "10"]
-SWEEP = ["sweep", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "100", "--output", "10"]
+PREDICT = ["predict", "--gpu", "h100-sxm", "--prompt", "100", "--output", "10"]
+SWEEP = ["sweep", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "100", "--output", "10"]
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["predict", "--model", "llama-3.1-8bb", "--gpu", "h100", "--prompt", "1", "--output", "1"], "did you mean"),
+    (["predict", "--model", "llama-3.1-8bb", "--gpu", "h100-sxm", "--prompt", "1", "--output", "1"], "did you mean"),
     (["predict", "--model", "llama-3.1-8b", "--gpu", "h1000", "--prompt", "1", "--output", "1"], "unknown GPU"),
     (["predict", "--config", "/nonexistent/config.json", *PREDICT[1:]], "--config"),
     (["predict", "--model", "llama-3.1-8b", "--tp", "3", *PREDICT[1:]], "tp=3"),
     (["predict", "--model", "falcon-7b", "--tp", "2", *PREDICT[1:]], "n_kv_heads=1"),
-    (["predict", "--model", "gpt2-xl", "--gpu", "h100", "--prompt", "1000", "--output", "26"], "max_positions"),
-    (["predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "0", "--output", "1"], "prompt"),
-    (["predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "1", "--output", "0"], "output"),
+    (["predict", "--model", "gpt2-xl", "--gpu", "h100-sxm", "--prompt", "1000", "--output", "26"], "max_positions"),
+    (["predict", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "0", "--output", "1"], "prompt"),
+    (["predict", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "1", "--output", "0"], "output"),
     (["predict", "--model", "llama-3.1-8b", "--batch", "-1", *PREDICT[1:]], "batch"),
-    (["predict", "--model", "llama-3.1-8b", "--prompt", "abc", "--gpu", "h100", "--output", "1"], "--prompt"),
+    (["predict", "--model", "llama-3.1-8b", "--prompt", "abc", "--gpu", "h100-sxm", "--output", "1"], "--prompt"),
     (["predict", "--model", "llama-3.1-70b", "--tp", "1", *PREDICT[1:]], "--tp 2"),
     (["predict", "--model", "llama-3.1-405b", *PREDICT[1:]], "does not fit on 8"),
     (["predict", "--model", "llama-3.1-8b", "--price-per-hour", "-1", *PREDICT[1:]], "price"),
@@ -132,9 +132,9 @@ SWEEP = ["sweep", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "100",
     ([*SWEEP, "--tp", "3"], "tp=3"),
     ([*SWEEP, "-o", "rows.txt"], ".csv or .json"),
     ([*SWEEP, "-o", "/nonexistent/dir/rows.csv"], "does not exist"),
-    (["sweep", "--gpu", "h100", "--prompt", "1", "--output", "1"], "--model"),
-    (["sweep", "--model", "llama-3.1-8b", "--gpu", "h100", "--prompt", "1:100000", "--output", "1:20"], "rows"),
-    (["sweep", "--model", "llama-3.1-405b", "--gpu", "h100", "--prompt", "1", "--output", "1"], "does not fit"),
+    (["sweep", "--gpu", "h100-sxm", "--prompt", "1", "--output", "1"], "--model"),
+    (["sweep", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "1:100000", "--output", "1:20"], "rows"),
+    (["sweep", "--model", "llama-3.1-405b", "--gpu", "h100-sxm", "--prompt", "1", "--output", "1"], "does not fit"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
     assert exit_code(argv) == 2

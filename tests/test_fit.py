@@ -161,6 +161,7 @@ def test_cli_fit_writes_the_fit_file(tmp_path, monkeypatch, capsys):
     src = tmp_path / "h100-sxm_t1.jsonl"
     src.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_file"}) + "\n" for r in make_rows()))
     out = tmp_path / "fits"
+    out.mkdir()  # fit writes into an existing folder only
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out), "--max-queries", "5"]) == 0
     data = json.loads((out / "h100-sxm_triton.json").read_text())
     assert data["gpu"] == "h100-sxm" and data["stack"] == "triton" and len(data["queries"]) == 5
@@ -216,6 +217,7 @@ def test_cli_fit_leaves_moe_out_unless_asked(tmp_path, monkeypatch, capsys):
     src = tmp_path / "m.jsonl"
     src.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_file"}) + "\n" for r in make_rows()))
     out = tmp_path / "fits"
+    out.mkdir()
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out)]) == 0
     data = json.loads((out / "h100-sxm_triton.json").read_text())
     assert "fake-deep" not in {q["arch"] for q in data["queries"]}

@@ -45,10 +45,16 @@ def test_measured_tables_are_named_only_for_h100_and_h200():
     assert all(g.table is None for n, g in GPUS.items() if n not in ("h100-sxm", "h200"))
 
 
-@pytest.mark.parametrize("alias,name", [("H100", "h100-sxm"), (" h100-SXM ", "h100-sxm"),
-                                        ("h200-sxm", "h200"), ("a100", "a100-80gb"), ("MI300", "mi300x")])
+@pytest.mark.parametrize("alias,name", [("H100-sxm", "h100-sxm"), (" h100-SXM ", "h100-sxm"),
+                                        ("h200-sxm", "h200"), ("a100-80", "a100-80gb"), ("MI300", "mi300x")])
 def test_get_gpu_is_case_insensitive_and_takes_aliases(alias, name):
     assert get_gpu(alias).name == name
+
+
+@pytest.mark.parametrize("name,both", [("h100", "h100-sxm or h100-pcie"), ("A100", "a100-40gb or a100-80gb")])
+def test_a_name_of_two_catalog_gpus_is_refused_as_ambiguous(name, both):
+    with pytest.raises(UserError, match=f"GPU '{name}' is ambiguous: it could be {both}"):
+        get_gpu(name)
 
 
 def test_unknown_gpu_suggests_the_nearest_names():

@@ -19,7 +19,8 @@ PUBLISHED = {
                      "intermediate_size": 8192, "tie_word_embeddings": True},
     "mistral-7b": {"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 32,
                    "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
-                   "vocab_size": 32000, "max_position_embeddings": 32768, "sliding_window": 4096},
+                   "vocab_size": 32000, "max_position_embeddings": 32768,
+                   "sliding_window": None},  # v0.1 publishes 4096, refused (not modelled); null as in v0.2
     "mixtral-8x7b": {"model_type": "mixtral", "hidden_size": 4096, "num_hidden_layers": 32,
                      "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
                      "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000,
@@ -105,6 +106,35 @@ def test_name_comes_from_argument_name_or_path_folder_or_type(tmp_path):
     assert load_config(hub_named).name == "meta-llama-3-8b"
     assert load_config(LLAMA_31_8B).name == "llama"
     assert load_config(path, name="mine").name == "mine"
+    other = tmp_path / "Llama-3.1-8B" / "mixtral.json"  # not config.json: the file names the model
+    other.write_text(json.dumps(LLAMA_31_8B))
+    assert load_config(other).name == "mixtral"
+
+
+GEMMA2 = PUBLISHED["gemma-2-9b"]
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"quantization_config": {"quant_method": "awq", "bits": 4}}, r"'quantization_config' \(awq\)"),
+    ({"sliding_window": 4096}, "'sliding_window'=4096"),
+    ({"sliding_window": 512}, "'sliding_window'=512"),
+    ({"sliding_window": "big"}, "'sliding_window' must be"),
+    ({"torch_dtype": "int8"}, "'torch_dtype' is 'int8'"),
+])
+def test_unmodelled_fields_are_refused_by_name(tmp_path, extra, message):
+    path = _write(tmp_path, {**GEMMA2, **extra})
+    with pytest.raises(UserError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
+def test_weights_dtype_and_unused_window_are_read(tmp_path):
+    assert load_config({**LLAMA_31_8B, "torch_dtype": "float32"}).bytes_per_weight == 4.0
+    assert load_config({**LLAMA_31_8B, "torch_dtype": "bfloat16"}).bytes_per_weight == 2.0
+    assert load_config({**LLAMA_31_8B, "dtype": "float16"}).bytes_per_weight == 2.0
+    qwen = {**PUBLISHED["qwen2.5-1.5b"], "sliding_window": 4096, "use_sliding_window": False}
+    assert load_config(qwen).max_positions == 131072  # a window that is off is no window
+    assert load_config({**GEMMA2, "sliding_window": 8192}).max_positions == 8192  # never reached: full attention
 
 
 BAD = [

@@ -50,7 +50,7 @@ def test_calibration_report_without_data_says_not_measured_yet(tmp_path):
 
 def test_load_inputs_reads_table_measurements_fit_and_predicts_every_query(tmp_path):
     rows = _write_fake_data(tmp_path)
-    inp = load_inputs("h100", "triton", data_dir=tmp_path)
+    inp = load_inputs("h100-sxm", "triton", data_dir=tmp_path)
     assert inp.gpu == "h100-sxm" and inp.table["points"] and inp.fit["coefficients"]["gemm"] == 1.03
     assert len(inp.measurements) == len(rows) == len(inp.predicted)
     assert all(p and p["total_s"] > 0 for p in inp.predicted), inp.predict_note

@@ -82,7 +82,7 @@ def test_write_html_is_atomic_and_refuses_a_folder(tmp_path):
 
 def test_report_command_renders_a_sweeps_rows_file(tmp_path, capsys):
     rows = tmp_path / "rows.json"
-    assert main(["sweep", "--model", "llama-3.1-8b", "--gpu", "h100,h200", "--prompt", "128,1024", "--output", "64",
+    assert main(["sweep", "--model", "llama-3.1-8b", "--gpu", "h100-sxm,h200", "--prompt", "128,1024", "--output", "64",
                  "--batch", "1,8", "--tp", "1,2", "-o", str(rows)]) == 0
     out = tmp_path / "w.html"
     assert main(["report", "--whatif", str(rows), "-o", str(out)]) == 0

@@ -97,7 +97,7 @@ def test_bad_accuracy_rows_are_one_line_errors(tmp_path, capsys, body, needle):
     with pytest.raises(UserError) as e:
         read_accuracy(f)
     assert needle in str(e.value)
-    assert main(["study", "--models", "llama-3.1-8b", "--gpus", "h100", "--stack", "triton", "--accuracy", str(f)]) == 2
+    assert main(["study", "--models", "llama-3.1-8b", "--gpus", "h100-sxm", "--stack", "triton", "--accuracy", str(f)]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
 

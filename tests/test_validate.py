@@ -67,6 +67,7 @@ def fake_setup(tmp_path, monkeypatch):
     src = tmp_path / "m.jsonl"
     rows = make_rows(ts=(1, 2), noise=0.005, seed=6)
     src.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_file"}) + "\n" for r in rows))
+    (tmp_path / "fits").mkdir()  # fit writes into an existing folder only
     return ["--measurements", str(src), "--fits-dir", str(tmp_path / "fits")]
 
 

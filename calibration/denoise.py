@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.profile_fit import ProfileForm, check_grid, fit_knots
+from calibration.profile_fit import check_grid, fit_knots
+from simulator.profile import ProfileForm
 from simulator.errors import UserError
 
 COLUMNS = ("prompt_tokens", "output_tokens", "latency_s")

@@ -7,40 +7,14 @@ term (q ≥ 0) covers long prompts. Each form's error is reported so a user sees
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.profile import ProfileForm
 
 MAX_CANDIDATE_KNOTS = 16  # more distinct prompt lengths than this: candidates at quantiles of p
-
-
-@dataclass(frozen=True)
-class ProfileForm:
-    """T(p, o) = intercept + Σ segment slopes·p (F, kinks at `knots`) + quad·p² + g·(o − 1); seconds."""
-
-    name: str
-    knots: tuple[float, ...]  # prompt lengths where F's slope changes
-    intercept_s: float  # F(0): for a black-box API log, its fixed overhead
-    slopes_s: tuple[float, ...]  # F's slope in seconds per prompt token, one per segment (len(knots) + 1)
-    quad_s: float  # seconds per prompt token squared
-    g_s: float  # seconds per decode step
-
-    def prefill_s(self, p) -> np.ndarray:
-        """F(p) + quad·p²."""
-        p = np.asarray(p, dtype=float)
-        f = self.intercept_s + self.slopes_s[0] * p
-        for knot, before, after in zip(self.knots, self.slopes_s, self.slopes_s[1:]):
-            f = f + (after - before) * np.maximum(p - knot, 0.0)
-        return f + self.quad_s * p**2
-
-    def __call__(self, p, o) -> np.ndarray:
-        return self.prefill_s(p) + self.g_s * (np.asarray(o, dtype=float) - 1)
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "knots": list(self.knots), "slopes_s": list(self.slopes_s)}
 
 
 # residual vector (cvxpy expression, measured − modelled, in units of `scale`) -> scalar loss

@@ -1,4 +1,5 @@
-"""The paper's form T(p, o) ≈ F(p) + g·(o − 1), derived from the simulator itself.
+"""The paper's form T(p, o) ≈ F(p) + g·(o − 1): the form itself (`ProfileForm`, also what calibration/profile_fit.py
+fits to measured queries with cvxpy), and its fit to the simulator.
 
 F is continuous piecewise linear in p: flat while prefill is latency-bound, then linear, steeper once
 attention's p² term shows. It is fitted to the simulator's prefill over a p grid by weighted least squares
@@ -7,7 +8,7 @@ g is one decode step at a reference context.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -22,29 +23,62 @@ DEFAULT_C_REF = 1024
 
 
 @dataclass(frozen=True)
-class Profile:
-    """F's knots (segment ends, first and last grid points included) and values, and g."""
+class ProfileForm:
+    """T(p, o) = intercept + Σ segment slopes·p (F, kinks at `knots`) + quad·p² + g·(o − 1); seconds."""
 
-    knots_p: tuple[int, ...]
-    f_knots_s: tuple[float, ...]  # F at each knot
-    g_s: float  # one decode step at context c_ref
+    name: str
+    knots: tuple[float, ...]  # prompt lengths where F's slope changes
+    intercept_s: float  # F(0): for a black-box API log, its fixed overhead
+    slopes_s: tuple[float, ...]  # F's slope in seconds per prompt token, one per segment (len(knots) + 1)
+    quad_s: float  # seconds per prompt token squared
+    g_s: float  # seconds per decode step
+
+    def prefill_s(self, p) -> np.ndarray:
+        """F(p) + quad·p²."""
+        p = np.asarray(p, dtype=float)
+        f = self.intercept_s + self.slopes_s[0] * p
+        for knot, before, after in zip(self.knots, self.slopes_s, self.slopes_s[1:]):
+            f = f + (after - before) * np.maximum(p - knot, 0.0)
+        return f + self.quad_s * p**2
+
+    def __call__(self, p, o) -> np.ndarray:
+        return self.prefill_s(p) + self.g_s * (np.asarray(o, dtype=float) - 1)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "knots": list(self.knots), "slopes_s": list(self.slopes_s)}
+
+
+@dataclass(frozen=True)
+class Profile(ProfileForm):
+    """The form fitted to the simulator itself: F over prompt lengths p_first..p_last, g at context c_ref."""
+
+    p_first: int
+    p_last: int
     c_ref: int
     max_rel_err: float  # of F against the simulator's prefill over the grid
 
     @property
+    def knots_p(self) -> tuple[int, ...]:
+        """F's segment ends: the grid's first point, the knots, its last point."""
+        return (self.p_first, *(int(k) for k in self.knots), self.p_last)
+
+    @property
+    def f_knots_s(self) -> tuple[float, ...]:
+        """F at each segment end."""
+        return tuple(float(v) for v in self.prefill_s(np.array(self.knots_p)))
+
+    @property
     def slopes_s_per_token(self) -> tuple[float, ...]:
-        """Slope of F on each segment between consecutive knots."""
-        return tuple(np.diff(self.f_knots_s) / np.diff(self.knots_p))
+        """Slope of F on each segment."""
+        return self.slopes_s
 
     def f_s(self, p) -> np.ndarray:
         """F(p), continued with the last slope beyond the last knot."""
-        p = np.asarray(p, dtype=float)
-        beyond = np.maximum(p - self.knots_p[-1], 0.0) * self.slopes_s_per_token[-1]
-        return np.interp(p, self.knots_p, self.f_knots_s) + beyond
+        return self.prefill_s(p)
 
     def total_s(self, p, o) -> np.ndarray:
         """F(p) + g·(o − 1)."""
-        return self.f_s(p) + self.g_s * (np.asarray(o) - 1)
+        return self(p, o)
 
 
 def _hinge_basis(p: np.ndarray, knots: list[float]) -> np.ndarray:
@@ -97,5 +131,7 @@ def fit_profile(arch: ArchSpec, gpu: GPUSpec, t: int, b: int = 1, *, model: Time
     ends = [float(p[0])] + knots + [float(p[-1])]
     f_at = fitted[np.searchsorted(p, ends)]  # knots are grid points
     g = predict(arch, gpu, c_ref - 1, 2, b, t, model=model, coefficients=coefficients).decode_s
-    return Profile(knots_p=tuple(int(k) for k in ends), f_knots_s=tuple(float(v) for v in f_at),
-                   g_s=float(g), c_ref=c_ref, max_rel_err=float(np.max(np.abs(fitted / prefill - 1))))
+    slopes = np.diff(f_at) / np.diff(ends)
+    return Profile(name="simulated", knots=tuple(knots), intercept_s=float(f_at[0] - slopes[0] * ends[0]),
+                   slopes_s=tuple(float(v) for v in slopes), quad_s=0.0, g_s=float(g), p_first=int(ends[0]),
+                   p_last=int(ends[-1]), c_ref=c_ref, max_rel_err=float(np.max(np.abs(fitted / prefill - 1))))

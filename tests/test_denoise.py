@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calibration.denoise import LatencyLog, denoise, read_log, summary
-from calibration.profile_fit import ProfileForm
+from simulator.profile import ProfileForm
 from idealrt.cli import main
 from simulator.errors import UserError
 

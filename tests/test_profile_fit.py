@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from calibration.profile_fit import ProfileForm, profile
+from calibration.profile_fit import profile
+from simulator.profile import ProfileForm
 from idealrt.cli import main
 from simulator.errors import UserError
 

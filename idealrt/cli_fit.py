@@ -8,6 +8,7 @@ import argparse
 import datetime as dt
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from calibration.measurements_io import REFERENCE_ENGINE as ENGINE
@@ -142,6 +143,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out_dir.is_dir():
         raise UserError(f"--out-dir {args.out_dir}: no such folder; create it first or choose another")
+    try:  # refused before any work, not after the fit
+        with tempfile.TemporaryFile(dir=args.out_dir):
+            pass
+    except OSError as e:
+        raise UserError(f"--out-dir {args.out_dir}: cannot write there ({e.strerror}); choose a folder you can "
+                        "write to") from None
     rows = read_chosen_rows(args)
     for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu, args.engine, args.any_engine_version).items():
         features = SimulatorFeatures(args.stack)

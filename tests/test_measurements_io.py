@@ -167,6 +167,7 @@ def test_fit_and_validate_keep_to_the_current_engine_version(tmp_path, monkeypat
     src = tmp_path / "m.jsonl"
     write_jsonl(src, [{**r, "engine_version": engine_version()} for r in rows] + rows[:7])
     out = tmp_path / "fits"
+    out.mkdir()
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out)]) == 0
     err = capsys.readouterr().err
     assert f"left out 7 of {len(rows) + 7} rows" in err and "7 without a version" in err
@@ -188,6 +189,7 @@ def test_fit_another_engine_from_a_csv(tmp_path, monkeypatch, capsys):
     cols = ["arch", "gpu", "t", "b", "p", "o", "prefill_s", "total_s", "backend", "split"]
     src.write_text(",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in make_rows()))
     out = tmp_path / "fits"
+    out.mkdir()
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out)]) == 0  # engine-less rows: idealrt's
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out), "--engine", "mine"]) == 0
     data = json.loads((out / "h100-sxm_triton_mine.json").read_text())  # never replaces the reference fit

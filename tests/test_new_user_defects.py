@@ -148,7 +148,7 @@ def test_measure_where_every_query_fails_exits_2(capsys, tmp_path):
                                "max_position_embeddings": 64}))
     out = tmp_path / "m.jsonl"
     argv = ["measure", "--device", "cpu", "--arch", str(cfg), "--gpu", "h100-sxm", "--queries", "8,2,1",
-            "--out", str(out), "--backend", "triton", "--repeats", "1", "--warmup", "0"]
+            "--out", str(out), "--backend", "triton", "--repeats", "3", "--warmup", "0"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "every query failed" in err and "Traceback" not in err

@@ -65,6 +65,8 @@ class TableModel(TimeModel):
         self._fallback = RooflineModel(gpu)
         self._launch: LaunchModel | None = None
         self._measured_classes = {p.get("op") for p in table["points"] if p.get("median_us", 0) > 0}
+        self._fallbacks: set[str] = set()
+        self._fallback_warning = ""
 
     @property
     def power_w(self) -> dict | None:
@@ -113,8 +115,7 @@ class TableModel(TimeModel):
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
         record = op_class_record(op_class)
         if record.fallback and op_class not in self._measured_classes:
-            self.warnings.add(f"{op_class}: not measured in this table; timed as {record.fallback} of its bytes "
-                              "(re-run 'idealrt calibrate' to measure it)")
+            self._note_fallback(op_class, record.fallback)
             return self.op_time_s(record.fallback, {"bytes": np.asarray(op_cost(op_class, shape)[1], dtype=float)})
         cats, axes = record.coords(record.tiled(shape, self.stack), self.stack)
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
@@ -147,12 +148,21 @@ class TableModel(TimeModel):
                               f"{self.gpu.name}")
         return out.reshape(full)
 
+    def _note_fallback(self, op_class: str, fallback: str) -> None:
+        """One warning naming every class this table times as another's (it has no points of them)."""
+        self.warnings.discard(self._fallback_warning)
+        self._fallbacks.add(op_class)
+        self._fallback_warning = (f"{', '.join(sorted(self._fallbacks))}: not measured in this table; timed as "
+                                  f"{fallback} of their bytes (re-run 'idealrt calibrate' to measure them)")
+        self.warnings.add(self._fallback_warning)
+
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""
         names = OP_CLASS[op].category_names(self.stack)
         sub = {k: (key[names.index(k)] if k in names else np.broadcast_to(v, full).reshape(-1)[sel])
                for k, v in shape.items()}
-        self.warnings.add(f"{op} {dict(zip(names, key))}: not in the table; roofline from datasheet peaks")
+        where = ", ".join(f"{n}={v}" for n, v in zip(names, key))
+        self.warnings.add(f"{op} {where}: not in the table; roofline from datasheet peaks")
         return np.broadcast_to(self._fallback.op_time_s(op, sub), (int(sel.sum()),))
 
 

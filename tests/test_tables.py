@@ -125,7 +125,7 @@ def test_missing_category_falls_back_to_roofline_with_warning():
     model = TableModel(fake_table(), H100)
     t8 = model.op_time_s("allreduce", {"bytes": np.array([1e6, 1e8]), "t": 8})
     assert np.all(np.isfinite(t8)) and t8[1] > t8[0]
-    assert any("allreduce {'t': 8}" in w for w in model.warnings)
+    assert any("allreduce t=8" in w for w in model.warnings)
     non_causal = model.op_time_s("prefill_attn", {"b": 1, "h": 8, "kv_h": 8, "s": 1024, "d": 128, "causal": 0})
     assert non_causal > 0 and any("causal" in w for w in model.warnings)
 

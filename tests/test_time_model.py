@@ -56,12 +56,16 @@ def test_eager_host_bound_prediction_is_slower_than_the_graph_one():
 
 def test_a_table_without_an_element_wise_class_times_it_as_elementwise_and_says_so():
     table = load_table(TABLES_DIR / "h200.json")
-    old = dict(table, points=[p for p in table["points"] if p["op"] != "add_norm"])
+    old = dict(table, points=[p for p in table["points"] if p["op"] not in ("add_norm", "act")])
     model = TableModel(old, H200)
     shape = {"rows": np.asarray(512.0), "hidden": np.asarray(4096.0)}
     t = model.op_time_s("add_norm", shape)
     assert t == pytest.approx(model.op_time_s("elementwise", {"bytes": op_cost("add_norm", shape)[1]}))
     assert any("add_norm: not measured" in w for w in model.warnings)
+    model.op_time_s("act", {"bytes": np.asarray(1e6)})
+    assert [w for w in model.warnings if "not measured" in w] == [
+        "act, add_norm: not measured in this table; timed as elementwise of their bytes (re-run 'idealrt calibrate' "
+        "to measure them)"]
     assert TableModel(table, H200).op_time_s("add_norm", shape) != pytest.approx(t)  # the shipped H200 has it
 
 

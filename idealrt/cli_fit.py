@@ -22,8 +22,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", type=int, default=6, help="queries the fit may use (default 6)")
     add_row_args(parser)
     parser.add_argument("--bounds", nargs=2, type=float, metavar=("LOW", "HIGH"), default=None,
-                        help="bounds of each op-class multiplier (default 0.7 1.5; launch and allreduce_latency "
-                             "keep 0 1.5, elementwise 0.7 2.5: calibration/fit.py CLASS_BOUNDS)")
+                        help="bounds of every coefficient's multiplier (default 0.7 1.5)")
     parser.add_argument("--out-dir", type=Path, default=FITS_DIR, help="where fit files go (default calibration/fits)")
     parser.add_argument("--include-moe", action="store_true",
                         help="let MoE architectures' queries into the fit (left out by default: the reference "

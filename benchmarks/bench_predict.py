@@ -1,7 +1,8 @@
 """Speed targets of the simulator (pytest-benchmark): run `.venv/bin/pytest benchmarks/bench_predict.py -s`.
 
 - predict: at least 1,000,000 (p, o) predictions per second for one model, GPU, t and b;
-- `idealrt predict`: returns in under 0.5 s from a cold start (a fresh interpreter), without torch or triton.
+- `idealrt predict`: returns in under 0.5 s from a cold start (a fresh interpreter), without torch or triton;
+- a reused `idealrt.predictor(...)` answers one request in under 100 us.
 """
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from simulator.tables import default_model
 N_REQUESTS = 1_000_000
 MIN_RATE_PER_S = 1_000_000
 MAX_COLD_START_S = 0.5
+MAX_SCALAR_CALL_S = 100e-6
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -34,6 +36,24 @@ def test_predict_rate(benchmark):
     print(f"\npredict: {rate:,.0f} (p, o) predictions/s (median of 5 rounds of {N_REQUESTS:,}; "
           f"{arch.name}, {gpu.name}, t=1, b=1, time model: {model.source})")
     assert rate >= MIN_RATE_PER_S
+
+
+def test_predictor_scalar_call(benchmark):
+    import idealrt
+
+    fast = idealrt.predictor("llama-3.1-8b", "h100-sxm")
+    rng = np.random.default_rng(0)
+    requests = list(zip(rng.integers(1, 8192, 1000).tolist(), rng.integers(1, 1024, 1000).tolist()))
+    for p, o in requests:  # fill the caches: a reused predictor
+        fast(p, o)
+
+    def calls():
+        for p, o in requests:
+            fast(p, o)
+    benchmark.pedantic(calls, rounds=5, iterations=1)
+    per_call = benchmark.stats.stats.median / len(requests)
+    print(f"\npredictor: {per_call * 1e6:.1f} us a request (reused, llama-3.1-8b on h100-sxm)")
+    assert per_call < MAX_SCALAR_CALL_S
 
 
 COLD_START = """

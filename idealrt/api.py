@@ -19,6 +19,7 @@ from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
 from simulator.predict import Prediction
 from simulator.predict import predict as _predict
+from simulator.predictor import Predictor
 
 WARNING_SEP = " | "  # warnings of a sweep row, joined in one CSV field
 
@@ -48,6 +49,15 @@ def predict(model: str | Path | ArchSpec, gpu: str | GPUSpec, prompt: ArrayLike,
     time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
     return _predict(arch, spec, prompt, output, batch, tp, model=time_model, coefficients=coefficients,
                     price_per_hour_usd=price_per_hour_usd)
+
+
+def predictor(model: str | Path | ArchSpec, gpu: str | GPUSpec, tp: int | None = None, *, stack: str = "triton",
+              fit: bool = True) -> Predictor:
+    """A reusable predictor of single requests (simulator/predictor.py) with the CLI's defaults:
+    `idealrt.predictor("llama-3.1-8b", "h100-sxm")(2048, 128).total_s`."""
+    spec = _gpu(gpu)
+    time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
+    return Predictor(_arch(model), spec, tp, model=time_model, coefficients=coefficients)
 
 
 def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...], setting: tuple,

@@ -52,3 +52,16 @@ def test_bad_input_names_the_field():
         idealrt.predict("llama-3.1-8b", "h1000", prompt=1, output=1)
     with pytest.raises(UserError, match="prompt"):
         idealrt.predict("llama-3.1-8b", "h100-sxm", prompt=0, output=1)
+
+
+def test_predictor_gives_predict_and_refuses_bad_requests():
+    fast = idealrt.predictor("llama-3.2-1b", "h200")
+    for p, o, b in [(1, 1, 1), (17, 2, 4), (2049, 300, 1), (100, 5000, 2)]:
+        full = idealrt.predict("llama-3.2-1b", "h200", prompt=p, output=o, batch=b, tp=fast.t)
+        got = fast(p, o, b)
+        assert np.isclose(got.total_s, float(full.total_s), rtol=1e-9)
+        assert np.isclose(got.decode_s, float(full.decode_s), rtol=1e-9, atol=1e-15)
+    with pytest.raises(UserError, match="prompt, output and batch"):
+        fast(0, 1)
+    with pytest.raises(UserError, match="max_positions"):
+        fast(131072, 2)

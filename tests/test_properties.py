@@ -70,3 +70,27 @@ def test_tensor_parallel_splits_flops_exactly(arch, t_index, p, b):
     for build in (prefill_ops, decode_ops):
         one, each = sharded(build(arch, b, p, 1)), sharded(build(arch, b, p, t))
         assert np.isclose(t * each, one, rtol=1e-12) and one > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["llama-3.2-1b", "qwen2.5-1.5b", "falcon-7b", "olmoe-1b-7b"]),
+       st.sampled_from(["h100-sxm", "h200", "a100-80gb"]), st.integers(1, 3000), st.integers(1, 300),
+       st.sampled_from([1, 3, 8]))
+def test_shipped_predictions_are_consistent_everywhere(model, gpu, p, o, b):
+    """On the shipped tables and fits: finite, positive times; cost and energy from time, GPUs, price and power;
+    memory the sum of its parts; the API, sweep rows and a Predictor give the CLI's numbers."""
+    import idealrt
+
+    pred = idealrt.predict(model, gpu, prompt=p, output=o, batch=b)
+    total = float(pred.total_s)
+    assert np.isfinite(total) and total > 0 and float(pred.prefill_s) > 0 and float(pred.decode_s) >= 0
+    assert total == float(pred.prefill_s) + float(pred.decode_s)
+    assert float(pred.cost_usd) == total * pred.n_gpus * pred.price_per_hour_usd / 3600
+    assert float(pred.energy_j) == total * pred.n_gpus * pred.power_w
+    m = pred.memory
+    assert float(m.total_bytes) == float(m.weights_bytes + m.kv_cache_bytes + m.activation_bytes)
+    row = idealrt.sweep([model], [gpu], [p], [o], [b])[0]
+    assert row["total_s"] == total and row["t"] == pred.t
+    fast = idealrt.predictor(model, gpu, pred.t)(p, o, b)
+    assert np.isclose(fast.total_s, total, rtol=1e-9) and np.isclose(fast.prefill_s, float(pred.prefill_s),
+                                                                      rtol=1e-12)

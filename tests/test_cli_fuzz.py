@@ -9,8 +9,8 @@ The contract, for every argument list:
 - no half-written file: an output path is absent or complete, and no temporary file is left beside it;
   nothing is written into the working folder (an empty output name is refused, not a default).
 
-CI runs FUZZ_EXAMPLES cases per command (about a minute in all); `IDEALRT_FUZZ_EXAMPLES=2000 pytest
-tests/test_cli_fuzz.py` is the long run.
+CI runs CASES cases per command, over 2,000 in all (a few minutes: the slow commands get fewer); with
+`IDEALRT_FUZZ_EXAMPLES=N pytest tests/test_cli_fuzz.py` every command gets N (the long run).
 """
 from __future__ import annotations
 
@@ -30,8 +30,16 @@ from hypothesis import strategies as st
 from idealrt.cli import main
 from simulator.paths import MEASUREMENTS_DIR
 
-FUZZ_EXAMPLES = int(os.environ.get("IDEALRT_FUZZ_EXAMPLES", "25"))
-SETTINGS = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize="IDEALRT_FUZZ_EXAMPLES" not in os.environ,
+# cases a CI run gives each command, by what one case costs (study ~0.6 s, report ~0.04 s): 2,010 in all
+CASES = {"predict": 300, "sweep": 300, "fit": 60, "validate": 60, "profile": 150, "denoise": 500, "report": 600,
+         "study": 40}
+LONG_RUN = os.environ.get("IDEALRT_FUZZ_EXAMPLES")
+
+
+def fuzz_settings(command: str) -> settings:
+    """Hypothesis settings of one command's fuzz test: CASES (derandomized, as CI runs it) or the long run's N."""
+    return settings(max_examples=int(LONG_RUN) if LONG_RUN else CASES[command], deadline=None,
+                    derandomize=LONG_RUN is None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 LLAMA = {"model_type": "llama", "hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8,
@@ -210,7 +218,7 @@ def summary() -> str:
 STACKS = (["triton", "torch"], ["x", ""])
 
 
-@SETTINGS
+@fuzz_settings("predict")
 @given(data=st.data())
 def test_predict(files, data):
     v = Values(data)
@@ -224,7 +232,7 @@ def test_predict(files, data):
     check_contract(argv, non_negative=True)
 
 
-@SETTINGS
+@fuzz_settings("sweep")
 @given(data=st.data())
 def test_sweep(files, data):
     v = Values(data)
@@ -240,14 +248,14 @@ def test_sweep(files, data):
     check_contract(argv, [out, html], non_negative=True)
 
 
-@SETTINGS
+@settings(max_examples=10, deadline=None)  # ten fixed argument lists
 @given(argv=st.sampled_from([["models"], ["models", "--json"], ["gpus"], ["gpus", "--json"], ["models", "--x"],
                              ["gpus", "extra"], ["nope"], [], ["predict", "--help"], ["sweep", "-h"]]))
 def test_catalogs_and_help(argv):
     check_contract(argv)
 
 
-@SETTINGS
+@fuzz_settings("fit")
 @given(data=st.data())
 def test_fit(files, data):
     v = Values(data)
@@ -262,7 +270,7 @@ def test_fit(files, data):
     check_contract(argv, [str(Path(out_dir) / f"{g}_triton.json") for g in ("h100-sxm", "h200")])
 
 
-@SETTINGS
+@fuzz_settings("validate")
 @given(data=st.data())
 def test_validate(files, data):
     v = Values(data)
@@ -274,7 +282,7 @@ def test_validate(files, data):
     check_contract(argv)
 
 
-@SETTINGS
+@fuzz_settings("profile")
 @given(data=st.data())
 def test_profile_simulated(files, data):
     v = Values(data)
@@ -286,7 +294,7 @@ def test_profile_simulated(files, data):
     check_contract(argv)
 
 
-@SETTINGS
+@fuzz_settings("denoise")
 @given(data=st.data())
 def test_denoise(files, data):
     v = Values(data)
@@ -298,7 +306,7 @@ def test_denoise(files, data):
     check_contract(argv)
 
 
-@SETTINGS
+@fuzz_settings("report")
 @given(data=st.data())
 def test_report(files, data):
     v = Values(data)
@@ -314,7 +322,7 @@ def test_report(files, data):
     check_contract(argv, [out])
 
 
-@SETTINGS
+@fuzz_settings("study")
 @given(data=st.data())
 def test_study(files, data):
     v = Values(data)

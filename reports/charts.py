@@ -24,10 +24,12 @@ _SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), 
 
 
 def fmt_num(v: float) -> str:
-    """Short human label for an axis tick or table cell: 3 significant digits with an SI prefix."""
+    """Short human label for an axis tick or table cell: 3 significant digits, with an SI prefix outside 0.001..1."""
     if v == 0 or not math.isfinite(v):
         return "0" if v == 0 else str(v)
     a = abs(v)
+    if 1e-3 <= a < 1:  # a fraction reads as one (0.8, not 800m)
+        return f"{v:.3g}"
     for scale, prefix in _SI:
         if a >= scale * 0.9995:
             return f"{v / scale:.3g}{prefix}"

@@ -39,8 +39,9 @@ def test_log_ticks_cover_any_positive_range(lo, ratio):
     assert ticks == sorted(ticks) and len(ticks) <= 16
 
 
-def test_fmt_num_uses_si_prefixes():
-    assert [fmt_num(v) for v in (0, 2.5e14, 1500, 0.004, 12)] == ["0", "250T", "1.5k", "4m", "12"]
+def test_fmt_num_uses_si_prefixes_outside_fractions():
+    assert [fmt_num(v) for v in (0, 2.5e14, 1500, 0.004, 12)] == ["0", "250T", "1.5k", "0.004", "12"]
+    assert [fmt_num(v) for v in (0.8, 2e-5, -0.25)] == ["0.8", "20µ", "-0.25"]  # an accuracy of 0.8, not 800m
 
 
 def test_xy_chart_has_title_axes_legend_hover_and_skips_non_positive_points_on_log_axes():

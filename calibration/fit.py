@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from calibration.measurements_io import REFERENCE_ENGINE as ENGINE  # fitted unless told otherwise
 from simulator.errors import UserError
 from simulator.paths import repo_relative
 from simulator.fits import FIXED_KEYS as FIXED  # per prefill; per decode step

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from simulator.tables import coords
+from simulator.opclasses import coords
 
 SUSPECT_RATIO = 1.12
 OPS = ("gemm", "prefill_attn", "decode_attn")  # classes on multi-axis grids

@@ -1,6 +1,6 @@
 """GPU probe: which kernels torch's SDPA runs for the torch stack's decode attention (a length mask, and
 enable_gqa when KV heads are shared): the MHA and GQA shapes take different backends, so the table keeps them
-apart (simulator.tables.coords). Writes the kernel names and CUDA-event times per shape, with provenance.
+apart (simulator.opclasses.coords). Writes the kernel names and CUDA-event times per shape, with provenance.
 
     python3 -m benchmarks.probe_sdpa_decode --out results/probe_sdpa_decode_h100.json
     python3 -m benchmarks.probe_sdpa_decode --scan-bkv --out ...   # b*kv_h 56..136 at c = 32768, d = 64

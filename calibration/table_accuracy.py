@@ -95,7 +95,8 @@ def random_shapes(n: int, seed: int) -> list[tuple[str, dict]]:
 def leave_one_out(table: dict, gpu, stack: str, op: str) -> np.ndarray:
     """Absolute percentage errors of `op`'s points on `stack`, each axis's interior node values dropped in turn
     and their points predicted by simulator.tables from the rest of the table."""
-    from simulator.tables import TableModel, coords
+    from simulator.opclasses import coords
+    from simulator.tables import TableModel
 
     pts = [p for p in table["points"] if p["op"] == op and p["stack"] == stack]
     others = [p for p in table["points"] if not (p["op"] == op and p["stack"] == stack)]

@@ -63,7 +63,7 @@ def model_arch(name: str, rows: list[dict]):
 
 def measured_grids(args: argparse.Namespace, arch: str, rows: list[dict]) -> list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]:
     """(label, p, o, total_s) per (GPU, t, b) of the reference engine's queries of `arch`, both splits."""
-    from calibration.fit import ENGINE
+    from calibration.measurements_io import REFERENCE_ENGINE as ENGINE
     from simulator.gpus import get_gpu
 
     gpu = get_gpu(args.gpu).name if args.gpu else None

@@ -18,15 +18,12 @@ import numpy as np
 from simulator.derive import derive_table, nearest_measured
 from simulator.errors import UserError
 from simulator.grid import Grid
-from simulator.opclasses import OP_CLASS, coords, op_cost, roofline_s
+from simulator.opclasses import OP_CLASS, op_cost, roofline_s
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
 from simulator.gpus import GPUS
 from simulator.quanta import LaunchModel, critical_work
 from simulator.timemodel import RooflineModel, TimeModel
-
-__all__ = ["TableModel", "coords", "default_model", "load_table", "table_model_for"]
-
 
 def load_table(path: str | Path) -> dict:
     """Load a throughput table file; a missing or malformed file is a UserError naming it."""

@@ -1,7 +1,6 @@
 """predict: the vectorised decode sum against an explicit loop, coefficients, memory and the tp rule,
 cost and energy, the F(p) + g·(o − 1) profile, the fit reader and the time-model fallback."""
 import json
-import sys
 
 import numpy as np
 import pytest

@@ -101,12 +101,12 @@ def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec]
     p, o, b = (a.ravel() for a in np.meshgrid(list(prompts), list(outputs), list(batches), indexing="ij"))
     rows = []
     for arch in archs:
-        keep = p + o <= arch.max_positions
+        keep = arch.positions_used(p, o) <= arch.max_positions
         if not keep.any():
-            raise UserError(f"every prompt + output of the sweep exceeds {arch.name}'s max_positions "
+            raise UserError(f"every prompt + output - 1 of the sweep exceeds {arch.name}'s max_positions "
                             f"{arch.max_positions}; use shorter --prompt/--output values")
         if not keep.all():
-            warnings.warn(f"{arch.name}: {int((~keep).sum())} of {p.size} requests skipped (prompt + output over its "
+            warnings.warn(f"{arch.name}: {int((~keep).sum())} of {p.size} requests skipped (prompt + output - 1 over its "
                           f"max_positions {arch.max_positions})", SweepWarning, stacklevel=2)
         for gpu in specs:
             # a fresh time model per model and GPU, so its warnings are about these rows only

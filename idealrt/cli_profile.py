@@ -91,10 +91,11 @@ def simulated_grid(args: argparse.Namespace, arch_spec) -> tuple[dict, np.ndarra
 
     gpu = get_gpu(args.gpu or "h100-sxm")
     p, o = (a.ravel() for a in np.meshgrid(args.prompts or PROMPTS, args.outputs or OUTPUTS))  # (n,) each
-    keep = p + o <= arch_spec.max_positions
+    keep = arch_spec.positions_used(p, o) <= arch_spec.max_positions
     if not keep.all() and (args.prompts or args.outputs):  # the default grid is clipped; a given one is not
-        raise UserError(f"--prompts/--outputs: p + o up to {int((p + o).max())} exceeds {arch_spec.name}'s "
-                        f"max_positions {arch_spec.max_positions}; keep every p + o <= {arch_spec.max_positions}")
+        raise UserError(f"--prompts/--outputs: p + o - 1 up to {int(arch_spec.positions_used(p, o).max())} exceeds "
+                        f"{arch_spec.name}'s max_positions {arch_spec.max_positions}; keep every "
+                        f"p + o <= {arch_spec.max_positions + 1}")
     p, o = p[keep], o[keep]
     b = args.b or 1
     fit = load_fit(gpu.name, args.stack)

@@ -86,6 +86,10 @@ class ArchSpec:
         """Weight matrices per FFN: 2 for GELU (up, down), 3 for SwiGLU (gate, up, down)."""
         return 3 if self.ffn_kind == "swiglu" else 2
 
+    def positions_used(self, prompt, output):
+        """Positions a request of `prompt` + `output` tokens feeds (the last output token is never fed back)."""
+        return prompt + output - 1
+
     def attn_params_per_layer(self) -> int:
         return self.hidden * (self.q_dim + 2 * self.kv_dim) + self.q_dim * self.hidden
 

@@ -172,8 +172,8 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         raise UserError(f"host: '{host}'; use one of {', '.join(HOST_MODES)}")
     p, o, b = np.broadcast_arrays(_positive_ints("prompt", p), _positive_ints("output", o),
                                   _positive_ints("batch", b))
-    if (p + o - 1).max() > arch.max_positions:  # the last output token is never fed back
-        raise UserError(f"prompt + output - 1 = {(p + o - 1).max()} positions exceed max_positions="
+    if arch.positions_used(p, o).max() > arch.max_positions:
+        raise UserError(f"prompt + output - 1 = {arch.positions_used(p, o).max()} positions exceed max_positions="
                         f"{arch.max_positions} of {arch.name}; shorten --prompt or --output")
     t = smallest_fitting_tp(arch, gpu, b, p, o) if t is None else check_tp(arch, t)
     model = model if model is not None else default_model(gpu)

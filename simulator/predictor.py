@@ -58,8 +58,8 @@ class Predictor:
         p, o, b = int(prompt), int(output), int(batch)
         if p < 1 or o < 1 or b < 1:
             raise UserError(f"prompt, output and batch must be >= 1, got {p}, {o}, {b}")
-        if p + o - 1 > self.arch.max_positions:
-            raise UserError(f"prompt + output - 1 = {p + o - 1} positions exceed max_positions="
+        if self.arch.positions_used(p, o) > self.arch.max_positions:
+            raise UserError(f"prompt + output - 1 = {self.arch.positions_used(p, o)} positions exceed max_positions="
                             f"{self.arch.max_positions} of {self.arch.name}; shorten prompt or output")
         self._extend(b, p, p + o - 1)
         pre = float(self._prefill[b][p - 1])

@@ -199,7 +199,8 @@ def test_derive_command_writes_a_marked_table(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_cuda(monkeypatch):
-    """FAKE CUDA clock for calibration.timing on CPU: events read perf_counter, graphs capture nothing."""
+    """FAKE CUDA clock for calibration.timing on CPU: events read state["clock"] (perf_counter unless a test
+    sets its own), graphs capture nothing."""
     import contextlib
     import time
 
@@ -208,7 +209,7 @@ def fake_cuda(monkeypatch):
             self.t = 0.0
 
         def record(self):
-            self.t = time.perf_counter()
+            self.t = state["clock"]()
 
         def elapsed_time(self, end):
             return (end.t - self.t) * 1e3
@@ -221,7 +222,7 @@ def fake_cuda(monkeypatch):
         def replay(self):
             pass
 
-    state = {"capture_ok": True}
+    state = {"capture_ok": True, "clock": time.perf_counter}
 
     @contextlib.contextmanager
     def graph(g):
@@ -237,20 +238,23 @@ def fake_cuda(monkeypatch):
 
 
 def test_timer_statistics_retry_and_eager_fallback(fake_cuda):
-    import time
+    from calibration.timing import BATCH_S, REPS, measure
 
-    from calibration.timing import REPS, measure
+    now, n = [0.0], iter(range(10**6))  # a clock only the calls advance: the test depends on no machine's timing
+    fake_cuda["clock"] = lambda: now[0]
 
-    t = measure(lambda i: time.sleep(2e-4), rotate=3, use_graph=False)
-    assert t.mode == "eager" and 150 < t.median_us < 2000 and t.min_us <= t.p10_us <= t.median_us <= t.p90_us
-    assert t.inner >= 3 and t.reps >= REPS
+    def takes(seconds):
+        now[0] += seconds
+
+    t = measure(lambda i: takes(2e-4), rotate=3, use_graph=False)
+    assert t.mode == "eager" and np.isclose(t.median_us, 200) and t.min_us <= t.p10_us <= t.median_us <= t.p90_us
+    assert t.inner == max(3, int(np.ceil(BATCH_S / 2e-4))) and t.reps == REPS and not t.flagged
     fake_cuda["capture_ok"] = False
     assert measure(lambda i: None, rotate=2).mode == "eager"
     fake_cuda["capture_ok"] = True
     assert measure(lambda i: None, rotate=2).mode == "graph"
-    seen, n = [], iter(range(10**6))  # calls ever slower: the spread over batches stays wide
-    wild = measure(lambda i: time.sleep(5e-5 * (1 + next(n) / 8)), use_graph=False,
-                   agree=lambda x: seen.append(x) or x)
+    seen = []  # calls ever slower: the spread over batches stays wide
+    wild = measure(lambda i: takes(5e-5 * (1 + next(n) / 8)), use_graph=False, agree=lambda x: seen.append(x) or x)
     assert wild.flagged and wild.reps == 2 * REPS and len(seen) == 3  # estimate + two spread checks, all agreed
 
 

@@ -12,6 +12,7 @@ from simulator.opclasses import OP_CLASS
 from simulator.memory import smallest_fitting_tp
 from idealrt.output import fmt_gib, fmt_num, fmt_s, print_json, print_lines, print_table
 from simulator.predict import Prediction, predict
+from simulator.tables import STACKS
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +42,9 @@ def price_per_hour(text: str) -> float:
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options predict and sweep share: software stack, fit, price."""
-    parser.add_argument("--stack", choices=("triton", "torch"), default="triton",
-                        help="whose kernel timings: our Triton kernels or torch (cuBLAS/SDPA)")
+    parser.add_argument("--stack", choices=STACKS, default="triton",
+                        help="whose kernel timings: our Triton kernels, torch (cuBLAS/SDPA), or best (the idealized "
+                             "stack: per op the faster of the two, padded; no engine runs it yet, so no fit)")
     parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
     parser.add_argument("--price-per-hour", type=price_per_hour, default=None, metavar="USD",
                         help="price of one GPU-hour (default: the catalog's reference price)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from reports.study import DERIVED_GPUS, MEASURED_GPUS, OPEN_MODELS
+from simulator.tables import STACKS
 
 CSV_COLS = ("model", "gpu", "stack", "params_b", "t", "n_gpus", "runtime_s", "cost_usd", "energy_j", "f0_ms",
             "f_slope_ms_per_1k", "g_ms", "flop_only_s", "flop_only_error_pct", "fits", "time_model", "fit", "power",
@@ -29,7 +30,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", default=",".join(MEASURED_GPUS + DERIVED_GPUS),
                         help="GPU names, comma-separated; the first is the base of the table and the what-ifs")
     parser.add_argument("--stack", default="triton,torch",
-                        help="stacks, comma-separated: triton, torch (the first is the base)")
+                        help="stacks, comma-separated: triton, torch, best (the first is the base)")
     parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
     parser.add_argument("--accuracy", default=None, metavar="FILE", help="CSV of model,accuracy[,source]")
     parser.add_argument("--csv", default=None, metavar="FILE", help="write every study row to FILE (CSV)")
@@ -77,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     models = [get_arch(m).name for m in _names(args.models, "--models")] if args.models is not None else default_models()
     gpus = [get_gpu(g).name for g in _names(args.gpus, "--gpus")]
     stacks = _names(args.stack, "--stack")
-    bad = [s for s in stacks if s not in ("triton", "torch")]
+    bad = [s for s in stacks if s not in STACKS]
     if bad:
-        raise UserError(f"--stack: '{bad[0]}' is not a stack; use triton, torch or both (triton,torch)")
+        raise UserError(f"--stack: '{bad[0]}' is not a stack; use any of {', '.join(STACKS)}, comma-separated")
     for option, out in (("--csv", args.csv), ("--html", args.html)):
         if out is not None:
             check_output(out, option)

@@ -3,7 +3,7 @@ Grid per key).
 
 The grid is first made monotone by padding: a shape never takes longer than a larger measured one (a kernel can
 run the larger one, padded), so each node takes the least time at or above it on every axis but the class's
-`not_padded` ones. Between nodes, time is interpolated multilinearly in work coordinates (m, n, k, b*h, s, c,
+`not_padded` ones (every axis, for the idealized stack: `ideal`). Between nodes, time is interpolated multilinearly in work coordinates (m, n, k, b*h, s, c,
 ...: latency + work / throughput is multilinear in them), which is monotone, NaN-free and exact at (monotone)
 nodes; element-wise and all-reduce interpolate log efficiency over log bytes, whose grids span decades. Where
 a stack's critical work is modelled (simulator.quanta), time per unit of it is interpolated instead. Nodes the
@@ -21,10 +21,16 @@ from simulator.opclasses import OP_CLASS
 class Grid:
     """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
 
-    def __init__(self, op: str, cat: tuple, x: np.ndarray, t_s: np.ndarray, roof, waves=None):
+    def __init__(self, op: str, cat: tuple, x: np.ndarray, t_s: np.ndarray, roof, waves=None, ideal: bool = False):
         """Points at coordinates `x` (points, axes) took `t_s` seconds. `waves(axes)`: if given, the lookup
-        interpolates time per unit of critical work (simulator.quanta), made monotone as time first."""
+        interpolates time per unit of critical work (simulator.quanta), made monotone as time first. `ideal`:
+        padded on every axis and interpolated multilinearly in work (no waves), so time never falls as any axis
+        grows: a stack that picks its tiles per shape (split-K, stream-K) has no partial-wave steps between
+        measured nodes."""
+        if ideal and waves is not None:
+            raise ValueError("an ideal grid interpolates time itself: pass no waves")
         self.op, self.cat, self.roof = op, cat, roof
+        self.linear = ideal or OP_CLASS[op].work_interpolated
         logx = np.log(x)
         dims = logx.shape[1]
         self.nodes = [np.unique(logx[:, i]) for i in range(dims)]
@@ -40,7 +46,7 @@ class Grid:
         if self.filled.any():
             logt = self._fill(logt, logroof, np.stack(mesh, -1))
         for ax in range(dims):  # padding: never slower than a larger shape, so non-decreasing on every axis
-            if ax in OP_CLASS[op].not_padded:
+            if ax in OP_CLASS[op].not_padded and not ideal:
                 continue
             logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
         self.waves, self._node_works = waves, np.full(logt.size, np.nan)  # work per node, filled on first use
@@ -62,11 +68,11 @@ class Grid:
     def log_time(self, logx: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log seconds, outside-grid mask, used-a-skipped-node mask) at n log coordinates (1-D arrays).
 
-        Inside the grid: multilinear interpolation of time over the axes (`OpClass.work_interpolated`), or of
-        log efficiency over log axes (clipped to the cell's corner times) for the other classes; both exact at
-        (monotone) nodes, and monotone.
+        Inside the grid: multilinear interpolation of time over the axes (`OpClass.work_interpolated`, or an
+        ideal grid), or of log efficiency over log axes (clipped to the cell's corner times) for the other
+        classes; both exact at (monotone) nodes, and monotone.
         """
-        linear = OP_CLASS[self.op].work_interpolated
+        linear = self.linear
         outside = np.zeros(n, bool)
         clamped, base, weights, steps = [], np.zeros(n, np.intp), [], []
         strides = np.cumprod([1] + [len(nd) for nd in self.nodes[:0:-1]])[::-1]  # of the C-ordered flat grid

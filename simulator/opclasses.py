@@ -53,6 +53,9 @@ CATEGORY = {
     "t": lambda shape: np.asarray(shape["t"]).astype(int),
     "mode": lambda shape: np.asarray(shape["mode"]),
 }
+# Categories a shape can be padded into: (shape key, multiple) rounded up makes the category hold where the kernel
+# allows it (SDPA's template without bounds checks: s a multiple of 128); any shape may also run the general variant
+PADS_INTO = {"even": ("s", 128)}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 from simulator.derive import derive_table, nearest_measured
 from simulator.errors import UserError
 from simulator.grid import Grid
-from simulator.opclasses import OP_CLASS, op_cost, roofline_s
+from simulator.opclasses import OP_CLASS, PADS_INTO, op_cost, round_up, roofline_s
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
 from simulator.gpus import GPUS
@@ -53,9 +53,10 @@ class TableModel(TimeModel):
     """Op times from a measured (or derived) throughput table for one software stack."""
 
     def __init__(self, table: dict, gpu, stack: str = "triton", *, source: str = "table",
-                 derived_from: str | None = None):
+                 derived_from: str | None = None, ideal: bool = False):
+        """`ideal`: grids padded on every axis, without the kernels' wave steps (simulator.grid.Grid)."""
         super().__init__()
-        self.table, self.gpu, self.stack = table, gpu, stack
+        self.table, self.gpu, self.stack, self.ideal = table, gpu, stack, ideal
         self.derived_from = derived_from
         self.source = f"{'derived' if derived_from else 'measured'} {source}"
         self._grids: dict[tuple, Grid | None] = {}
@@ -97,8 +98,9 @@ class TableModel(TimeModel):
                     sel &= np.asarray(c) == v
                 x = np.stack(axes, -1)[sel] if axes else np.zeros((int(sel.sum()), 0))
                 t_s = np.array([p["median_us"] for p in use])[sel] * 1e-6
-            waves = (lambda axes: self._work(op, axes, cat)) if self.stack in OP_CLASS[op].work_stacks else None
-            self._grids[key] = Grid(op, cat, x, t_s, self._roof, waves) if t_s.size else None
+            waves = (lambda axes: self._work(op, axes, cat)) \
+                if self.stack in OP_CLASS[op].work_stacks and not self.ideal else None
+            self._grids[key] = Grid(op, cat, x, t_s, self._roof, waves, self.ideal) if t_s.size else None
         return self._grids[key]
 
     def _work(self, op: str, axes: list[np.ndarray], cat: tuple = ()) -> np.ndarray:
@@ -108,13 +110,17 @@ class TableModel(TimeModel):
             self._launch = LaunchModel.from_table(self.table, measured_on)
         return critical_work(op, self.stack, axes, self._launch, cat)
 
-    def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
-        """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes."""
+    def op_time_s(self, op_class: str, shape: dict, category: dict[str, int] | None = None) -> np.ndarray:
+        """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes. `category`:
+        values of categorical keys to use instead of the shape's (another variant of the kernel)."""
         record = op_class_record(op_class)
         if record.fallback and op_class not in self._measured_classes:
             self._note_fallback(op_class, record.fallback)
             return self.op_time_s(record.fallback, {"bytes": np.asarray(op_cost(op_class, shape)[1], dtype=float)})
         cats, axes = record.coords(record.tiled(shape, self.stack), self.stack)
+        if category:
+            names = record.category_names(self.stack)
+            cats = tuple(np.asarray(category[n]) if n in category else c for n, c in zip(names, cats))
         full = np.broadcast_shapes(*(np.shape(a) for a in (*cats, *axes)))
         size = int(np.prod(full, dtype=int))
         logx = [np.log(np.maximum(np.broadcast_to(a, full).reshape(-1), 1e-30)) for a in axes]
@@ -163,20 +169,68 @@ class TableModel(TimeModel):
         return np.broadcast_to(self._fallback.op_time_s(op, sub), (int(sel.sum()),))
 
 
-def table_model_for(gpu, stack: str = "triton", tables_dir: str | Path | None = None) -> TableModel | None:
-    """The GPU's measured table, else one derived from the nearest measured GPU's, else None (roofline)."""
+BEST = "best"  # the idealized stack: per op, the faster of the measured stacks, padded (BestModel)
+MEASURED_STACKS = ("triton", "torch")  # stacks the engine runs and the tables measure
+STACKS = MEASURED_STACKS + (BEST,)
+
+
+class BestModel(TimeModel):
+    """The idealized stack: per op, the faster of the measured stacks' times, each from grids padded on every axis
+    and free of partial-wave steps, so no op's time falls as any dimension grows. Element-wise kernels are the
+    fused ones (simulator.ops). No engine runs this stack yet: its times are the tables', unvalidated end to end."""
+
+    stack = BEST
+
+    def __init__(self, stacks: list[TableModel]):
+        super().__init__()
+        self.stacks = stacks
+        self.gpu, self.derived_from = stacks[0].gpu, stacks[0].derived_from
+        self.source = f"{stacks[0].source}, best of {' and '.join(m.stack for m in stacks)} per op, padded"
+        self.warnings = stacks[0].warnings  # shared: each stack's model adds to the same set
+        for m in stacks[1:]:
+            m.warnings = self.warnings
+
+    @property
+    def power_w(self) -> dict | None:
+        """Board power measured during the sweep (None for a derived table)."""
+        return self.stacks[0].power_w
+
+    def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
+        """Seconds per run: the least of the stacks' ideal times (one stack's, for classes measured once), each
+        stack's the least of its kernel variants (`PADS_INTO`: the general one, and the shape padded into the
+        faster one)."""
+        record = op_class_record(op_class)
+        times = []
+        for model in self.stacks if record.per_stack else self.stacks[:1]:
+            padded = [c for c in record.category_names(model.stack) if c in PADS_INTO]
+            times.append(model.op_time_s(op_class, shape, {c: 0 for c in padded}))
+            for c in padded:
+                key, multiple = PADS_INTO[c]
+                times.append(model.op_time_s(op_class, {**shape, key: round_up(shape[key], multiple)}))
+        return np.minimum.reduce(times)
+
+
+def table_model_for(gpu, stack: str = "triton", tables_dir: str | Path | None = None,
+                    ideal: bool = False) -> TimeModel | None:
+    """The GPU's measured table, else one derived from the nearest measured GPU's, else None (roofline); the
+    `best` stack combines the measured stacks' on ideal grids (BestModel)."""
+    if stack not in STACKS:
+        raise UserError(f"stack '{stack}': use one of {', '.join(STACKS)}")
+    if stack == BEST:
+        models = [table_model_for(gpu, s, tables_dir, ideal=True) for s in MEASURED_STACKS]
+        return BestModel(models) if models[0] is not None else None
     tables_dir = Path(tables_dir) if tables_dir is not None else TABLES_DIR
     own = tables_dir / (gpu.table or f"{gpu.name}.json")
     if own.exists():
         table = _cached(own)
         if not table.get("derived"):
-            return TableModel(table, gpu, stack, source=own.name)
+            return TableModel(table, gpu, stack, source=own.name, ideal=ideal)
     found = nearest_measured(gpu, tables_dir, _cached)
     if found is None:
         return None
     path, src = found
     derived = derive_table(_cached(path), src, gpu, path.name)
-    return TableModel(derived, gpu, stack, source=path.name, derived_from=src.name)
+    return TableModel(derived, gpu, stack, source=path.name, derived_from=src.name, ideal=ideal)
 
 
 def default_model(gpu, stack: str = "triton") -> TimeModel:

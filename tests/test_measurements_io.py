@@ -214,3 +214,27 @@ def test_a_spec_row_is_predicted_like_its_catalog_twin(tmp_path, capsys):
                        for p in (16, 128, 512, 2048) for o in (1, 17)])
     assert main(["profile", "--model", "twin-1b", "--measurements", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["model"] == "twin-1b"
+
+
+def test_engine_version_covers_the_engine_and_the_kernels_it_imports(tmp_path, monkeypatch):
+    import calibration.engine_version as ev
+
+    (tmp_path / "calibration/engine").mkdir(parents=True)
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "calibration/engine/backends.py").write_text("from kernels.gemm import matmul\n")
+    (tmp_path / "kernels/__init__.py").write_text("")
+    (tmp_path / "kernels/gemm.py").write_text("from kernels import configs\n")
+    (tmp_path / "kernels/configs.py").write_text("X = 1\n")
+    (tmp_path / "kernels/fp8_gemm.py").write_text("Y = 2\n")  # a kernel the engine does not run yet
+    monkeypatch.setattr(ev, "REPO", tmp_path)
+    names = [p.relative_to(tmp_path).as_posix() for p in ev.sources()]
+    assert names == ["calibration/engine/backends.py", "kernels/__init__.py", "kernels/configs.py", "kernels/gemm.py"]
+    ev.engine_version.cache_clear()
+    before = ev.engine_version()
+    (tmp_path / "kernels/fp8_gemm.py").write_text("Y = 3\n")
+    ev.engine_version.cache_clear()
+    assert ev.engine_version() == before
+    (tmp_path / "kernels/configs.py").write_text("X = 2\n")
+    ev.engine_version.cache_clear()
+    assert ev.engine_version() != before
+    ev.engine_version.cache_clear()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.gpus import GPUSpec
-from simulator.opclasses import roofline_s
+from simulator.opclasses import gpu_roofline_s
 from simulator.ops import Op
 
 # Assumed fixed costs of the roofline (modelling choices, NOT measurements; a fit's `launch` and
@@ -45,8 +45,7 @@ class RooflineModel(TimeModel):
                           "assumed launch and all-reduce latencies")
         if op_class == "launch":
             return np.asarray(LAUNCH_S[shape["mode"]])
-        g = self.gpu
-        time_s = roofline_s(op_class, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
+        time_s = gpu_roofline_s(op_class, shape, self.gpu)
         if op_class == "allreduce":  # plus one call's fixed cost
             return time_s + ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1)
         return time_s

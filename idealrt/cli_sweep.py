@@ -115,14 +115,14 @@ def run(args: argparse.Namespace) -> int:
         rows = sweep(archs, gpus, p_list, o_list, b_list, [t or None for t in tps], stack=args.stack,
                      fit=not args.no_fit, price_per_hour_usd=args.price_per_hour,
                      weights=weights, kvs=kvs)
-    for w in caught:  # one line per model whose max_positions cut rows
-        sys.stderr.write(f"idealrt sweep: warning: {w.message}\n")
     if args.out:
         write_rows(args.out, rows)
     if args.html:
         from reports.whatif_report import write_whatif
 
         write_whatif(args.html, rows)
+    for w in caught:  # one line per model whose max_positions cut rows (after the writes: a failed one is one line)
+        sys.stderr.write(f"idealrt sweep: warning: {w.message}\n")
     if args.json:
         print_json(rows)
     else:

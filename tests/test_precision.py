@@ -255,3 +255,24 @@ def test_low_precision_builders_run_on_cpu(op, stack, rows):
     bench = opbench.build(op, stack, {"m": 3, "n": 32, "k": 256}, device="cpu")
     out = bench.call(0)
     assert tuple(out.shape) == (rows, 32) and out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_measure_refuses_a_quantized_config_the_engine_would_run_in_bf16(capsys, tmp_path):
+    path = tmp_path / "awq.json"
+    path.write_text(json.dumps(cfg(AWQ)))
+    one_line_error(capsys, ["measure", "--config", str(path), "--device", "cpu", "--out", str(tmp_path / "m.jsonl")],
+                   "the reference engine runs bf16 only")
+
+
+def test_study_runs_the_mix_at_each_precision():
+    from reports.study import mix_row, precision_rows, setting
+
+    rows = precision_rows(["llama-3.1-8b", "llama-3.1-70b"], setting("h200", "triton"))
+    assert [(r["model"], r["weights"]) for r in rows] == [(m, w) for w in ("bf16", "fp8", "int4")
+                                                          for m in ("llama-3.1-8b", "llama-3.1-70b")]
+    by = {(r["model"], r["weights"]): r for r in rows}
+    assert by[("llama-3.1-8b", "bf16")]["times"] == "measured"
+    assert by[("llama-3.1-8b", "fp8")]["times"] == "derived, not measured (gemm_fp8)"
+    arch = get_arch("llama-3.1-8b").with_(precision=Precision(weights="int4"))
+    want = mix_row(arch, setting("h200", "triton"))["runtime_s"]
+    assert by[("llama-3.1-8b", "int4")]["runtime_s"] == pytest.approx(want)

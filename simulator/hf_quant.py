@@ -69,6 +69,10 @@ def _ct_group(qc: dict, fail: Fail) -> tuple[str, dict]:
 
 def _compressed_tensors(qc: dict, fail: Fail) -> Precision:
     """compressed-tensors: FP8 w8a8 (tensor or channel weight scales) or int4 w4a16 (group or channel)."""
+    sparsity = _get(qc, "sparsity_config", fail)
+    if sparsity is not None and (not isinstance(sparsity, dict) or sparsity.get("format", "dense") != "dense"):
+        raise fail("'quantization_config.sparsity_config' (sparse weights) is not modelled; remove it to predict the "
+                   "dense quantized model")
     where, group = _ct_group(qc, fail)
     w, a = group.get("weights") or {}, group.get("input_activations")
     kind, bits, strategy = w.get("type"), w.get("num_bits"), w.get("strategy")

@@ -57,6 +57,9 @@ def cfg(quant: dict | None = None, **extra) -> dict:
     (CT_FP8, Precision(weights="fp8", activations="fp8", scale="channel")),
     ({**CT_FP8, "kv_cache_scheme": {"num_bits": 8, "type": "float", "strategy": "tensor"}},
      Precision(weights="fp8", activations="fp8", scale="channel", kv="fp8")),
+    ({**CT_FP8, "sparsity_config": {"format": "dense"}, "config_groups": {"group_0": {
+        "weights": {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 32, "symmetric": False}}}},
+     Precision(weights="int4", group_size=32, zero_points=True)),
 ])
 def test_quantization_configs_set_the_precision(quant, want):
     arch = load_config(cfg(quant))
@@ -82,6 +85,8 @@ def test_float32_checkpoint_has_four_byte_weights_everywhere():
      "'quantization_config.config_groups.group_0.input_activations'"),
     ({**CT_FP8, "config_groups": {"a": {}, "b": {}}}, "'quantization_config.config_groups'"),
     ({**CT_FP8, "kv_cache_scheme": {"num_bits": 4, "type": "int"}}, "'quantization_config.kv_cache_scheme'"),
+    ({**CT_FP8, "sparsity_config": {"format": "sparse-24-bitmask", "sparsity_structure": "2:4"}},
+     "'quantization_config.sparsity_config'"),
     ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "'quantization_config.quant_method' is 'bitsandbytes'"),
     ("awq", "'quantization_config' must be an object"),
 ])

@@ -82,8 +82,8 @@ def run_sustained(pt: dict, seconds: float, idle: float) -> dict:
     us = np.array([s.elapsed_time(e) * 1000.0 for s, e in events])
     first = events[0][0]
     starts = np.array([first.elapsed_time(s) / 1000.0 for s, _ in events])  # GPU seconds since the first call
-    return {"op": pt["op"], "stack": pt["stack"], "shape": pt["shape"], "table_us": pt["median_us"],
-            "intensity": pt["intensity"], "calls": int(len(us)), **curve(starts, us),
+    return {"op": pt["op"], "stack": pt["stack"], "shape": pt["shape"], "table_us": pt["table_us"],
+            "intensity": pt["intensity"], "calls": len(us), **curve(starts, us),
             "clock": [[round(t - t0, 4), c, round(w, 1)] for t, c, w in sampler.samples if t >= t0 - idle / 2]}
 
 

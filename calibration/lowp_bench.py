@@ -24,7 +24,8 @@ FP8_TOL, INT4_TOL = 2e-2, 2e-2
 
 
 def fp8_candidates(m: int):
-    """FP8 configurations tried per shape: TMA tiles for prefill, narrow split-K tiles for decode."""
+    """FP8 configurations tried per shape: TMA tiles for prefill, narrow split-K tiles for decode, and the GEMV
+    kernel for one row."""
     from kernels.gemm_fp8 import Fp8Config
 
     if m > 256:
@@ -33,8 +34,10 @@ def fp8_candidates(m: int):
                 Fp8Config(128, 128, 128, num_warps=4, num_stages=4, tma=True),
                 Fp8Config(256, 128, 128, num_warps=8, num_stages=3, tma=True),
                 Fp8Config(128, 256, 64, num_warps=8, num_stages=4, tma=True)]
+    gemv = [Fp8Config(1, bn, bk, group_m=1, split_k=s, num_stages=3, gemv=True)
+            for bn, bk in ((16, 512), (32, 512), (64, 256), (32, 1024)) for s in (1, 2, 4, 8)] if m == 1 else []
     bm = min(64, max(16, 1 << (m - 1).bit_length()))
-    return [Fp8Config(bm, bn, bk, group_m=1, split_k=s, num_stages=st)
+    return gemv + [Fp8Config(bm, bn, bk, group_m=1, split_k=s, num_stages=st)
             for bn, bk, st, splits in ((32, 256, 4, (1, 2, 4, 8)), (32, 512, 3, (1, 2, 4, 8)),
                                        (64, 256, 4, (1, 2, 4, 8)), (64, 128, 5, (1,)), (128, 128, 4, (1,)))
             for s in splits]

@@ -7,7 +7,8 @@ ours (default configuration and the fastest of `candidates`, a per-shape measure
 reference before it is timed; a failed check is recorded and the variant not timed. Timing is the table's
 (`calibration.timing.measure`, inputs rotated so the working set exceeds L2).
 
-    python -m calibration.lowp_bench --out OUT.json
+    python -m calibration.lowp_bench --out OUT.json          # on the GPU
+    python -m calibration.lowp_bench --summary OUT.json      # the ratio table, anywhere
 """
 from __future__ import annotations
 
@@ -151,15 +152,52 @@ def shape_row(m: int, n: int, k: int) -> dict:
     return row
 
 
+def summary_rows(res: dict) -> list[dict]:
+    """Per shape: our best FP8 against torch._scaled_mm (>= 1: ours as fast), FP8 and int4 time over bf16 cuBLAS."""
+    out = []
+    for row in res["rows"]:
+        us = {k: v["us"] for k, v in row.items() if isinstance(v, dict) and "us" in v}
+        ratio = lambda a, b: round(us[a] / us[b], 3) if a in us and b in us else None  # noqa: E731
+        out.append({"shape": row["shape"], "fp8_tensor_vs_scaled_mm": ratio("fp8_tensor_scaled_mm", "fp8_tensor_best"),
+                    "fp8_row_vs_scaled_mm": ratio("fp8_row_scaled_mm", "fp8_row_best"),
+                    "fp8_over_bf16_cublas": ratio("fp8_tensor_best", "bf16_cublas"),
+                    "int4_over_bf16_cublas": ratio("int4_best", "bf16_cublas")})
+    return out
+
+
+def print_summary(path: str) -> None:
+    """Print the summary table of a results file (anywhere: no GPU needed)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    with open(path) as f:
+        res = json.load(f)
+    table = Table(title=f"{path}: ours (best measured configuration) vs vendor; time ratios")
+    for col in ("m, n, k", "FP8/tensor: _scaled_mm / ours", "FP8/row: _scaled_mm / ours", "FP8 / bf16 cuBLAS",
+                "int4 / bf16 cuBLAS"):
+        table.add_column(col, justify="right")
+    for r in summary_rows(res):
+        table.add_row(" ".join(map(str, r["shape"])), *(str(r[k]) for k in list(r)[1:]))
+    Console().print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every shape; write the JSON (atomic) with provenance after each."""
+    """Run every shape; write the JSON (atomic) with provenance after each (or --summary: print a results file)."""
     from calibration.provenance import provenance
     from calibration.table_io import write_json_atomic
 
     ap = argparse.ArgumentParser(prog="python -m calibration.lowp_bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     ap.add_argument("--max-seconds", type=float, default=300.0)
+    ap.add_argument("--summary", metavar="RESULTS", help="print the ratio table of a results file and exit")
     args = ap.parse_args(argv)
+    if args.summary:
+        print_summary(args.summary)
+        return 0
+    if not args.out:
+        ap.error("--out: name the results file (or pass --summary RESULTS)")
     t0 = time.perf_counter()
     res = {"provenance": provenance(), "method": __doc__.split("\n\n")[1].replace("\n", " "), "rows": []}
     for m, n, k in SHAPES:

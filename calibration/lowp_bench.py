@@ -157,7 +157,7 @@ def summary_rows(res: dict) -> list[dict]:
     out = []
     for row in res["rows"]:
         us = {k: v["us"] for k, v in row.items() if isinstance(v, dict) and "us" in v}
-        ratio = lambda a, b: round(us[a] / us[b], 3) if a in us and b in us else None  # noqa: E731
+        ratio = lambda a, b, us=us: round(us[a] / us[b], 3) if a in us and b in us else None  # noqa: E731
         out.append({"shape": row["shape"], "fp8_tensor_vs_scaled_mm": ratio("fp8_tensor_scaled_mm", "fp8_tensor_best"),
                     "fp8_row_vs_scaled_mm": ratio("fp8_row_scaled_mm", "fp8_row_best"),
                     "fp8_over_bf16_cublas": ratio("fp8_tensor_best", "bf16_cublas"),

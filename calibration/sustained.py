@@ -6,7 +6,9 @@ most compute-intensive point of each compute class and stack), after `idle` seco
 back to back for `seconds`; each call is timed by CUDA events and the SM clock and board power are sampled
 by NVML, all against the same elapsed-time axis. The result is the slowdown curve: time per call against
 the time the op has been running, binned, with the burst time (first bin) and the settled time (last
-second). `simulator/sustained.py` reads it from the table section `sustained`:
+second). Then, per follower op (decode-step ops: short GEMMs, decode attention, add+norm), how much slower it
+runs right after the compute op ran for `after` seconds than after idling — the clock recovers over the
+`recovery` curve. `simulator/sustained.py` reads both from the table section `sustained`:
 
     python -m calibration.sustained --table calibration/tables/h200.json --out OUT.json
     python -m calibration.sustained --merge OUT.json --table calibration/tables/h200.json
@@ -22,6 +24,11 @@ import numpy as np
 
 COMPUTE_CLASSES = ("gemm", "prefill_attn")
 BIN_S = 0.01  # width of a time bin of the curve
+# Followers: the ops of a decode step of an 8B model (hidden 4096, 32 query / 8 KV heads) at b = 1 and 32
+FOLLOWERS = [("gemm", {"m": 1, "n": 6144, "k": 4096}), ("gemm", {"m": 32, "n": 28672, "k": 4096}),
+             ("gemm", {"m": 32, "n": 4096, "k": 14336}),
+             ("decode_attn", {"b": 32, "h": 32, "kv_h": 8, "c": 1024, "d": 128}),
+             ("add_norm", {"rows": 32, "hidden": 4096})]
 
 
 def pick_ops(section: dict) -> list[dict]:
@@ -65,23 +72,10 @@ def run_sustained(pt: dict, seconds: float, idle: float) -> dict:
     sampler = ClockSampler()
     sampler.start()
     time.sleep(idle)
-    events, t0 = [], time.perf_counter()
-    i = 0
-    while time.perf_counter() - t0 < seconds:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        bench.call(i)
-        end.record()
-        events.append((start, end))
-        i += 1
-        if i % 8 == 0:
-            events[-8][1].synchronize()  # keep the queue short, so host time stamps follow the GPU
-    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    starts, us = _timed_calls(bench, seconds)
     sampler.stop.set()
     sampler.join()
-    us = np.array([s.elapsed_time(e) * 1000.0 for s, e in events])
-    first = events[0][0]
-    starts = np.array([first.elapsed_time(s) / 1000.0 for s, _ in events])  # GPU seconds since the first call
     return {"op": pt["op"], "stack": pt["stack"], "shape": pt["shape"], "table_us": pt["table_us"],
             "intensity": pt["intensity"], "calls": len(us), **curve(starts, us),
             "clock": [[round(t - t0, 4), c, round(w, 1)] for t, c, w in sampler.samples if t >= t0 - idle / 2]}
@@ -93,6 +87,49 @@ def curve(starts: np.ndarray, us: np.ndarray) -> dict:
     rows = [[round((b + 0.5) * BIN_S, 4), round(float(np.median(us[bins == b])), 2)] for b in np.unique(bins)]
     settled = us[starts >= starts[-1] - 1.0]
     return {"burst_us": rows[0][1], "settled_us": round(float(np.median(settled)), 2), "curve": rows}
+
+
+def _timed_calls(bench, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """(GPU start seconds since the first call, us per call) of `bench` called back to back for `seconds`."""
+    import torch
+
+    events, t0, i = [], time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        bench.call(i)
+        end.record()
+        events.append((start, end))
+        i += 1
+        if i % 8 == 0:
+            events[-8][1].synchronize()
+    torch.cuda.synchronize()
+    first = events[0][0]
+    return (np.array([first.elapsed_time(s) / 1000.0 for s, _ in events]),
+            np.array([s.elapsed_time(e) * 1000.0 for s, e in events]))
+
+
+def run_recovery(compute: dict, op: str, shape: dict, stack: str, after: float, seconds: float, idle: float) -> dict:
+    """A follower op after idling (its burst time) and right after `after` seconds of the compute op (binned)."""
+    import torch
+
+    from calibration.opbench import build
+
+    heavy, light = build(compute["op"], stack, compute["shape"]), build(op, stack, shape)
+    for i in range(3):
+        heavy.call(i)
+        light.call(i)
+    torch.cuda.synchronize()
+    time.sleep(idle)
+    _, cold = _timed_calls(light, 0.2)
+    time.sleep(idle)
+    _timed_calls(heavy, after)
+    starts, us = _timed_calls(light, seconds)
+    cold_us = float(np.median(cold))
+    bins = np.floor(starts / BIN_S).astype(int)
+    rows = [[round((b + 0.5) * BIN_S, 4), round(float(np.median(us[bins == b])) / cold_us, 4)] for b in np.unique(bins)]
+    return {"op": op, "stack": stack, "shape": shape, "cold_us": round(cold_us, 3), "after_s": after,
+            "after_op": compute["op"], "ratio_curve": rows}
 
 
 def run(table_path: str, out: str, seconds: float, idle: float) -> int:
@@ -119,6 +156,19 @@ def run(table_path: str, out: str, seconds: float, idle: float) -> int:
         section["ops"].append(row)
         print(f"{row['op']:14s} {row['stack']:6s} burst {row['burst_us']:9.1f} us  settled {row['settled_us']:9.1f} us "
               f"({row['settled_us'] / row['burst_us']:.3f}x, {row['calls']} calls)", flush=True)
+        write_json_atomic(out, section)
+    section["recovery"] = []
+    gemm = {p["stack"]: p for p in pick_ops(table["op_power"]) if p["op"] == "gemm"}
+    for op, shape in FOLLOWERS:
+        try:
+            row = run_recovery(gemm["triton"], op, shape, "triton", 0.5, 1.5, idle)
+        except Exception as e:  # noqa: BLE001 — recorded with the op, the others still run
+            section["errors"].append({"op": op, "shape": shape, "error": f"{type(e).__name__}: {e}"[:500]})
+            continue
+        section["recovery"].append(row)
+        curve_ = row["ratio_curve"]
+        print(f"after {op:12s} {shape}: cold {row['cold_us']:.1f} us, ratio "
+              + " ".join(f"{t:.2f}s:{r:.3f}" for t, r in curve_[:: max(1, len(curve_) // 10)]), flush=True)
         write_json_atomic(out, section)
     return 0 if section["ops"] else 1
 

@@ -29,6 +29,7 @@ FOLLOWERS = [("gemm", {"m": 1, "n": 6144, "k": 4096}), ("gemm", {"m": 32, "n": 2
              ("gemm", {"m": 32, "n": 4096, "k": 14336}),
              ("decode_attn", {"b": 32, "h": 32, "kv_h": 8, "c": 1024, "d": 128}),
              ("add_norm", {"rows": 32, "hidden": 4096})]
+FOLLOWER_CALLS = 64  # follower calls per CUDA-graph replay, so host launches do not pace them
 
 
 def pick_ops(section: dict) -> list[dict]:
@@ -73,7 +74,7 @@ def run_sustained(pt: dict, seconds: float, idle: float) -> dict:
     sampler.start()
     time.sleep(idle)
     t0 = time.perf_counter()
-    starts, us = _timed_calls(bench, seconds)
+    starts, us = _timed_calls(_replay(bench, 1), 1, seconds)
     sampler.stop.set()
     sampler.join()
     return {"op": pt["op"], "stack": pt["stack"], "shape": pt["shape"], "table_us": pt["table_us"],
@@ -89,15 +90,23 @@ def curve(starts: np.ndarray, us: np.ndarray) -> dict:
     return {"burst_us": rows[0][1], "settled_us": round(float(np.median(settled)), 2), "curve": rows}
 
 
-def _timed_calls(bench, seconds: float) -> tuple[np.ndarray, np.ndarray]:
-    """(GPU start seconds since the first call, us per call) of `bench` called back to back for `seconds`."""
+def _replay(bench, inner: int):
+    """One launch of `inner` back-to-back calls of `bench` (a CUDA graph where the op can be captured)."""
+    from calibration.timing import _graph_batch
+
+    graph = _graph_batch(bench.call, inner) if bench.graph and inner > 1 else None
+    return graph or (lambda: [bench.call(i) for i in range(inner)])
+
+
+def _timed_calls(replay, inner: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """(GPU start seconds since the first replay, us per call) of `replay` (`inner` calls) run for `seconds`."""
     import torch
 
     events, t0, i = [], time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        bench.call(i)
+        replay()
         end.record()
         events.append((start, end))
         i += 1
@@ -106,7 +115,7 @@ def _timed_calls(bench, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     torch.cuda.synchronize()
     first = events[0][0]
     return (np.array([first.elapsed_time(s) / 1000.0 for s, _ in events]),
-            np.array([s.elapsed_time(e) * 1000.0 for s, e in events]))
+            np.array([s.elapsed_time(e) * 1000.0 / inner for s, e in events]))
 
 
 def run_recovery(compute: dict, op: str, shape: dict, stack: str, after: float, seconds: float, idle: float) -> dict:
@@ -116,15 +125,15 @@ def run_recovery(compute: dict, op: str, shape: dict, stack: str, after: float, 
     from calibration.opbench import build
 
     heavy, light = build(compute["op"], stack, compute["shape"]), build(op, stack, shape)
-    for i in range(3):
-        heavy.call(i)
-        light.call(i)
+    heavy_replay, light_replay = _replay(heavy, 1), _replay(light, FOLLOWER_CALLS)
+    heavy_replay()
+    light_replay()
     torch.cuda.synchronize()
     time.sleep(idle)
-    _, cold = _timed_calls(light, 0.2)
+    _, cold = _timed_calls(light_replay, FOLLOWER_CALLS, 0.2)
     time.sleep(idle)
-    _timed_calls(heavy, after)
-    starts, us = _timed_calls(light, seconds)
+    _timed_calls(heavy_replay, 1, after)
+    starts, us = _timed_calls(light_replay, FOLLOWER_CALLS, seconds)
     cold_us = float(np.median(cold))
     bins = np.floor(starts / BIN_S).astype(int)
     rows = [[round((b + 0.5) * BIN_S, 4), round(float(np.median(us[bins == b])) / cold_us, 4)] for b in np.unique(bins)]

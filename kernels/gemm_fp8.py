@@ -3,8 +3,9 @@
 Operands are torch.float8_e4m3fn, W laid out like `nn.Linear.weight`; fp32 accumulation on the tensor cores;
 the scales are applied once in the epilogue: s_a per tensor (one value) or per row of A (per token), s_w per
 tensor or per row of W (per output channel); the output is bf16. Two kernels: a pointer kernel (any shape,
-optional split-K with fp32 atomics for thin products) and a TMA kernel for large products. The launch
-configuration is passed in (`Fp8Config`); `fp8_config` is the default by shape.
+optional split-K with fp32 atomics for thin products), a TMA kernel for large products, and a GEMV kernel for
+one-row products (no tensor cores: each program reduces its W rows against the row of A, K contiguous). The
+launch configuration is passed in (`Fp8Config`); `fp8_config` is the default by shape.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from kernels.gemm import _tile_of
 @dataclass(frozen=True)
 class Fp8Config:
     """Tile shape and schedule of the FP8 GEMM (tma: tensor-descriptor loads; split_k: K slices summed with
-    fp32 atomics, pointer kernel only)."""
+    fp32 atomics, pointer and GEMV kernels; gemv: the one-row kernel, block_m unused)."""
 
     block_m: int
     block_n: int
@@ -29,6 +30,7 @@ class Fp8Config:
     num_warps: int = 4
     num_stages: int = 4
     tma: bool = False
+    gemv: bool = False
 
 
 def fp8_config(m: int, n: int, k: int, sm_count: int = 132) -> Fp8Config:
@@ -36,6 +38,11 @@ def fp8_config(m: int, n: int, k: int, sm_count: int = 132) -> Fp8Config:
     with split-K while the (m, n) tiles fill less than a wave."""
     if m > 256:
         return Fp8Config(128, 256, 128, num_warps=8, num_stages=3, tma=True)
+    if m == 1:
+        split = 1
+        while -(-n // 32) * split < 2 * sm_count and k // (2 * split) >= 512:
+            split *= 2
+        return Fp8Config(1, 32, 512, group_m=1, split_k=split, num_stages=3, gemv=True)
     cfg = Fp8Config(min(64, max(16, 1 << (m - 1).bit_length())), 64, 256, group_m=1, num_warps=4, num_stages=4)
     tiles = -(-m // cfg.block_m) * -(-n // cfg.block_n)
     split = 1
@@ -98,6 +105,42 @@ def _fp8_kernel(
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
     else:
         tl.atomic_add(c_ptrs, acc, mask=c_mask)
+
+
+@triton.jit
+def _fp8_gemv_kernel(
+    a_ptr, w_ptr, c_ptr, sa_ptr, sw_ptr,
+    N, K, stride_wn,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
+    W_ROWWISE: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
+    w_ptrs = w_ptr + (rn % N)[:, None] * stride_wn + rk[None, :]   # (BLOCK_N, BLOCK_K), K contiguous
+    a_ptrs = a_ptr + rk
+    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for kk in range(0, tl.cdiv(K, BLOCK_K * SPLIT_K)):
+        if EVEN_K:
+            w = tl.load(w_ptrs)
+            a = tl.load(a_ptrs)
+        else:
+            k_left = K - kk * (BLOCK_K * SPLIT_K)
+            w = tl.load(w_ptrs, mask=rk[None, :] < k_left, other=0.0)
+            a = tl.load(a_ptrs, mask=rk < k_left, other=0.0)
+        acc += tl.sum(w.to(tl.float32) * a.to(tl.float32)[None, :], axis=1)
+        w_ptrs += BLOCK_K * SPLIT_K
+        a_ptrs += BLOCK_K * SPLIT_K
+    acc = acc * tl.load(sa_ptr)
+    if W_ROWWISE:
+        acc = acc * tl.load(sw_ptr + rn % N)
+    else:
+        acc = acc * tl.load(sw_ptr)
+    if SPLIT_K == 1:
+        tl.store(c_ptr + rn, acc.to(c_ptr.dtype.element_ty), mask=rn < N)
+    else:
+        tl.atomic_add(c_ptr + rn, acc, mask=rn < N)
 
 
 @triton.jit
@@ -169,6 +212,15 @@ def matmul_fp8(a, w, scale_a, scale_w, *, config: Fp8Config | None = None):
             A_ROWWISE=a_rows, W_ROWWISE=w_rows, UPCAST=_upcast(),
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return c
+    if cfg.gemv and m == 1 and a.stride(1) == 1 and w.stride(1) == 1:
+        c = (torch.empty((1, n), dtype=torch.bfloat16, device=a.device) if cfg.split_k == 1
+             else torch.zeros((1, n), dtype=torch.float32, device=a.device))
+        _fp8_gemv_kernel[(triton.cdiv(n, cfg.block_n), cfg.split_k)](
+            a, w, c, sa, sw, n, k, w.stride(0),
+            BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=cfg.split_k,
+            EVEN_K=(k % (cfg.block_k * cfg.split_k) == 0), W_ROWWISE=w_rows,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        return c if cfg.split_k == 1 else c.to(torch.bfloat16)
     split = 1 if cfg.tma else cfg.split_k
     c = (torch.empty((m, n), dtype=torch.bfloat16, device=a.device) if split == 1
          else torch.zeros((m, n), dtype=torch.float32, device=a.device))

@@ -16,6 +16,8 @@ def _rel_err(out, ref):
     (19, 45, 96, Fp8Config(16, 32, 32, group_m=2)),              # ragged M, N, several groups
     (5, 32, 200, Fp8Config(16, 16, 32, split_k=4)),              # split-K, ragged last slice
     (70, 48, 64, Fp8Config(32, 16, 32, group_m=2, tma=True)),    # TMA descriptors, ragged M
+    (1, 45, 96, Fp8Config(1, 16, 32, gemv=True)),                # one-row GEMV, ragged N
+    (1, 40, 200, Fp8Config(1, 16, 32, split_k=4, gemv=True)),    # GEMV split-K, ragged last slice
 ])
 def test_fp8_matches_reference(rowwise, m, n, k, cfg):
     gen = torch.Generator().manual_seed(m + n + k)

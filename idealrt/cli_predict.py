@@ -95,7 +95,7 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
         "by_class": {c: {"prefill_s": coef[OP_CLASS[c].coefficient] * f(pred.prefill_by_class[c]),
                          "decode_s": coef[OP_CLASS[c].coefficient] * f(pred.decode_by_class[c]),
                          "coefficient": coef[OP_CLASS[c].coefficient]}
-                     for c in pred.prefill_by_class if c != "launch"},
+                     for c in pred.prefill_by_class if c != "launch" and _shown(pred, c)},
         "host": {"prefill_s": coef["launch"] * f(pred.prefill_by_class["launch"]),
                  "decode_s": coef["launch"] * f(pred.decode_by_class["launch"]),
                  "note": "the host's launches, overlapped with the GPU's work: each phase takes the longer"},
@@ -112,6 +112,12 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
                     "c_ref": prof.c_ref, "f_max_rel_err": prof.max_rel_err,
                     "form_total_s": float(prof.total_s(pred.p, pred.o))},
     }
+
+
+def _shown(pred: Prediction, op_class: str) -> bool:
+    """Whether the breakdown lists a class: every measured one; a precision's own class (gemm_fp8, ...) when used."""
+    return not OP_CLASS[op_class].derived_from or bool(
+        float(pred.prefill_by_class[op_class]) or float(pred.decode_by_class[op_class]))
 
 
 def show(r: dict, gpu: GPUSpec) -> None:

@@ -162,8 +162,8 @@ class TableModel(TimeModel):
         self.derived_classes.add(op_class)
         how = ("no microbenchmark measures it yet" if OP_CLASS[op_class].unmeasured
                else f"'idealrt calibrate --ops {op_class}' on the GPU measures it")
-        self.warnings.add(f"{op_class}: derived, not measured: {base} times of this table x the roofline ratio "
-                          f"({how})")
+        self.warnings.add(f"{op_class}: derived, not measured: {base} times of this table x the roofline ratio, an "
+                          f"ideal kernel's (optimistic: docs/decisions.md; {how})")
         ratio = gpu_roofline_s(op_class, shape, self.gpu) / gpu_roofline_s(base, shape, self.gpu)
         return self.op_time_s(base, shape) * ratio
 

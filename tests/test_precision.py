@@ -281,3 +281,19 @@ def test_study_runs_the_mix_at_each_precision():
     arch = get_arch("llama-3.1-8b").with_(precision=Precision(weights="int4"))
     want = mix_row(arch, setting("h200", "triton"))["runtime_s"]
     assert by[("llama-3.1-8b", "int4")]["runtime_s"] == pytest.approx(want)
+
+
+def test_derived_against_measured_low_precision_times():
+    from calibration.lowp_derived import compare, summary
+
+    fake = {"rows": [{"shape": [8192, 8192, 8192], "bf16_ours": {"us": 1000.0}, "fp8_row_default": {"us": 600.0},
+                      "bf16_cublas": {"us": 900.0}, "fp8_row_scaled_mm": {"error": "refused"},
+                      "int4_default": {"us": 2000.0}}]}  # FAKE times, not measurements
+    rows = compare(fake)
+    assert [(r["op"], r["stack"]) for r in rows] == [("gemm_fp8", "triton"), ("gemm_int4", "triton")]
+    fp8, int4 = rows
+    assert fp8["roofline_ratio"] == pytest.approx(989.4 / 1979)  # compute-bound: the datasheet peaks' ratio
+    assert fp8["ratio_us"] == pytest.approx(1000 * fp8["roofline_ratio"])
+    assert fp8["ratio_err_pct"] == pytest.approx(100 * (fp8["ratio_us"] / 600 - 1))
+    assert int4["roofline_ratio"] == pytest.approx(1.0) and int4["ratio_err_pct"] == pytest.approx(-50.0)
+    assert summary(rows)[1]["ratio_median_abs_pct"] == pytest.approx(50.0)

@@ -297,3 +297,10 @@ def test_derived_against_measured_low_precision_times():
     assert fp8["ratio_err_pct"] == pytest.approx(100 * (fp8["ratio_us"] / 600 - 1))
     assert int4["roofline_ratio"] == pytest.approx(1.0) and int4["ratio_err_pct"] == pytest.approx(-50.0)
     assert summary(rows)[1]["ratio_median_abs_pct"] == pytest.approx(50.0)
+
+
+def test_a_derived_prediction_claims_no_validated_error_band():
+    bf16 = idealrt.predict("llama-3.1-8b", "h100-sxm", 512, 64)  # its fit carries a band
+    int4 = idealrt.predict("llama-3.1-8b", "h100-sxm", 512, 64, weights="int4")
+    assert bf16.expected_error is not None and int4.expected_error is None
+    assert "precision int4 g128: gemm_int4 derived, not measured" in int4.outside_validated

@@ -19,8 +19,8 @@ from simulator.errors import UserError
 from simulator.gpus import GPUSpec, get_gpu
 from simulator.memory import valid_tps
 from simulator.metrics import from_prediction, metrics
-from simulator.predict import predict
 from simulator.precision import FLAG_WEIGHTS
+from simulator.predict import predict
 from simulator.profile import fit_profile
 from simulator.tables import derived_classes
 from simulator.timemodel import TimeModel

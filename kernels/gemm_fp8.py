@@ -33,7 +33,7 @@ class Fp8Config:
     gemv: bool = False
 
 
-def fp8_config(m: int, n: int, k: int, sm_count: int = 132) -> Fp8Config:
+def fp8_config(m: int, n: int, k: int, sm_count: int) -> Fp8Config:
     """Default configuration by shape: large products on TMA with 128×256 tiles, thin ones on narrow tiles
     with split-K while the (m, n) tiles fill less than a wave."""
     if m > 256:

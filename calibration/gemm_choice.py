@@ -134,13 +134,14 @@ def time_candidates(shape: tuple[int, int, int]) -> list[dict]:
 
 def check_shape(shape: tuple[int, int, int], tuned: list[dict]) -> dict:
     """cuBLAS, the heuristic and the tuned choice on one check shape (us)."""
+    import torch
     import torch.nn.functional as F
 
     from kernels.configs import gemm_config
     from kernels.gemm import matmul, sm_count
 
     m, n, k = shape
-    heuristic = gemm_config(m, n, k, 132)
+    heuristic = gemm_config(m, n, k, sm_count(torch.device("cuda")))
     if not _fits(heuristic, m, n, k):
         return {"shape": list(shape), "skipped": "no configuration of ours runs it (32-bit offsets)"}
     a, w = _inputs(m, n, k)

@@ -300,7 +300,12 @@ def test_derived_against_measured_low_precision_times():
 
 
 def test_a_derived_prediction_claims_no_validated_error_band():
-    bf16 = idealrt.predict("llama-3.1-8b", "h100-sxm", 512, 64)  # its fit carries a band
-    int4 = idealrt.predict("llama-3.1-8b", "h100-sxm", 512, 64, weights="int4")
-    assert bf16.expected_error is not None and int4.expected_error is None
+    from simulator.predict import predict
+
+    band = {"by_t": {"1": {"median_pct": 3.0, "p95_pct": 9.0, "n": 10}},  # FAKE band
+            "archs": {"llama-3.1-8b": {"head_dim": 128, "gqa": 4, "moe": False}}}
+    arch, gpu = get_arch("llama-3.1-8b"), get_gpu("h200")
+    bf16 = predict(arch, gpu, 512, 64, coefficients={"error_band": band})
+    int4 = predict(arch.with_(precision=Precision(weights="int4")), gpu, 512, 64, coefficients={"error_band": band})
+    assert bf16.expected_error == band["by_t"]["1"] and int4.expected_error is None
     assert "precision int4 g128: gemm_int4 derived, not measured" in int4.outside_validated

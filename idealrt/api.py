@@ -2,24 +2,39 @@
 
     >>> import idealrt
     >>> idealrt.predict("llama-3.1-8b", "h100-sxm", prompt=2048, output=128).decode_step_s
+    >>> idealrt.plan("llama-3.1-8b", ["h100-sxm", "h200"], idealrt.synthetic("fixed:p=512,o=128", 10, 500),
+    ...              "ttft_p95=0.5,tpot_p95=0.05").meeting[0]
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from reports.pareto import pareto_front
 from simulator.arch import ArchSpec
 from simulator.defaults import model_and_fit, resolve_arch
+from simulator.deployment import Deployment, ServingResult
+from simulator.deployment import serve as _serve
 from simulator.errors import UserError
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
+from simulator.plan import (
+    DEFAULT_BATCHES,
+    DEFAULT_REPLICAS,
+    SLO_KEYS,
+    PlanResult,
+    parse_slo,
+)
+from simulator.plan import plan as _plan
 from simulator.predict import Prediction
 from simulator.predict import predict as _predict
 from simulator.predictor import Predictor
+from simulator.serving import check_policy
+from simulator.workload import Workload, load_trace
 
 WARNING_SEP = " | "  # warnings of a sweep row, joined in one CSV field
 
@@ -120,3 +135,45 @@ def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec]
 
 class SweepWarning(UserWarning):
     """Rows a sweep skipped, one per model: requests longer than the model's positions."""
+
+
+def _workload(workload: Workload | str | Path) -> Workload:
+    return workload if isinstance(workload, Workload) else load_trace(workload)
+
+
+def serve(model: str | Path | ArchSpec, gpu: str | GPUSpec, workload: Workload | str | Path, tp: int, replicas: int = 1,
+          max_batch: int = 64, *, chunk_tokens: int | None = None, policy: str = "prefill-first",
+          stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> ServingResult:
+    """A workload (a Workload, or a trace CSV's path) served by `replicas` replicas of `tp` GPUs with continuous
+    batching (simulator/deployment.py): `idealrt.serve("llama-3.1-8b", "h100-sxm", trace, 1).row()`."""
+    arch, spec = _arch(model), _gpu(gpu)
+    time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
+    deployment = Deployment(spec.name, check_tp(arch, tp), replicas, max_batch, chunk_tokens, policy)
+    return _serve(arch, spec, _workload(workload), deployment, model=time_model, coefficients=coefficients,
+                  price_per_hour_usd=price_per_hour_usd)
+
+
+def plan(model: str | Path | ArchSpec, gpus: Iterable[str | GPUSpec], workload: Workload | str | Path,
+         slo: str | dict[str, float], *, tps: Iterable[int] | None = None,
+         replicas: Iterable[int] = DEFAULT_REPLICAS, max_batch: Iterable[int] = DEFAULT_BATCHES,
+         chunk_tokens: int | None = None, policy: str = "prefill-first", stack: str = "triton", fit: bool = True,
+         price_per_hour_usd: float | None = None) -> PlanResult:
+    """The deployments of `idealrt plan` (simulator/plan.py), SLO-meeting and cheapest first; each row's "pareto"
+    says whether no other deployment has both more tokens/s per GPU and more tokens/s per user."""
+    arch, specs = _arch(model), [_gpu(g.strip() if isinstance(g, str) else g) for g in gpus]
+    slo = parse_slo(slo) if isinstance(slo, str) else dict(slo)
+    for key in slo:
+        if key not in SLO_KEYS:
+            raise UserError(f"slo: unknown target '{key}'; use one of {', '.join(SLO_KEYS)}")
+    settings = {g.name: model_and_fit(g, stack, not fit)[:2] for g in specs}
+    check_policy(policy, chunk_tokens, 1)
+    result = _plan(arch, specs, _workload(workload), slo, settings, tps=None if tps is None else list(tps),
+                   replicas=tuple(replicas), batches=tuple(max_batch), chunk_tokens=chunk_tokens, policy=policy,
+                   price_per_hour_usd=price_per_hour_usd)
+    ok = [i for i, r in enumerate(result.rows)
+          if np.isfinite(r["tokens_per_s_per_gpu"]) and np.isfinite(r["tokens_per_s_per_user"])]
+    front = {ok[i] for i in pareto_front([-result.rows[i]["tokens_per_s_per_gpu"] for i in ok],
+                                         [result.rows[i]["tokens_per_s_per_user"] for i in ok], maximize_value=True)}
+    for i, row in enumerate(result.rows):
+        row["pareto"] = i in front
+    return result

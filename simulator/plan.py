@@ -14,7 +14,13 @@ import math
 from dataclasses import dataclass
 
 from simulator.arch import ArchSpec
-from simulator.deployment import LATENCIES, PERCENTILES, Deployment, activation_tokens, serve
+from simulator.deployment import (
+    LATENCIES,
+    PERCENTILES,
+    Deployment,
+    activation_tokens,
+    serve,
+)
 from simulator.errors import UserError
 from simulator.gpus import GIB, GPUSpec
 from simulator.memory import kv_capacity_tokens, valid_tps, weight_bytes_per_gpu

@@ -36,7 +36,6 @@ from simulator.ops import (
 )
 from simulator.timemodel import TimeModel, device_and_host, time_by_class
 
-
 _NONE = np.zeros(0)
 
 

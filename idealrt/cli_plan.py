@@ -100,10 +100,10 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from reports.serving_report import write_serving
 
-        write_serving(args.html, result)
+        write_serving(args.html, result, result.rows[0]["arch"] if result.rows else args.model, workload.source)
     if args.json:
-        print_json({"slo": result.slo, "workload": workload.source, "rows": result.rows, "pruned": result.pruned,
-                    "warnings": list(result.warnings)})
+        print_json({"slo": result.slo, "workload": workload.source, "rows": [_finite(r) for r in result.rows],
+                    "pruned": result.pruned, "warnings": list(result.warnings)})
         return 0
     _summary(result, workload, top)
     return 0
@@ -124,6 +124,11 @@ def _summary(result, workload, top: int) -> None:
              f"{len(result.pruned)} deployments pruned by memory" if result.pruned else "none pruned by memory"]
     notes += [f"pruned: {p['gpu']} t={p['t']}: {p['reason']}" for p in result.pruned[:3]]
     print_lines(notes + [f"warning: {w}" for w in result.warnings])
+
+
+def _finite(row: dict) -> dict:
+    """The row with NaN (a TPOT of requests that all have one output token) as null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _s(x: float) -> str:

@@ -18,6 +18,7 @@ from simulator.deployment import (
     LATENCIES,
     PERCENTILES,
     Deployment,
+    ServingResult,
     activation_tokens,
     serve,
 )
@@ -31,6 +32,7 @@ from simulator.workload import Workload
 SLO_KEYS = tuple(f"{name[:-2]}_p{q}" for name in LATENCIES for q in PERCENTILES)
 DEFAULT_REPLICAS = (1, 2, 4, 8)
 DEFAULT_BATCHES = (8, 16, 32, 64, 128, 256)
+KEEP_BEST = 3
 
 
 def parse_slo(text: str) -> dict[str, float]:
@@ -67,6 +69,7 @@ class PlanResult:
     pruned: list[dict]  # gpu, t, reason
     slo: dict[str, float]
     warnings: tuple[str, ...]
+    best: list[ServingResult]  # the first KEEP_BEST rows' whole results (per-request latencies)
 
     @property
     def meeting(self) -> list[dict]:
@@ -93,7 +96,7 @@ def plan(arch: ArchSpec, gpus: list[GPUSpec], workload: Workload, slo: dict[str,
          price_per_hour_usd: float | None = None) -> PlanResult:
     """Serve `workload` on every deployment of the search (module docstring). settings: GPU name -> (time
     model, fit coefficients); tps None: every t the architecture allows."""
-    rows, pruned, notes = [], [], set()
+    rows, results, pruned, notes = [], [], [], set()
     for gpu in gpus:
         model, coefficients = settings[gpu.name]
         for t in (tps if tps is not None else valid_tps(arch)):
@@ -112,6 +115,8 @@ def plan(arch: ArchSpec, gpus: list[GPUSpec], workload: Workload, slo: dict[str,
                                coefficients=coefficients, price_per_hour_usd=price_per_hour_usd, step=step)
                 row = result.row()
                 rows.append({**row, "meets_slo": meets(row, slo), "time_model": result.time_model})
+                results.append(result)
             notes.update(model.warnings)
-    rows.sort(key=lambda r: (not r["meets_slo"], r["usd_per_1k_tokens"]))
-    return PlanResult(rows, pruned, slo, tuple(sorted(notes)))
+    order = sorted(range(len(rows)), key=lambda i: (not rows[i]["meets_slo"], rows[i]["usd_per_1k_tokens"]))
+    return PlanResult([rows[i] for i in order], pruned, slo, tuple(sorted(notes)),
+                      [results[i] for i in order[:KEEP_BEST]])

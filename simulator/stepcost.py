@@ -13,8 +13,8 @@ a lone decode step are then exactly the prefill and decode step of `simulator.pr
 
 Each part is computed once over a whole range of its size (tokens, rows, context) and looked up afterwards, so
 timing an iteration is a few array reads; ranges grow by doubling when a larger size comes. Prefill attention
-is computed at the prompt positions where chunks start and end only (its table lookup is the slow one),
-each once.
+(whose table lookup is the slow one) is computed exactly at every prompt length of the workload, and at the
+multiples of CHUNK_GRID positions, between which a chunk boundary inside a prompt is interpolated.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from simulator.ops import (
 from simulator.timemodel import TimeModel, device_and_host, time_by_class
 
 _NONE = np.zeros(0)
+CHUNK_GRID = 64  # prompt positions between the points a chunk boundary inside a prompt is interpolated from
 
 
 def _grow(have: int, need: int) -> int:
@@ -58,6 +59,7 @@ class StepCost:
         self._body = (np.zeros(1), np.zeros(1))
         self._head = (np.zeros(1), np.zeros(1))
         self._prefill_attn: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}  # prompt tokens -> (device, host)
+        self._grid_top = 0  # multiples of CHUNK_GRID computed up to here
         self._decode_attn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # decoding sequences -> over context
         self._decode_steps: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the same, whole decode-only steps
         graph = with_launches([], "graph") if host == "graph" else []
@@ -93,13 +95,27 @@ class StepCost:
             dev, host = np.broadcast_to(dev, new.shape), np.broadcast_to(host, new.shape)
             self._prefill_attn.update(zip(new.tolist(), zip(dev.tolist(), host.tolist())))
 
+    def _attn_at(self, x: int) -> tuple[float, float]:
+        """(device s, host s) of causal attention over the first x prompt positions: exact where computed (every
+        prepared prompt length), else interpolated between the multiples of CHUNK_GRID around x."""
+        table = self._prefill_attn
+        if x in table:
+            return table[x]
+        lo = x // CHUNK_GRID * CHUNK_GRID
+        if lo + CHUNK_GRID > self._grid_top:  # the grid up to twice as far as before, in one pass
+            self._grid_top = max(2 * self._grid_top, lo + CHUNK_GRID)
+            self.prepare(np.arange(CHUNK_GRID, self._grid_top + 1, CHUNK_GRID))
+        w = (x - lo) / CHUNK_GRID
+        (d0, h0), (d1, h1) = table[lo], table[lo + CHUNK_GRID]
+        return d0 + w * (d1 - d0), h0 + w * (h1 - h0)
+
     def _attn_chunks(self, chunks) -> tuple[float, float]:
         """(device s, host s) of the prefill attention of chunks (from, to)."""
-        table = self._prefill_attn
-        if any(a not in table or b not in table for a, b in chunks):
-            self.prepare([x for c in chunks for x in c])
-        dev = sum(table[b][0] - table[a][0] for a, b in chunks)
-        host = sum(table[b][1] - table[a][1] for a, b in chunks)
+        dev = host = 0.0
+        for a, b in chunks:
+            (da, ha), (db, hb) = self._attn_at(a), self._attn_at(b)
+            dev += db - da
+            host += hb - ha
         return dev, host
 
     def _decode(self, n: int, context: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +142,6 @@ class StepCost:
         dev = self._body[0][tokens] + self._head[0][rows]
         host = self._body[1][tokens] + self._head[1][rows]
         if where.size:
-            self.prepare(np.concatenate((start, end)))
             per_chunk = np.array([self._attn_chunks([(a, b)]) for a, b in zip(start.tolist(), end.tolist())])
             dev = dev + np.bincount(where, weights=per_chunk[:, 0], minlength=k)[:k]
             host = host + np.bincount(where, weights=per_chunk[:, 1], minlength=k)[:k]

@@ -91,6 +91,7 @@ def test_step_cost_matches_predict_for_lone_requests():
     arch, gpu = get_arch("llama-3.1-8b"), get_gpu("h100-sxm")
     model = RooflineModel(gpu)
     step = StepCost(arch, gpu, 2, model)
+    step.prepare([100, 3000])  # whole prompts: exact (serve prepares every prompt length of its workload)
     pred = predict(arch, gpu, [100, 3000], 4, 1, 2, model=model)
     assert step.one(0, 0, [(0, 100)]) == pytest.approx(pred.prefill_s[0], rel=1e-12)
     assert step.one(0, 0, [(0, 3000)]) == pytest.approx(pred.prefill_s[1], rel=1e-12)
@@ -100,6 +101,11 @@ def test_step_cost_matches_predict_for_lone_requests():
     vec = step([0, 8, 1], [0, 8 * 501, 101], [0, 0], [100, 3000], [0, 2])
     np.testing.assert_allclose(vec, [step.one(0, 0, [(0, 100)]), step.one(8, 8 * 501, []),
                                      step.one(1, 101, [(0, 3000)])], rtol=1e-12)
+    # a boundary inside a prompt is interpolated between multiples of CHUNK_GRID, close to the exact value
+    fresh = StepCost(arch, gpu, 2, model)
+    inside = fresh.one(0, 0, [(0, 1500)])
+    fresh.prepare([1500])
+    assert inside == pytest.approx(fresh.one(0, 0, [(0, 1500)]), rel=0.01)
     # chunks of a prompt cost more than nothing and add up to about the whole prompt
     halves = step.one(0, 0, [(0, 1500)]) + step.one(0, 0, [(1500, 3000)])
     assert step.one(0, 0, [(0, 3000)]) < halves < 2 * step.one(0, 0, [(0, 3000)])

@@ -186,3 +186,25 @@ def test_plan_prunes_by_memory_and_sorts_by_cost():
     assert costs == sorted(costs)
     strict = plan(arch, gpus, w, {"ttft_p95": 1e-6}, settings, tps=[2], replicas=(1,), batches=(4,))
     assert not strict.meeting and len(strict.rows) == 2
+
+
+def test_api_plan_marks_the_pareto_front_and_renders_the_page(tmp_path):
+    import idealrt
+    from reports.serving_report import render_serving, write_serving
+
+    w = idealrt.synthetic("uniform:p=50-400,o=2-40", 20.0, 60, seed=2)
+    result = idealrt.plan("llama-3.2-1b", ["h100-sxm"], w, "ttft_p95=0.2", tps=[1, 2], replicas=(1, 2),
+                          max_batch=(2, 16), fit=False)
+    rows = result.rows
+    assert len(rows) == 8 and len(result.best) == 3 and result.best[0].row()["max_batch"] == rows[0]["max_batch"]
+    key = ("tokens_per_s_per_gpu", "tokens_per_s_per_user")
+    point = lambda r: (r[key[0]], r[key[1]])
+    for r in rows:  # on the front when no other beats it on both (of equal points, one is marked)
+        beaten = any(o[key[0]] >= r[key[0]] and o[key[1]] >= r[key[1]] and point(o) != point(r) for o in rows)
+        twin_marked = any(o is not r and o["pareto"] and point(o) == point(r) for o in rows)
+        assert r["pareto"] == (not beaten and not twin_marked) or (not r["pareto"] and twin_marked)
+    assert any(r["pareto"] for r in rows) and not all(r["pareto"] for r in rows)
+    html = render_serving(result, "llama-3.2-1b", w.source)
+    assert "Pareto front" in html and "Latency distributions" in html and html.rstrip().endswith("</html>")
+    write_serving(tmp_path / "plan.html", result, "llama-3.2-1b", w.source)
+    assert (tmp_path / "plan.html").read_text() == html or (tmp_path / "plan.html").stat().st_size > 10_000

@@ -60,6 +60,7 @@ class StepCost:
         self._head = (np.zeros(1), np.zeros(1))
         self._prefill_attn: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}  # prompt tokens -> (device, host)
         self._grid_top = 0  # multiples of CHUNK_GRID computed up to here
+        self._context_floor: int | None = None  # the first decode context of the shortest prompt (prepare)
         self._decode_attn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # decoding sequences -> over context
         self._decode_steps: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the same, whole decode-only steps
         graph = with_launches([], "graph") if host == "graph" else []
@@ -86,9 +87,19 @@ class StepCost:
         self._body = self._extend(self._body, tokens, lambda m: body_ops(a, m, t, fused=f))
         self._head = self._extend(self._head, rows, lambda r: head_ops(a, r, t, fused=f))
 
-    def prepare(self, positions: ArrayLike) -> None:
-        """Compute prefill attention at these prompt positions (chunk ends) in one pass, e.g. every prompt length
-        of a workload."""
+    def prepare(self, prompts: ArrayLike) -> None:
+        """Get ready for a workload of these prompt lengths: their prefill attention in one pass, and decode
+        attention from the shortest prompt's first decode context on (no lookups of contexts no request reaches)."""
+        prompts = np.asarray(prompts, dtype=np.int64)
+        self._prefill_at(prompts)
+        floor = int(prompts.min()) + 1 if prompts.size else 1
+        if self._context_floor is None or floor < self._context_floor:
+            self._context_floor = floor
+            self._decode_attn.clear()
+            self._decode_steps.clear()
+
+    def _prefill_at(self, positions: ArrayLike) -> None:
+        """Compute prefill attention at these prompt positions in one pass."""
         new = np.setdiff1d(np.asarray(positions, dtype=np.int64), list(self._prefill_attn))
         if new.size:
             dev, host = self._part(prefill_attention_ops(self.arch, 1, new, self.t))
@@ -104,7 +115,7 @@ class StepCost:
         lo = x // CHUNK_GRID * CHUNK_GRID
         if lo + CHUNK_GRID > self._grid_top:  # the grid up to twice as far as before, in one pass
             self._grid_top = max(2 * self._grid_top, lo + CHUNK_GRID)
-            self.prepare(np.arange(CHUNK_GRID, self._grid_top + 1, CHUNK_GRID))
+            self._prefill_at(np.arange(CHUNK_GRID, self._grid_top + 1, CHUNK_GRID))
         w = (x - lo) / CHUNK_GRID
         (d0, h0), (d1, h1) = table[lo], table[lo + CHUNK_GRID]
         return d0 + w * (d1 - d0), h0 + w * (h1 - h0)
@@ -120,7 +131,9 @@ class StepCost:
 
     def _decode(self, n: int, context: int) -> tuple[np.ndarray, np.ndarray]:
         part = self._decode_attn.get(n, (np.zeros(1), np.zeros(1)))
-        part = self._extend(part, context + 1, lambda c: decode_attention_ops(self.arch, n, c, self.t))
+        floor = self._context_floor or 1  # below it (never reached): the floor's time
+        part = self._extend(part, context + 1,
+                            lambda c: decode_attention_ops(self.arch, n, np.maximum(c, floor), self.t))
         self._decode_attn[n] = part
         return part
 

@@ -22,7 +22,7 @@ from simulator.paths import REPO
 
 MODEL, GPU, GPUS = "llama-3.1-8b", "h100-sxm", ("h100-sxm", "h200", "a100-80gb")
 LENGTHS = "lognormal:p=1024,o=256,sigma=0.8"
-SERVE = {"requests": 100_000, "rate_per_s": 15.0, "max_batch": 256}
+SERVE = {"requests": 100_000, "rate_per_s": 10.0, "max_batch": 256}
 SCHEDULERS = ({"policy": "prefill-first", "chunk_tokens": None}, {"policy": "decode-first", "chunk_tokens": 2048})
 PLAN = {"requests": 1000, "rate_per_s": 20.0, "replicas": (1, 2, 3, 4, 6, 8), "max_batch": (4, 8, 16, 32, 64, 128, 256),
         "slo": "ttft_p95=0.5,tpot_p95=0.05"}

@@ -3,7 +3,15 @@
 `predict`, `sweep`, `load_config`, `serve`, `plan` (with `synthetic` and `load_trace` workloads) are the Python API (idealrt/api.py); `idealrt` on the command line is
 idealrt/cli.py.
 """
-from idealrt.api import load_config, plan, predict, predictor, serve, sweep
-from simulator.workload import load_trace, synthetic
+from idealrt.api import (
+    load_config,
+    load_trace,
+    plan,
+    predict,
+    predictor,
+    serve,
+    sweep,
+    synthetic,
+)
 
 __all__ = ["load_config", "load_trace", "plan", "predict", "predictor", "serve", "sweep", "synthetic"]

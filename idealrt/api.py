@@ -10,31 +10,24 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from reports.pareto import pareto_front
 from simulator.arch import ArchSpec
 from simulator.defaults import model_and_fit, resolve_arch
-from simulator.deployment import Deployment, ServingResult
-from simulator.deployment import serve as _serve
 from simulator.errors import UserError
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
-from simulator.plan import (
-    DEFAULT_BATCHES,
-    DEFAULT_REPLICAS,
-    SLO_KEYS,
-    PlanResult,
-    parse_slo,
-)
-from simulator.plan import plan as _plan
 from simulator.predict import Prediction
 from simulator.predict import predict as _predict
 from simulator.predictor import Predictor
-from simulator.serving import check_policy
-from simulator.workload import Workload, load_trace
+
+if TYPE_CHECKING:  # the serving modules load when serve or plan is called: `import idealrt` stays fast
+    from simulator.deployment import ServingResult
+    from simulator.plan import PlanResult
+    from simulator.workload import Workload
 
 WARNING_SEP = " | "  # warnings of a sweep row, joined in one CSV field
 
@@ -137,7 +130,23 @@ class SweepWarning(UserWarning):
     """Rows a sweep skipped, one per model: requests longer than the model's positions."""
 
 
+def synthetic(lengths: str, rate_per_s: float, n: int, seed: int = 0) -> Workload:
+    """n requests with lengths from a named distribution (simulator/workload.py) and Poisson arrivals."""
+    from simulator.workload import synthetic as _synthetic
+
+    return _synthetic(lengths, rate_per_s, n, seed)
+
+
+def load_trace(path: str | Path) -> Workload:
+    """The requests of a CSV trace (arrival_s, prompt_tokens, output_tokens; docs/CONTRACTS.md)."""
+    from simulator.workload import load_trace as _load_trace
+
+    return _load_trace(path)
+
+
 def _workload(workload: Workload | str | Path) -> Workload:
+    from simulator.workload import Workload
+
     return workload if isinstance(workload, Workload) else load_trace(workload)
 
 
@@ -146,6 +155,9 @@ def serve(model: str | Path | ArchSpec, gpu: str | GPUSpec, workload: Workload |
           stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> ServingResult:
     """A workload (a Workload, or a trace CSV's path) served by `replicas` replicas of `tp` GPUs with continuous
     batching (simulator/deployment.py): `idealrt.serve("llama-3.1-8b", "h100-sxm", trace, 1).row()`."""
+    from simulator.deployment import Deployment
+    from simulator.deployment import serve as _serve
+
     arch, spec = _arch(model), _gpu(gpu)
     time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
     deployment = Deployment(spec.name, check_tp(arch, tp), replicas, max_batch, chunk_tokens, policy)
@@ -154,12 +166,17 @@ def serve(model: str | Path | ArchSpec, gpu: str | GPUSpec, workload: Workload |
 
 
 def plan(model: str | Path | ArchSpec, gpus: Iterable[str | GPUSpec], workload: Workload | str | Path,
-         slo: str | dict[str, float], *, tps: Iterable[int] | None = None,
-         replicas: Iterable[int] = DEFAULT_REPLICAS, max_batch: Iterable[int] = DEFAULT_BATCHES,
-         chunk_tokens: int | None = None, policy: str = "prefill-first", stack: str = "triton", fit: bool = True,
-         price_per_hour_usd: float | None = None) -> PlanResult:
-    """The deployments of `idealrt plan` (simulator/plan.py), SLO-meeting and cheapest first; each row's "pareto"
-    says whether no other deployment has both more tokens/s per GPU and more tokens/s per user."""
+         slo: str | dict[str, float], *, tps: Iterable[int] | None = None, replicas: Iterable[int] | None = None,
+         max_batch: Iterable[int] | None = None, chunk_tokens: int | None = None, policy: str = "prefill-first",
+         stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> PlanResult:
+    """The deployments of `idealrt plan` (simulator/plan.py; replicas and max_batch None: its defaults), SLO-meeting
+    and cheapest first; each row's "pareto" says whether no other deployment has both more tokens/s per GPU and
+    more tokens/s per user."""
+    from reports.pareto import pareto_front
+    from simulator.plan import DEFAULT_BATCHES, DEFAULT_REPLICAS, SLO_KEYS, parse_slo
+    from simulator.plan import plan as _plan
+    from simulator.serving import check_policy
+
     arch, specs = _arch(model), [_gpu(g.strip() if isinstance(g, str) else g) for g in gpus]
     slo = parse_slo(slo) if isinstance(slo, str) else dict(slo)
     for key in slo:
@@ -168,8 +185,8 @@ def plan(model: str | Path | ArchSpec, gpus: Iterable[str | GPUSpec], workload: 
     settings = {g.name: model_and_fit(g, stack, not fit)[:2] for g in specs}
     check_policy(policy, chunk_tokens, 1)
     result = _plan(arch, specs, _workload(workload), slo, settings, tps=None if tps is None else list(tps),
-                   replicas=tuple(replicas), batches=tuple(max_batch), chunk_tokens=chunk_tokens, policy=policy,
-                   price_per_hour_usd=price_per_hour_usd)
+                   replicas=tuple(replicas or DEFAULT_REPLICAS), batches=tuple(max_batch or DEFAULT_BATCHES),
+                   chunk_tokens=chunk_tokens, policy=policy, price_per_hour_usd=price_per_hour_usd)
     ok = [i for i, r in enumerate(result.rows)
           if np.isfinite(r["tokens_per_s_per_gpu"]) and np.isfinite(r["tokens_per_s_per_user"])]
     front = {ok[i] for i in pareto_front([-result.rows[i]["tokens_per_s_per_gpu"] for i in ok],

@@ -117,8 +117,8 @@ def _summary(result, workload, top: int) -> None:
     shown = (meeting or result.rows)[:top]
     print_table(title, ["gpu", "t", "replicas", "GPUs", "max batch", "USD/1k tok", "tok/s/GPU", "tok/s/user",
                         "TTFT p95", "TPOT p95", "E2E p95", "Pareto"],
-                [[r["gpu"], r["t"], r["replicas"], r["n_gpus"], r["max_batch"], fmt_num(r["usd_per_1k_tokens"]),
-                  fmt_num(r["tokens_per_s_per_gpu"]), fmt_num(r["tokens_per_s_per_user"]), _s(r["ttft_p95"]),
+                [[r["gpu"], r["t"], r["replicas"], r["n_gpus"], r["max_batch"], _n(r["usd_per_1k_tokens"]),
+                  _n(r["tokens_per_s_per_gpu"]), _n(r["tokens_per_s_per_user"]), _s(r["ttft_p95"]),
                   _s(r["tpot_p95"]), _s(r["e2e_p95"]), "yes" if r["pareto"] else ""] for r in shown])
     notes = [f"workload: {workload.source} ({len(workload)} requests)",
              f"{len(result.pruned)} deployments pruned by memory" if result.pruned else "none pruned by memory"]
@@ -133,3 +133,7 @@ def _finite(row: dict) -> dict:
 
 def _s(x: float) -> str:
     return fmt_s(x) if math.isfinite(x) else "-"
+
+
+def _n(x: float) -> str:
+    return fmt_num(x) if math.isfinite(x) else "-"

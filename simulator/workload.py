@@ -138,4 +138,4 @@ def synthetic(lengths: str, rate_per_s: float, n: int, seed: int = 0) -> Workloa
     rng = np.random.default_rng(seed)
     arrival = np.cumsum(rng.exponential(1.0 / rate_per_s, n))
     prompt, output = _lengths(kind, params, n, rng)
-    return _sorted(arrival, prompt, output, f"{lengths} at {rate_per_s:g}/s, {n} requests, seed {seed}")
+    return _sorted(arrival, prompt, output, f"{lengths} at {rate_per_s:g}/s, seed {seed}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from idealrt.cli import main
 from simulator.catalog import get_arch
@@ -208,3 +210,27 @@ def test_api_plan_marks_the_pareto_front_and_renders_the_page(tmp_path):
     assert "Pareto front" in html and "Latency distributions" in html and html.rstrip().endswith("</html>")
     write_serving(tmp_path / "plan.html", result, "llama-3.2-1b", w.source)
     assert (tmp_path / "plan.html").read_text() == html or (tmp_path / "plan.html").stat().st_size > 10_000
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_schedule_invariants(data):
+    n = data.draw(st.integers(1, 25), label="requests")
+    arrival = np.sort(np.array(data.draw(st.lists(st.floats(0, 30), min_size=n, max_size=n))))
+    prompt = np.array(data.draw(st.lists(st.integers(1, 300), min_size=n, max_size=n)))
+    output = np.array(data.draw(st.lists(st.integers(1, 12), min_size=n, max_size=n)))
+    need = prompt + output
+    kv = data.draw(st.integers(int(need.max()), int(need.sum()) + 1), label="kv")
+    max_batch = data.draw(st.integers(1, 6), label="max_batch")
+    chunk = data.draw(st.sampled_from([None, 16, 100]))
+    policy = data.draw(st.sampled_from(["prefill-first", "decode-first"]))
+    s = _sim(arrival, prompt, output, max_batch, kv, chunk, policy)
+    assert np.all(np.isfinite(s.finish_s))  # every request is served
+    assert np.all(arrival <= s.start_s) and np.all(s.start_s < s.first_token_s)
+    assert np.all(s.first_token_s <= s.finish_s)
+    np.testing.assert_array_equal(s.first_token_s == s.finish_s, output == 1)
+    for t in np.concatenate((s.start_s, s.first_token_s)):  # at any moment: batch and KV cache within limits
+        live = (s.start_s <= t) & (t < s.finish_s)
+        assert live.sum() <= max_batch and need[live].sum() <= kv
+    served = np.argsort(s.start_s, kind="stable")  # first come, first served
+    assert np.all(np.diff(arrival[served]) >= 0)

@@ -160,10 +160,10 @@ def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Me
 def _energy(raw: dict, coef: dict[str, float], prefill_s: np.ndarray, decode_s: np.ndarray, t: int,
             power: PowerModel | None, model: TimeModel, gpu: GPUSpec) -> dict:
     """Energy of the whole batch on all t GPUs: per phase and per class with a power model (simulator/power.py),
-    else time × t × one board power figure (_power_w); and the mean power per GPU and where it came from."""
+    else time × t × one board power figure (board_power_w); and the mean power per GPU and where it came from."""
     shape = prefill_s.shape
     if power is None:
-        watts, source = _power_w(model, gpu)
+        watts, source = board_power_w(model, gpu)
         return {"prefill_energy_j": prefill_s * t * watts, "decode_energy_j": decode_s * t * watts,
                 "energy_j": (prefill_s + decode_s) * t * watts, "energy_by_class": {}, "power_w": watts,
                 "power_source": source}
@@ -177,7 +177,7 @@ def _energy(raw: dict, coef: dict[str, float], prefill_s: np.ndarray, decode_s: 
             "power_source": f"{OP_POWER_SOURCE}, idle {power.idle_w:.0f} W ({describe(model)})"}
 
 
-def _power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
+def board_power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
     """Board power: the 90th percentile of the NVML samples the table's calibration took (the board under
     load: the median mixes in the idle gaps between microbenchmarks), else the datasheet figure."""
     measured = getattr(model, "power_w", None)

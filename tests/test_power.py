@@ -156,3 +156,14 @@ def test_predict_json_carries_the_energy_fields(tmp_path, monkeypatch, capsys):
     assert {"gemm", "decode_attn", "idle"} <= set(r["energy_by_class"])
     assert r["power_w"] == pytest.approx(r["energy_j"] / r["total_s"])
     assert 300.0 <= r["power_w"] <= 600.0  # between the fixture's lowest and highest kernel power
+
+
+def test_predictor_gives_predicts_energy():
+    from simulator.predictor import Predictor
+
+    model = ConstantModel({"gemm": 2e-5, "launch": 3e-3}, SECTION)
+    arch, coef = get_arch("llama-3.2-1b"), {"decode_fixed_s": 1e-4, "prefill_fixed_s": 2e-3}
+    got = Predictor(arch, H100, 1, model=model, coefficients=coef)(100, 17, 2)
+    want = predict(arch, H100, 100, 17, 2, 1, model=model, coefficients=coef)
+    assert got.energy_j == pytest.approx(float(want.energy_j), rel=1e-9)
+    assert got.total_s == pytest.approx(float(want.total_s), rel=1e-9)

@@ -27,7 +27,9 @@ from simulator.paths import MEASUREMENTS_DIR, REPO
 
 METHODS = ("table", "fitted")
 OUT = REPO / "benchmarks" / "results" / "validate_energy.json"
-ERRORS = ("energy", "time", "power", "baseline_energy")  # signed % error fields of a record, "<name>_err_pct"
+# signed % error fields of a record, "<name>_err_pct"; "meter": the median run's power (energy_j / total_s) against
+# all runs' (mean_power_w), how far the measurement disagrees with itself
+ERRORS = ("energy", "time", "power", "baseline_energy", "meter")
 
 
 def stack_of(row: dict) -> str:
@@ -67,6 +69,7 @@ def predict_rows(rows: Sequence[dict], method: str) -> list[dict]:
                     "energy_err_pct": _pct(energy, r["energy_j"]), "time_err_pct": _pct(total, r["total_s"]),
                     "power_err_pct": _pct(predicted_w, measured_w),
                     "baseline_energy_err_pct": _pct(baseline, r["energy_j"]),
+                    "meter_err_pct": _pct(measured_w, r.get("mean_power_w", measured_w)),
                     "idle_j": float(pred.energy_by_class.get("idle", np.zeros(p.shape))[i]),
                     "power_source": pred.power_source, "fit": None if fit is None else fit.get("path")})
     return out
@@ -129,6 +132,7 @@ def report(rows: list[dict], notes: list[str], command: str) -> dict:
             "what": __doc__.split("\n\n")[1].replace("\n", " "), "notes": notes,
             "summary": summarize(recs, keys), "by_arch": summarize(recs, keys[:3] + ["arch", "method"]),
             "by_phase_mix": summarize([{**r, "decode": r["o"] > 1} for r in recs], keys + ["decode"]),
+            "by_batch": summarize(recs, keys + ["b"]),
             "records": recs}
 
 

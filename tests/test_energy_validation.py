@@ -9,7 +9,7 @@ from simulator.paths import MEASUREMENTS_DIR
 
 def record(energy, time, power, stack="triton"):
     return {"gpu": "h200", "t": 1, "stack": stack, "method": "table", "energy_err_pct": energy,
-            "time_err_pct": time, "power_err_pct": power, "baseline_energy_err_pct": energy}
+            "time_err_pct": time, "power_err_pct": power, "baseline_energy_err_pct": energy, "meter_err_pct": 0.0}
 
 
 def test_summary_gives_median_p95_and_bias_of_each_error():

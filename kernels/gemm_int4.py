@@ -28,7 +28,7 @@ class Int4Config:
     num_stages: int = 3
 
 
-def int4_config(m: int, n: int, k: int, group: int, sm_count: int = 132) -> Int4Config:
+def int4_config(m: int, n: int, k: int, group: int, sm_count: int) -> Int4Config:
     """Default configuration by shape: 128-row tiles for prefill, narrow split-K tiles for decode."""
     block_k = min(128, group)
     if m > 256:

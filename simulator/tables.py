@@ -17,13 +17,15 @@ import numpy as np
 
 from simulator.derive import derive_table, nearest_measured
 from simulator.errors import UserError
+from simulator.gpus import GPUS
 from simulator.grid import Grid
-from simulator.opclasses import OP_CLASS, PADS_INTO, op_cost, round_up, roofline_s
+from simulator.opclasses import OP_CLASS, PADS_INTO, op_cost, roofline_s, round_up
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
-from simulator.gpus import GPUS
 from simulator.quanta import LaunchModel, critical_work
+from simulator.sustained import throttles
 from simulator.timemodel import RooflineModel, TimeModel
+
 
 def load_table(path: str | Path) -> dict:
     """Load a throughput table file; a missing or malformed file is a UserError naming it."""
@@ -65,6 +67,7 @@ class TableModel(TimeModel):
         self._measured_classes = {p.get("op") for p in table["points"] if p.get("median_us", 0) > 0}
         self._fallbacks: set[str] = set()
         self._fallback_warning = ""
+        self.throttles = {} if derived_from else throttles(table, stack)
 
     @property
     def power_w(self) -> dict | None:
@@ -187,6 +190,7 @@ class BestModel(TimeModel):
         self.gpu, self.derived_from = stacks[0].gpu, stacks[0].derived_from
         self.source = f"{stacks[0].source}, best of {' and '.join(m.stack for m in stacks)} per op, padded"
         self.warnings = stacks[0].warnings  # shared: each stack's model adds to the same set
+        self.throttles = stacks[0].throttles
         for m in stacks[1:]:
             m.warnings = self.warnings
 

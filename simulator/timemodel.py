@@ -23,6 +23,7 @@ class TimeModel:
 
     def __init__(self) -> None:
         self.warnings: set[str] = set()
+        self.throttles: dict = {}  # compute class -> simulator.sustained.ClassThrottle (measured tables only)
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds of one run of an `op_class` op of `shape` (arrays broadcast)."""
@@ -62,11 +63,23 @@ def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.nd
 
 
 def time_by_class(ops: list[Op], model: TimeModel) -> dict[str, np.ndarray]:
-    """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast)."""
+    """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast), compute
+    classes slowed as sustained work settles (simulator.sustained), where the table measured it."""
+    from simulator.sustained import extra_s, mean_onset
+
     out: dict[str, np.ndarray] = {}
+    extra: dict[str, np.ndarray] = {}
     for op in ops:
-        t_s = np.asarray(op.count * model.op_time_s(op.op_class, op.shape), dtype=float)
+        burst = np.asarray(model.op_time_s(op.op_class, op.shape), dtype=float)
+        t_s = op.count * burst
         out[op.op_class] = out[op.op_class] + t_s if op.op_class in out else t_s
+        if op.op_class in model.throttles:
+            e = op.count * extra_s(model.throttles, op.op_class, op.flops, burst)
+            extra[op.op_class] = extra[op.op_class] + e if op.op_class in extra else e
+    if extra:  # sustained compute settles slower: the phase's ops at the mean onset over its burst time
+        onset = mean_onset(model.throttles, sum(v for c, v in out.items() if c != "launch"))
+        for c, e in extra.items():
+            out[c] = out[c] + onset * e
     return out
 
 

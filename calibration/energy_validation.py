@@ -5,6 +5,8 @@ section, measured on microbenchmarks; nothing is fitted to these rows) beside th
 factors it is made of — time, and mean board power (energy / time) — and beside the baseline of one board power
 figure for every op (the table's NVML p90, else the datasheet). Methods: `table` (the table alone, every row) and
 `fitted` (the shipped fit of the GPU and stack applied, on its `heldout` rows only: the fit saw the others).
+A fitted variant is reported apart: `table_loao_scale`, the table's energy times one factor per (GPU, t, stack), the
+median measured / predicted energy of the OTHER architectures' rows (leave-one-architecture-out).
 Errors are signed percentages (predicted − measured) / measured · 100; summaries give the median and P95 of their
 absolute values, and the median signed error (the bias).
 
@@ -25,7 +27,7 @@ from calibration.measurements_io import arch_of, of_current_engine, read_measure
 from simulator.errors import UserError
 from simulator.paths import MEASUREMENTS_DIR, REPO
 
-METHODS = ("table", "fitted")
+METHODS = ("table", "fitted", "table_loao_scale")
 OUT = REPO / "benchmarks" / "results" / "validate_energy.json"
 # signed % error fields of a record, "<name>_err_pct"; "meter": the median run's power (energy_j / total_s) against
 # all runs' (mean_power_w), how far the measurement disagrees with itself
@@ -90,6 +92,24 @@ def records(rows: Sequence[dict]) -> list[dict]:
         heldout = [r for r in group if r.get("split") == "heldout"]
         if engine == "idealrt" and heldout and load_fit(gpu, TABLE_STACK.get(backend, backend)) is not None:
             out += predict_rows(heldout, "fitted")
+    return out + loao_scaled(out)
+
+
+def loao_scaled(recs: Sequence[dict]) -> list[dict]:
+    """The `table` records with energy times the median measured / predicted ratio of the other architectures'
+    rows of the same GPU, t and stack (method `table_loao_scale`); none where no other architecture has rows."""
+    table = [r for r in recs if r["method"] == "table"]
+    out = []
+    for r in table:
+        others = [q["measured_j"] / q["predicted_j"] for q in table
+                  if (q["gpu"], q["t"], q["stack"]) == (r["gpu"], r["t"], r["stack"]) and q["arch"] != r["arch"]]
+        if not others:
+            continue
+        k = float(np.median(others))
+        energy = k * r["predicted_j"]
+        out.append({**r, "method": "table_loao_scale", "scale": k, "predicted_j": energy,
+                    "predicted_w": energy / r["predicted_s"], "energy_err_pct": _pct(energy, r["measured_j"]),
+                    "power_err_pct": _pct(energy / r["predicted_s"], r["measured_w"])})
     return out
 
 

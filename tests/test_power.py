@@ -1,5 +1,5 @@
 """Board power per op class (simulator/power.py) on a synthetic op_power section (tests/data), hand-computed:
-interpolation in log intensity, the fallback chain, the energy of a phase, predict's energy fields with and
+interpolation in utilisation, the fallback chain, the energy of a phase, predict's energy fields with and
 without the section."""
 import json
 import re
@@ -19,6 +19,7 @@ from simulator.power import (
     phase_energy,
     power_model,
     times_and_energy,
+    utilisation,
 )
 from simulator.predict import predict
 from simulator.timemodel import TimeModel, phase_time
@@ -27,9 +28,14 @@ SECTION = json.loads((Path(__file__).parent / "data" / "op_power_synthetic.json"
 H100 = get_gpu("h100-sxm")
 
 
-def gemm(n: float, count: float = 1) -> Op:
-    """A square GEMM: 2n³ FLOPs over 6n² bytes, so its intensity is n / 3."""
-    return _op("g", "gemm", {"m": n, "n": n, "k": n}, count)
+def gemv(count: float = 1) -> Op:
+    """The fixture's lowest GEMM point: 1 x 4096 x 4096."""
+    return _op("g", "gemm", {"m": 1, "n": 4096, "k": 4096}, count)
+
+
+def at(op: Op, u: float) -> float:
+    """Seconds a run of `op` takes at utilisation u on the H100."""
+    return float(utilisation(op.op_class, op.shape, 1.0, H100)) / u
 
 
 def elementwise(nbytes: float, count: float = 1) -> Op:
@@ -43,49 +49,58 @@ class ConstantModel(TimeModel):
 
     def __init__(self, seconds: dict[str, float], section: dict | None, stack: str = "triton"):
         super().__init__()
-        self.seconds, self.stack = seconds, stack
+        self.seconds, self.stack, self.gpu = seconds, stack, H100
         self.table = {"points": [], "derived": None, **({"op_power": section} if section is not None else {})}
 
     def op_time_s(self, op_class, shape):
         return np.asarray(self.seconds.get(op_class, 1e-6))
 
 
-@pytest.mark.parametrize("n, watts", [(3, 300.0), (30, 400.0), (300, 500.0), (3000, 550.0), (30000, 600.0),
-                                      (1, 300.0), (3e5, 600.0)])  # x = log10(n / 3): 0, 1, 2, 3, 4; clamped ends
-def test_watts_are_piecewise_linear_in_log_intensity_and_clamped(n, watts):
-    assert float(from_section(SECTION, "triton").watts(gemm(n))) == pytest.approx(watts)
+@pytest.mark.parametrize("u, watts", [(0.1, 300.0), (0.3, 400.0), (0.5, 500.0), (0.7, 550.0), (0.9, 600.0),
+                                      (0.01, 300.0), (1.5, 600.0)])  # points at u = 0.1, 0.5, 0.9; clamped ends
+def test_watts_are_piecewise_linear_in_utilisation_and_clamped(u, watts):
+    op = gemv()
+    assert float(from_section(SECTION, "triton", H100).watts(op, at(op, u))) == pytest.approx(watts)
+
+
+def test_utilisation_is_roofline_over_time():
+    op = _op("e", "elementwise", {"bytes": 3.35e6, "t": 1}, 1)  # 1 µs at the H100's 3.35 TB/s
+    assert float(utilisation(op.op_class, op.shape, 4e-6, H100)) == pytest.approx(0.25)
 
 
 def test_a_class_without_points_takes_the_documented_neighbour():
-    triton, torch = from_section(SECTION, "triton"), from_section(SECTION, "torch")
-    assert float(torch.watts(gemm(30))) == pytest.approx(450.0)  # its own stack's single point, not triton's
-    assert float(triton.watts(elementwise(1e4))) == pytest.approx(250.0)  # the other stack's elementwise, x = -4
+    triton, torch = from_section(SECTION, "triton", H100), from_section(SECTION, "torch", H100)
+    op = gemv()
+    assert float(torch.watts(op, at(op, 0.9))) == pytest.approx(450.0)  # its own stack's single point, not triton's
+    ew = elementwise(1e4)
+    assert float(triton.watts(ew, at(ew, 0.5))) == pytest.approx(350.0)  # the other stack's elementwise
     norm = _op("n", "add_norm", {"rows": 10, "hidden": 1250}, 1)
-    assert float(torch.watts(norm)) == pytest.approx(360.0)  # triton's add_norm: two points at one x, averaged
-    rope = _op("r", "rope_kv_write", {"rows": 25, "d": 100}, 1)  # 1e4 bytes; no points: its fallback class
-    assert float(triton.watts(rope)) == pytest.approx(250.0)
+    assert float(torch.watts(norm, 1e-6)) == pytest.approx(360.0)  # triton's add_norm: two points at one u, averaged
+    rope = _op("r", "rope_kv_write", {"rows": 25, "d": 100}, 1)  # no points: its fallback class, elementwise
+    assert float(triton.watts(rope, at(rope, 0.2))) == pytest.approx(200.0)
     allreduce = _op("a", "allreduce", {"bytes": 1e3, "t": 2}, 1)  # never measured: the element-wise curve
-    assert float(triton.watts(allreduce)) == pytest.approx(300.0)
+    assert float(triton.watts(allreduce, at(allreduce, 0.8))) == pytest.approx(500.0)
     assert triton.curve_key("decode_attn") == ("torch", "elementwise")
-    only_gemm = from_section({**SECTION, "points": SECTION["points"][:3]}, "triton")
-    assert float(only_gemm.watts(allreduce)) == pytest.approx(500.0)  # median of the measured points
+    only_gemm = from_section({**SECTION, "points": SECTION["points"][:3]}, "triton", H100)
+    assert float(only_gemm.watts(allreduce, 1e-6)) == pytest.approx(500.0)  # median of the measured points
 
 
 def test_phase_energy_by_hand():
-    """gemm 2 runs x 1 ms at 400 W, elementwise 1 ms at 250 W, host 5 ms: idle 100 W over the 2 ms the GPU waits."""
-    power = from_section(SECTION, "triton")
+    """GEMV 2 runs x 1 ms (u = 0.01: 300 W), elementwise 1 ms (u ~ 0: 200 W), host 5 ms: idle 100 W over the
+    2 ms the GPU waits."""
+    power = from_section(SECTION, "triton", H100)
     model = ConstantModel({"gemm": 1e-3, "elementwise": 1e-3, "launch": 5e-3}, SECTION)
-    ops = [gemm(30, count=2), elementwise(1e4), Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, 1)]
+    ops = [gemv(count=2), elementwise(1e4), Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, 1)]
     times, joules = times_and_energy(ops, model, power)
-    assert times["gemm"] == pytest.approx(2e-3) and joules["gemm"] == pytest.approx(0.8)
-    assert joules["elementwise"] == pytest.approx(0.25) and "launch" not in joules
+    assert times["gemm"] == pytest.approx(2e-3) and joules["gemm"] == pytest.approx(0.6)
+    assert joules["elementwise"] == pytest.approx(0.2) and "launch" not in joules
     unit = check_coefficients({})
     out = phase_energy(times, joules, unit, phase_time(times, unit), power.idle_w)
-    assert out["idle"] == pytest.approx(0.2) and sum(out.values()) == pytest.approx(1.25)
+    assert out["idle"] == pytest.approx(0.2) and sum(out.values()) == pytest.approx(1.0)
     coef = check_coefficients({"gemm": 1.5})  # gemm 3 ms busy at the same power; the host still 5 ms
     out = phase_energy(times, joules, coef, phase_time(times, coef), power.idle_w)
-    assert out["gemm"] == pytest.approx(1.2) and out["idle"] == pytest.approx(0.1)
-    assert sum(out.values()) == pytest.approx(1.55)
+    assert out["gemm"] == pytest.approx(0.9) and out["idle"] == pytest.approx(0.1)
+    assert sum(out.values()) == pytest.approx(1.2)
 
 
 def flat(watts: float) -> dict:
@@ -114,6 +129,7 @@ def test_energy_sums_each_op_at_its_power():
     assert float(pred.energy_by_class["idle"]) == pytest.approx(0.0, abs=1e-12)
     n_layers = get_arch("llama-3.2-1b").n_layers
     prefill_norms, decode_norms = 2 * n_layers + 1, 7 * (2 * n_layers + 1)  # per layer 2, plus the final norm
+    # the add_norm curve is one point (two measurements at one u, averaged): 360 W at any utilisation
     by_hand = (prefill_norms + decode_norms) * 1e-6 * 360.0
     assert float(pred.energy_by_class["add_norm"]) == pytest.approx(by_hand)
 
@@ -130,6 +146,7 @@ def test_without_the_section_energy_is_time_times_one_power():
 @pytest.mark.parametrize("field, section", [
     ("idle_w", {**SECTION, "idle_w": -5}),
     ("points[0].watts", {**SECTION, "points": [{**SECTION["points"][0], "watts": "hot"}]}),
+    ("points[0].table_us", {**SECTION, "points": [{**SECTION["points"][0], "table_us": 0}]}),
     ("points[0]", {**SECTION, "points": [{"op": "nope", "shape": {}}]}),
     ("points", {**SECTION, "points": None}),
 ])
@@ -155,7 +172,7 @@ def test_predict_json_carries_the_energy_fields(tmp_path, monkeypatch, capsys):
     assert r["energy_j"] == pytest.approx(sum(r["energy_by_class"].values()))
     assert {"gemm", "decode_attn", "idle"} <= set(r["energy_by_class"])
     assert r["power_w"] == pytest.approx(r["energy_j"] / r["total_s"])
-    assert 300.0 <= r["power_w"] <= 600.0  # between the fixture's lowest and highest kernel power
+    assert 100.0 <= r["power_w"] <= 600.0  # between the fixture's idle and highest kernel power
 
 
 def test_predictor_gives_predicts_energy():

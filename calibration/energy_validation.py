@@ -130,6 +130,54 @@ def summarize(recs: Sequence[dict], keys: Sequence[str]) -> list[dict]:
     return out
 
 
+def _loo_predict(kind: str, train: list[dict], test: dict, gpu, idle_w: float) -> float:
+    """Watts of `test` from the other points of its (stack, class): the shipped activity model, or piecewise-linear
+    interpolation (clamped) in log10 arithmetic intensity or in roofline utilisation (the alternatives weighed)."""
+    from simulator.opclasses import op_cost, roofline_s
+    from simulator.power import fit_activity, utilisation
+
+    def coords(pt: dict) -> tuple[float, float, float]:
+        flops, nbytes = (float(v) for v in op_cost(pt["op"], pt["shape"]))
+        sec = pt["table_us"] * 1e-6
+        u_mem, u_flop = (float(v) for v in utilisation(flops, nbytes, sec, gpu))
+        roof = float(roofline_s(pt["op"], pt["shape"], gpu.peak_bf16_flops, gpu.hbm_bw_bytes_s,
+                                 gpu.interconnect_bw_bytes_s))
+        return u_mem, u_flop, {"log_intensity": np.log10(max(flops, 1) / max(nbytes, 1)), "utilisation": roof / sec}
+    if kind == "activity":
+        m, f, w = (np.array(c) for c in zip(*[(*coords(q)[:2], q["watts"]) for q in train]))
+        a, b = fit_activity(m, f, w, idle_w, gpu.board_power_w)
+        u_mem, u_flop, _ = coords(test)
+        return float(min(gpu.board_power_w, idle_w + a * u_mem + b * u_flop))
+    xs = np.array([coords(q)[2][kind] for q in train])
+    order = np.argsort(xs)
+    return float(np.interp(coords(test)[2][kind], xs[order], np.array([q["watts"] for q in train])[order]))
+
+
+def point_loo(gpu_name: str) -> dict | None:
+    """Leave-one-point-out over a table's op_power points, each (stack, class) apart: the shipped power model and
+    the alternatives, median / P90 / mean absolute % error (how the model was chosen: docs/decisions.md)."""
+    from simulator.gpus import get_gpu
+    from simulator.paths import TABLES_DIR
+    from simulator.tables import load_table
+
+    gpu = get_gpu(gpu_name)
+    section = load_table(TABLES_DIR / (gpu.table or f"{gpu.name}.json")).get("op_power")
+    if not section:
+        return None
+    pts = section["points"]
+    out = {}
+    for kind in ("activity", "log_intensity", "utilisation"):
+        errs = []
+        for i, pt in enumerate(pts):
+            train = [q for j, q in enumerate(pts) if j != i and (q["stack"], q["op"]) == (pt["stack"], pt["op"])]
+            if train:
+                errs.append(abs(_loo_predict(kind, train, pt, gpu, section["idle_w"]) / pt["watts"] - 1) * 100)
+        e = np.array(errs)
+        out[kind] = {"n": int(e.size), "median_abs_pct": round(float(np.median(e)), 1),
+                     "p90_abs_pct": round(float(np.percentile(e, 90)), 1), "mean_abs_pct": round(float(e.mean()), 1)}
+    return out
+
+
 def energy_rows(paths: Sequence[Path], any_version: bool) -> tuple[list[dict], list[str]]:
     """The measured rows with energy, of the current engine version unless `any_version`; notes on what was left out."""
     rows = [r for r in read_measurements(paths) if r.get("energy_j")]
@@ -150,10 +198,17 @@ def report(rows: list[dict], notes: list[str], command: str) -> dict:
                            .isoformat(timespec="seconds"), "measurements": data_provenance(rows),
                            "power_sources": sorted({r["power_source"] for r in recs})},
             "what": __doc__.split("\n\n")[1].replace("\n", " "), "notes": notes,
+            "power_model_point_loo": {g: point_loo(g) for g in sorted({r["gpu"] for r in recs})},
             "summary": summarize(recs, keys), "by_arch": summarize(recs, keys[:3] + ["arch", "method"]),
             "by_phase_mix": summarize([{**r, "decode": r["o"] > 1} for r in recs], keys + ["decode"]),
             "by_batch": summarize(recs, keys + ["b"]),
-            "records": recs}
+            "records": [_slim(r) for r in recs if r["method"] != "table_loao_scale"]}
+
+
+def _slim(rec: dict) -> dict:
+    """A record as the result file keeps it: no strings the provenance holds, 4 significant digits."""
+    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in rec.items()
+            if k not in ("power_source", "fit", "baseline_j")}
 
 
 def print_summary(summary: list[dict]) -> None:
@@ -184,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_summary(result["summary"])
+    for gpu, loo in result["power_model_point_loo"].items():
+        print(f"{gpu}: op_power leave-one-point-out, median / P90 % by power model: "
+              + ", ".join(f"{k} {v['median_abs_pct']} / {v['p90_abs_pct']}" for k, v in (loo or {}).items()))
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {args.out}")

@@ -1,11 +1,14 @@
 """Board power per op class from a table's measured `op_power` section (calibration/op_power.py), and the
 energy of a phase from its ops.
 
-Model, per GPU: an op of class c on stack s draws P_s,c(u) watts while it runs, where u is its utilisation:
-its datasheet roofline time over its time per run (simulator.opclasses.roofline_s; a table point's `table_us`,
-an op's time from the time model), how busy it keeps the resource it is bound by. P is piecewise linear in u
-through the measured points of (s, c) (points at the same u averaged) and constant beyond the first and last.
-While the GPU runs no kernel (the host's part of a phase, fixed costs) the board draws `idle_w`. So a phase costs Σ_ops count · t_op · P_op + idle_w · (wall time − GPU busy time), each class's time
+Model, per GPU: an op of class c on stack s draws
+    P = min(board power, idle_w + a_s,c · u_mem + b_s,c · u_flop) watts
+while it runs, where u_mem and u_flop are the fractions of the datasheet HBM bandwidth and dense bf16 peak its
+bytes and FLOPs per run use over its time per run (a table point's `table_us`, an op's time from the time
+model): the board's dynamic power follows how busy HBM and the tensor cores are, up to its power limit (the
+GPU spec's `board_power_w`). a, b ≥ 0 are fitted per (stack, class) to its measured points, least squares in
+relative error (`fit_activity`). While the GPU runs no kernel (the host's part of a phase, fixed costs) the
+board draws `idle_w`. So a phase costs Σ_ops count · t_op · P_op + idle_w · (wall time − GPU busy time), each class's time
 scaled by its fit coefficient as the phase's time is.
 
 A (stack, class) without points takes the curve of the first of these that has points, its own stack first,
@@ -22,7 +25,7 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.gpus import GPUSpec
-from simulator.opclasses import OP_CLASS, roofline_s
+from simulator.opclasses import OP_CLASS, op_cost
 from simulator.ops import Op
 from simulator.timemodel import TimeModel
 
@@ -32,22 +35,59 @@ LAST_RESORTS = ("elementwise", "decode_attn")  # memory-bound classes a class wi
 STACK_ORDER = ("triton", "torch")  # the measured stacks; the `best` stack looks in this order
 
 
-def utilisation(op_class: str, shape: dict, seconds, gpu: GPUSpec) -> np.ndarray:
-    """u = datasheet roofline seconds of one run / its `seconds` (arrays broadcast)."""
-    roof = roofline_s(op_class, shape, gpu.peak_bf16_flops, gpu.hbm_bw_bytes_s, gpu.interconnect_bw_bytes_s)
-    return np.asarray(roof, dtype=float) / np.maximum(np.asarray(seconds, dtype=float), 1e-15)
+def utilisation(flops, nbytes, seconds, gpu: GPUSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(u_mem, u_flop): bytes / HBM bandwidth and FLOPs / dense peak, over `seconds` a run (arrays broadcast)."""
+    seconds = np.maximum(np.asarray(seconds, dtype=float), 1e-15)
+    return (np.asarray(nbytes, dtype=float) / gpu.hbm_bw_bytes_s / seconds,
+            np.asarray(flops, dtype=float) / gpu.peak_bf16_flops / seconds)
+
+
+def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin |x c − y|² over c ≥ 0 for two columns: the best of the solves on each support."""
+    best, best_err = np.zeros(2), float(y @ y)
+    for cols in ([0, 1], [0], [1]):
+        c = np.zeros(2)
+        c[cols] = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
+        err = float(np.sum((x @ c - y) ** 2))
+        if np.all(c >= 0) and err < best_err:
+            best, best_err = c, err
+    return best
+
+
+def fit_activity(u_mem: np.ndarray, u_flop: np.ndarray, watts: np.ndarray, idle_w: float, cap_w: float) -> np.ndarray:
+    """(a, b) ≥ 0 minimising Σ ((min(cap_w, idle_w + a·u_mem + b·u_flop) − watts) / watts)²: least squares on the
+    points below the cap, the capped set updated until it settles (kept: the best objective seen)."""
+    x = np.stack([u_mem, u_flop], axis=1) / watts[:, None]  # relative error: rows divided by the measured watts
+    y = (watts - idle_w) / watts
+
+    def objective(c: np.ndarray) -> float:
+        return float(np.sum((np.minimum(cap_w, idle_w + x @ c * watts) - watts) ** 2 / watts**2))
+
+    capped = np.zeros(watts.size, dtype=bool)
+    best = None
+    for _ in range(watts.size + 1):
+        c = _nonneg_lstsq(x[~capped], y[~capped]) if (~capped).any() else np.zeros(2)
+        if best is None or objective(c) < objective(best):
+            best = c
+        now = idle_w + x @ c * watts >= cap_w
+        if np.array_equal(now, capped):
+            break
+        capped = now
+    return best
 
 
 @dataclass(frozen=True)
 class Curve:
-    """Watts of one (stack, op class) against utilisation: points sorted by u, distinct u."""
+    """Watts of one (stack, op class): min(cap_w, idle_w + a · u_mem + b · u_flop)."""
 
-    u: np.ndarray
-    watts: np.ndarray
+    a_w: float  # watts at the full HBM bandwidth, above idle
+    b_w: float  # watts at the full dense peak, above idle
+    idle_w: float
+    cap_w: float
 
-    def __call__(self, u) -> np.ndarray:
-        """Piecewise-linear watts at u, constant beyond the end points."""
-        return np.interp(u, self.u, self.watts)
+    def __call__(self, u_mem, u_flop) -> np.ndarray:
+        """Board watts at these utilisations."""
+        return np.minimum(self.cap_w, self.idle_w + self.a_w * np.asarray(u_mem) + self.b_w * np.asarray(u_flop))
 
 
 @dataclass(frozen=True)
@@ -55,7 +95,7 @@ class PowerModel:
     """Measured power curves per (stack, op class) and the idle board power, for one stack's ops."""
 
     stack: str
-    gpu: GPUSpec  # whose datasheet roofline utilisation is taken against
+    gpu: GPUSpec  # whose datasheet peaks utilisation is taken against
     idle_w: float
     curves: dict[tuple[str, str], Curve]
     median_w: float  # of all measured points: the power of a class no chain reaches
@@ -75,7 +115,7 @@ class PowerModel:
     def watts(self, op: Op, seconds) -> np.ndarray:
         """Board watts while `op` runs, `seconds` a run (arrays broadcast over its shape)."""
         key = self.curve_key(op.op_class)
-        return self.curves[key](utilisation(op.op_class, op.shape, seconds, self.gpu)) if key else \
+        return self.curves[key](*utilisation(op.flops, op.bytes, seconds, self.gpu)) if key else \
             np.asarray(self.median_w)
 
 
@@ -93,22 +133,25 @@ def from_section(section: dict, stack: str, gpu: GPUSpec, where: str = "table") 
     if not isinstance(section, dict) or not isinstance(section.get("points"), list):
         raise UserError(f"{where}: op_power has no 'points' list; re-run 'python -m calibration.op_power --merge'")
     idle = _positive(section.get("idle_w"), "idle_w", where)
-    by_key: dict[tuple[str, str], dict[float, list[float]]] = {}
+    by_key: dict[tuple[str, str], list[tuple[float, float, float]]] = {}  # (u_mem, u_flop, watts)
     for i, pt in enumerate(section["points"]):
         if not isinstance(pt, dict) or pt.get("op") not in OP_CLASS or not isinstance(pt.get("shape"), dict):
             raise UserError(f"{where}: op_power.points[{i}] needs an 'op' of {', '.join(OP_CLASS)} and a 'shape'")
         watts = _positive(pt.get("watts"), f"points[{i}].watts", where)
         seconds = _positive(pt.get("table_us"), f"points[{i}].table_us", where, "microseconds") * 1e-6
         try:
-            u = float(utilisation(pt["op"], pt["shape"], seconds, gpu))
+            u_mem, u_flop = utilisation(*op_cost(pt["op"], pt["shape"]), seconds, gpu)
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{where}: op_power.points[{i}].shape {pt['shape']} is not a {pt['op']} shape") from None
-        by_key.setdefault((str(pt.get("stack")), pt["op"]), {}).setdefault(u, []).append(watts)
+        by_key.setdefault((str(pt.get("stack")), pt["op"]), []).append((float(u_mem), float(u_flop), watts))
     if not by_key:
         return None
-    curves = {key: Curve(np.array(sorted(by_u)), np.array([np.mean(by_u[u]) for u in sorted(by_u)]))
-              for key, by_u in by_key.items()}
-    median = float(np.median([w for by_u in by_key.values() for ws in by_u.values() for w in ws]))
+    curves = {}
+    for key, rows in by_key.items():
+        m, f, w = (np.array(col) for col in zip(*rows))
+        a, b = fit_activity(m, f, w, idle, gpu.board_power_w)
+        curves[key] = Curve(float(a), float(b), idle, gpu.board_power_w)
+    median = float(np.median([w for rows in by_key.values() for _, _, w in rows]))
     return PowerModel(stack, gpu, idle, curves, median)
 
 

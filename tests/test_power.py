@@ -1,5 +1,5 @@
 """Board power per op class (simulator/power.py) on a synthetic op_power section (tests/data), hand-computed:
-interpolation in utilisation, the fallback chain, the energy of a phase, predict's energy fields with and
+the activity model fitted to the points, the fallback chain, the energy of a phase, predict's energy fields with and
 without the section."""
 import json
 import re
@@ -15,6 +15,7 @@ from simulator.gpus import get_gpu
 from simulator.ops import Op, _op
 from simulator.power import (
     SOURCE,
+    fit_activity,
     from_section,
     phase_energy,
     power_model,
@@ -33,9 +34,15 @@ def gemv(count: float = 1) -> Op:
     return _op("g", "gemm", {"m": 1, "n": 4096, "k": 4096}, count)
 
 
-def at(op: Op, u: float) -> float:
-    """Seconds a run of `op` takes at utilisation u on the H100."""
-    return float(utilisation(op.op_class, op.shape, 1.0, H100)) / u
+def at(op: Op, u_mem: float) -> float:
+    """Seconds a run of `op` takes when it uses the fraction u_mem of the H100's HBM bandwidth."""
+    return float(op.bytes) / H100.hbm_bw_bytes_s / u_mem
+
+
+def by_hand(op: Op, seconds: float, a: float, b: float) -> float:
+    """min(700, 100 + a · u_mem + b · u_flop) on the H100's datasheet peaks."""
+    u_mem, u_flop = float(op.bytes) / H100.hbm_bw_bytes_s / seconds, float(op.flops) / H100.peak_bf16_flops / seconds
+    return min(700.0, 100.0 + a * u_mem + b * u_flop)
 
 
 def elementwise(nbytes: float, count: float = 1) -> Op:
@@ -56,51 +63,69 @@ class ConstantModel(TimeModel):
         return np.asarray(self.seconds.get(op_class, 1e-6))
 
 
-@pytest.mark.parametrize("u, watts", [(0.1, 300.0), (0.3, 400.0), (0.5, 500.0), (0.7, 550.0), (0.9, 600.0),
-                                      (0.01, 300.0), (1.5, 600.0)])  # points at u = 0.1, 0.5, 0.9; clamped ends
-def test_watts_are_piecewise_linear_in_utilisation_and_clamped(u, watts):
+@pytest.mark.parametrize("shape, seconds", [({"m": 1, "n": 4096, "k": 4096}, 40e-6),
+                                            ({"m": 256, "n": 8192, "k": 1024}, 30e-6),
+                                            ({"m": 8192, "n": 8192, "k": 8192}, 1.5e-3)])
+def test_the_fit_recovers_the_activity_model_the_points_follow(shape, seconds):
+    """Triton GEMM points lie on 100 + 500 u_mem + 300 u_flop: the fit gives it back, and it holds between them."""
+    op = _op("g", "gemm", shape, 1)
+    curve = from_section(SECTION, "triton", H100).curves[("triton", "gemm")]
+    assert (curve.a_w, curve.b_w) == (pytest.approx(500.0), pytest.approx(300.0))
+    assert float(from_section(SECTION, "triton", H100).watts(op, seconds)) == pytest.approx(by_hand(op, seconds, 500, 300))
+
+
+def test_power_is_capped_at_the_board_power():
     op = gemv()
-    assert float(from_section(SECTION, "triton", H100).watts(op, at(op, u))) == pytest.approx(watts)
+    assert float(from_section(SECTION, "triton", H100).watts(op, at(op, 5.0))) == pytest.approx(H100.board_power_w)
 
 
-def test_utilisation_is_roofline_over_time():
-    op = _op("e", "elementwise", {"bytes": 3.35e6, "t": 1}, 1)  # 1 µs at the H100's 3.35 TB/s
-    assert float(utilisation(op.op_class, op.shape, 4e-6, H100)) == pytest.approx(0.25)
+def test_utilisation_is_bytes_and_flops_over_the_peaks():
+    u_mem, u_flop = utilisation(989.4e12, 3.35e6, 4e-6, H100)  # 1 µs of HBM, 1 s of the dense peak, in 4 µs
+    assert (float(u_mem), float(u_flop)) == (pytest.approx(0.25), pytest.approx(0.25e6))
+
+
+def test_fit_activity_keeps_capped_points_out_of_the_slope():
+    """Two points on 100 + 1000 u_mem and one at the 700 W cap far past it: the slope stays 1000."""
+    u_mem, watts = np.array([0.1, 0.3, 2.0]), np.array([200.0, 400.0, 700.0])
+    a, b = fit_activity(u_mem, np.zeros(3), watts, 100.0, 700.0)
+    assert a == pytest.approx(1000.0) and b == 0.0
 
 
 def test_a_class_without_points_takes_the_documented_neighbour():
     triton, torch = from_section(SECTION, "triton", H100), from_section(SECTION, "torch", H100)
-    op = gemv()
-    assert float(torch.watts(op, at(op, 0.9))) == pytest.approx(450.0)  # its own stack's single point, not triton's
+    op = _op("g", "gemm", {"m": 64, "n": 4096, "k": 4096}, 1)
+    assert float(torch.watts(op, at(op, 0.5))) == pytest.approx(450.0)  # its own stack's point, not triton's curve
     ew = elementwise(1e4)
     assert float(triton.watts(ew, at(ew, 0.5))) == pytest.approx(350.0)  # the other stack's elementwise
     norm = _op("n", "add_norm", {"rows": 10, "hidden": 1250}, 1)
-    assert float(torch.watts(norm, 1e-6)) == pytest.approx(360.0)  # triton's add_norm: two points at one u, averaged
+    assert float(torch.watts(norm, at(norm, 0.25))) == pytest.approx(360.0)  # triton's add_norm
     rope = _op("r", "rope_kv_write", {"rows": 25, "d": 100}, 1)  # no points: its fallback class, elementwise
     assert float(triton.watts(rope, at(rope, 0.2))) == pytest.approx(200.0)
     allreduce = _op("a", "allreduce", {"bytes": 1e3, "t": 2}, 1)  # never measured: the element-wise curve
     assert float(triton.watts(allreduce, at(allreduce, 0.8))) == pytest.approx(500.0)
     assert triton.curve_key("decode_attn") == ("torch", "elementwise")
     only_gemm = from_section({**SECTION, "points": SECTION["points"][:3]}, "triton", H100)
-    assert float(only_gemm.watts(allreduce, 1e-6)) == pytest.approx(500.0)  # median of the measured points
+    assert float(only_gemm.watts(allreduce, 1e-6)) == pytest.approx(float(np.median([p["watts"] for p in SECTION["points"][:3]])))
 
 
 def test_phase_energy_by_hand():
-    """GEMV 2 runs x 1 ms (u = 0.01: 300 W), elementwise 1 ms (u ~ 0: 200 W), host 5 ms: idle 100 W over the
-    2 ms the GPU waits."""
+    """GEMV 2 runs x 1 ms (u_mem = 0.01: 105 W), elementwise 1 ms (1e4 bytes: ~101.5 W), host 5 ms: idle 100 W
+    over the 2 ms the GPU waits."""
     power = from_section(SECTION, "triton", H100)
     model = ConstantModel({"gemm": 1e-3, "elementwise": 1e-3, "launch": 5e-3}, SECTION)
-    ops = [gemv(count=2), elementwise(1e4), Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, 1)]
+    gemm_op, ew = gemv(count=2), elementwise(1e4)
+    ops = [gemm_op, ew, Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, 1)]
     times, joules = times_and_energy(ops, model, power)
-    assert times["gemm"] == pytest.approx(2e-3) and joules["gemm"] == pytest.approx(0.6)
-    assert joules["elementwise"] == pytest.approx(0.2) and "launch" not in joules
+    gemm_j, ew_j = 2e-3 * by_hand(gemm_op, 1e-3, 500, 300), 1e-3 * by_hand(ew, 1e-3, 500, 0)
+    assert times["gemm"] == pytest.approx(2e-3) and joules["gemm"] == pytest.approx(gemm_j)
+    assert joules["elementwise"] == pytest.approx(ew_j) and "launch" not in joules
     unit = check_coefficients({})
     out = phase_energy(times, joules, unit, phase_time(times, unit), power.idle_w)
-    assert out["idle"] == pytest.approx(0.2) and sum(out.values()) == pytest.approx(1.0)
+    assert out["idle"] == pytest.approx(0.2) and sum(out.values()) == pytest.approx(gemm_j + ew_j + 0.2)
     coef = check_coefficients({"gemm": 1.5})  # gemm 3 ms busy at the same power; the host still 5 ms
     out = phase_energy(times, joules, coef, phase_time(times, coef), power.idle_w)
-    assert out["gemm"] == pytest.approx(0.9) and out["idle"] == pytest.approx(0.1)
-    assert sum(out.values()) == pytest.approx(1.2)
+    assert out["gemm"] == pytest.approx(1.5 * gemm_j) and out["idle"] == pytest.approx(0.1)
+    assert sum(out.values()) == pytest.approx(1.5 * gemm_j + ew_j + 0.1)
 
 
 def flat(watts: float) -> dict:
@@ -124,14 +149,15 @@ def test_energy_is_time_times_power_when_every_power_is_the_same(t):
 
 def test_energy_sums_each_op_at_its_power():
     """Graph launches and no fixed costs: no idle time; each class's joules are its time at its power."""
-    model = ConstantModel({}, SECTION)
-    pred = predict(get_arch("llama-3.2-1b"), H100, 64, 8, 1, 1, model=model)
+    model = ConstantModel({}, SECTION)  # every run 1 µs
+    arch = get_arch("llama-3.2-1b")
+    pred = predict(arch, H100, 64, 8, 1, 1, model=model)
     assert float(pred.energy_by_class["idle"]) == pytest.approx(0.0, abs=1e-12)
-    n_layers = get_arch("llama-3.2-1b").n_layers
-    prefill_norms, decode_norms = 2 * n_layers + 1, 7 * (2 * n_layers + 1)  # per layer 2, plus the final norm
-    # the add_norm curve is one point (two measurements at one u, averaged): 360 W at any utilisation
-    by_hand = (prefill_norms + decode_norms) * 1e-6 * 360.0
-    assert float(pred.energy_by_class["add_norm"]) == pytest.approx(by_hand)
+    norm = lambda rows, count: _op("n", "add_norm", {"rows": rows, "hidden": arch.hidden}, count)
+    layers = 2 * arch.n_layers  # per layer 2 norms over every token; the final norm over the last token only
+    one_token = by_hand(norm(1, 1), 1e-6, 1040, 0)
+    want = 1e-6 * (layers * by_hand(norm(64, 1), 1e-6, 1040, 0) + one_token + 7 * (layers + 1) * one_token)
+    assert float(pred.energy_by_class["add_norm"]) == pytest.approx(want)
 
 
 def test_without_the_section_energy_is_time_times_one_power():

@@ -27,7 +27,7 @@ from simulator.errors import UserError
 from simulator.gpus import GPUSpec
 from simulator.opclasses import OP_CLASS, op_cost
 from simulator.ops import Op
-from simulator.timemodel import TimeModel
+from simulator.timemodel import TimeModel, time_by_class
 
 SOURCE = "op_power (measured per op class)"
 HOST_CLASS = "launch"  # the host's work: the GPU runs no kernel for it
@@ -173,17 +173,26 @@ def describe_table(model: TimeModel) -> str:
 
 def times_and_energy(ops: list[Op], model: TimeModel, power: PowerModel | None
                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per op class: seconds (as simulator.timemodel.time_by_class) and joules of the GPU running them (none
-    for the host's `launch`; {} without a power model), each the sum over its ops of count × time (× watts)."""
-    times: dict[str, np.ndarray] = {}
+    """Per op class: seconds (simulator.timemodel.time_by_class) and joules of the GPU running them (none for the
+    host's `launch`; {} without a power model): Σ over its ops of count × time per run × watts, and the time a
+    class loses to sustained throttling at the power it draws."""
+    if power is None:
+        return time_by_class(ops, model), {}
     joules: dict[str, np.ndarray] = {}
-    for op in ops:
-        run_s = model.op_time_s(op.op_class, op.shape)
-        t_s = np.asarray(op.count * run_s, dtype=float)
-        times[op.op_class] = times[op.op_class] + t_s if op.op_class in times else t_s
-        if power is not None and op.op_class != HOST_CLASS:
-            e_j = t_s * power.watts(op, run_s)
-            joules[op.op_class] = joules[op.op_class] + e_j if op.op_class in joules else e_j
+    burst: dict[str, np.ndarray] = {}
+
+    def visit(op: Op, run_s: np.ndarray) -> None:
+        if op.op_class == HOST_CLASS:
+            return
+        t_s = op.count * run_s
+        e_j = t_s * power.watts(op, run_s)
+        joules[op.op_class] = joules[op.op_class] + e_j if op.op_class in joules else e_j
+        burst[op.op_class] = burst[op.op_class] + t_s if op.op_class in burst else t_s
+
+    times = time_by_class(ops, model, visit)
+    for c, e in joules.items():  # throttled: the same power over the longer time
+        joules[c] = e * np.divide(times[c], burst[c], out=np.ones(np.broadcast(times[c], burst[c]).shape),
+                                  where=np.asarray(burst[c]) > 0)
     return times, joules
 
 

@@ -210,3 +210,15 @@ def test_predictor_gives_predicts_energy():
     want = predict(arch, H100, 100, 17, 2, 1, model=model, coefficients=coef)
     assert got.energy_j == pytest.approx(float(want.energy_j), rel=1e-9)
     assert got.total_s == pytest.approx(float(want.total_s), rel=1e-9)
+
+
+def test_shipped_h200_energy_adds_up_between_idle_and_the_board_limit():
+    """On the shipped H200 table (op_power and sustained throttling measured): classes and idle sum to the energy,
+    and the mean power lies between the idle board and its limit, long compute-bound prefills included."""
+    import idealrt
+
+    pred = idealrt.predict("llama-3.1-8b", "h200", prompt=[1, 512, 8000], output=[256, 16, 1], batch=[1, 8, 4])
+    assert pred.power_source.startswith(SOURCE)
+    np.testing.assert_allclose(sum(pred.energy_by_class.values()), pred.energy_j, rtol=1e-9)
+    idle = power_model(idealrt.api.model_and_fit(get_gpu("h200"), "triton", True)[0]).idle_w
+    assert np.all(pred.power_w > idle) and np.all(pred.power_w <= get_gpu("h200").board_power_w + 1e-9)

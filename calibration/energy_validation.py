@@ -202,7 +202,16 @@ def report(rows: list[dict], notes: list[str], command: str) -> dict:
             "summary": summarize(recs, keys), "by_arch": summarize(recs, keys[:3] + ["arch", "method"]),
             "by_phase_mix": summarize([{**r, "decode": r["o"] > 1} for r in recs], keys + ["decode"]),
             "by_batch": summarize(recs, keys + ["b"]),
+            "by_above_board_limit": summarize([{**r, "above_limit": r["measured_w"] > _limit(r["gpu"])} for r in recs],
+                                              keys + ["above_limit"]),
             "records": [_slim(r) for r in recs if r["method"] != "table_loao_scale"]}
+
+
+def _limit(gpu_name: str) -> float:
+    """The GPU's board power limit (datasheet): a measured mean power above it is a short burst or the meter."""
+    from simulator.gpus import get_gpu
+
+    return get_gpu(gpu_name).board_power_w
 
 
 def _slim(rec: dict) -> dict:

@@ -94,8 +94,9 @@ def _fp8_kernel(
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + (rm % M)[:, None] * stride_am + rk[None, :] * stride_ak   # (BLOCK_M, BLOCK_K)
-    w_ptrs = w_ptr + rk[:, None] * stride_wk + (rn % N)[None, :] * stride_wn   # (BLOCK_K, BLOCK_N), K-major
+    # 64-bit row offsets: W of 131,072 x 32,768 FP8 values is past 2^31 bytes
+    a_ptrs = a_ptr + (rm % M).to(tl.int64)[:, None] * stride_am + rk[None, :] * stride_ak   # (BLOCK_M, BLOCK_K)
+    w_ptrs = w_ptr + rk[:, None] * stride_wk + (rn % N).to(tl.int64)[None, :] * stride_wn   # (BLOCK_K, BLOCK_N)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kk in range(0, tl.cdiv(K, BLOCK_K * SPLIT_K)):
@@ -114,7 +115,7 @@ def _fp8_kernel(
         w_ptrs += BLOCK_K * SPLIT_K * stride_wk
 
     acc = _scale_tile(acc, sa_ptr, sw_ptr, rm, rn, M, N, A_ROWWISE, W_ROWWISE)
-    c_ptrs = c_ptr + rm[:, None] * stride_cm + rn[None, :] * stride_cn
+    c_ptrs = c_ptr + rm.to(tl.int64)[:, None] * stride_cm + rn[None, :] * stride_cn
     c_mask = (rm[:, None] < M) & (rn[None, :] < N)
     if SPLIT_K == 1:
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
@@ -134,7 +135,7 @@ def _fp8_gemv_kernel(
     pid_k = tl.program_id(1)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    w_ptrs = w_ptr + (rn % N)[:, None] * stride_wn + rk[None, :]   # (BLOCK_N, BLOCK_K), K contiguous
+    w_ptrs = w_ptr + (rn % N).to(tl.int64)[:, None] * stride_wn + rk[None, :]   # (BLOCK_N, BLOCK_K), 64-bit rows
     a_ptrs = a_ptr + rk
     acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for kk in range(0, tl.cdiv(K, BLOCK_K * SPLIT_K)):

@@ -12,7 +12,8 @@ board draws `idle_w`. So a phase costs Σ_ops count · t_op · P_op + idle_w · 
 scaled by its fit coefficient as the phase's time is.
 
 A (stack, class) without points takes the curve of the first of these that has points, its own stack first,
-then the other measured stack: the class itself; its `OpClass.fallback` (the class a table times it as);
+then the other measured stack: the class itself; its `OpClass.fallback` or `derived_from` (the class a table
+times it as, e.g. a low-precision GEMM as the bf16 one);
 `elementwise` (memory-bound; covers the all-reduce, whose power is not measured); `decode_attn`; else the
 median watts of all measured points. A section without points is no power model (energy falls back to one
 board power figure, simulator.predict).
@@ -105,7 +106,8 @@ class PowerModel:
         stacks = [self.stack] + [s for s in STACK_ORDER if s != self.stack]
         stacks += sorted({s for s, _ in self.curves} - set(stacks))
         record = OP_CLASS.get(op_class)
-        chain = [op_class] + ([record.fallback] if record is not None and record.fallback else []) + list(LAST_RESORTS)
+        near = [record.fallback, record.derived_from] if record is not None else []
+        chain = [op_class] + [c for c in near if c] + list(LAST_RESORTS)
         for cls in chain:
             for s in stacks:
                 if (s, cls) in self.curves:

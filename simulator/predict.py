@@ -19,11 +19,12 @@ from simulator.band import BAND_KEY, error_band
 from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
-from simulator.opclasses import ACT_BYTES, OP_CLASSES
+from simulator.opclasses import OP_CLASSES
+from simulator.precision import BF16, Precision
 from simulator.ops import HOST_MODES, decode_ops, prefill_ops
 from simulator.power import SOURCE as OP_POWER_SOURCE
 from simulator.power import PowerModel, phase_energy, power_model, times_and_energy
-from simulator.tables import default_model
+from simulator.tables import default_model, derived_classes
 from simulator.timemodel import TimeModel, describe, phase_time
 
 
@@ -64,6 +65,8 @@ class Prediction:
     warnings: tuple[str, ...]
     expected_error: dict | None  # median and P95 % error of total time on unseen architectures (simulator/band.py)
     outside_validated: tuple[str, ...]  # how the request lies outside what was validated
+    precision: Precision = BF16  # dtypes served (simulator/precision.py)
+    derived_classes: tuple[str, ...] = ()  # op classes timed by the roofline ratio to a measured one, not measured
 
     @property
     def mem_per_gpu_bytes(self) -> np.ndarray:
@@ -152,8 +155,6 @@ def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Me
         fix = f"tp={per_request.max()} fits" if np.all(per_request > 0) else "no tp <= 8 fits"
         out.add(f"memory: {need:.1f} GiB per GPU at tp={t} exceeds the {gpu.mem_gib:.0f} GiB of {gpu.name} "
                 f"({fix})")
-    if arch.bytes_per_weight != ACT_BYTES:
-        out.add(f"bytes_per_weight={arch.bytes_per_weight}: used for memory; times assume the bf16 engine")
     return tuple(sorted(out))
 
 
@@ -175,6 +176,12 @@ def _energy(raw: dict, coef: dict[str, float], prefill_s: np.ndarray, decode_s: 
     return {"prefill_energy_j": pre_j, "decode_energy_j": dec_j, "energy_j": pre_j + dec_j,
             "energy_by_class": by_class, "power_w": (pre_j + dec_j) / ((prefill_s + decode_s) * t),
             "power_source": f"{OP_POWER_SOURCE}, idle {power.idle_w:.0f} W ({describe(model)})"}
+
+
+def check_precision(arch: ArchSpec, gpu: GPUSpec) -> None:
+    """A UserError when the GPU cannot run the architecture's precision (FP8 GEMMs without FP8 tensor cores)."""
+    if arch.precision.activations == "fp8" and not gpu.peak_flops("fp8"):
+        raise UserError(f"weights fp8 (w8a8) on {gpu.name}: it has no FP8 tensor cores; use --weights int4 or bf16")
 
 
 def board_power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
@@ -207,6 +214,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     if arch.positions_used(p, o).max() > arch.max_positions:
         raise UserError(f"prompt + output - 1 = {arch.positions_used(p, o).max()} positions exceed max_positions="
                         f"{arch.max_positions} of {arch.name}; shorten --prompt or --output")
+    check_precision(arch, gpu)
     t = smallest_fitting_tp(arch, gpu, b, p, o) if t is None else check_tp(arch, t)
     model = model if model is not None else default_model(gpu)
     coef = check_coefficients(coefficients or {})
@@ -226,6 +234,10 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     energy = _energy(raw, coef, prefill_s, decode_s, t, power, model, gpu)
     fit = None if not coefficients else str(coefficients.get(PATH_KEY, "given coefficients"))
     expected, outside = error_band((coefficients or {}).get(BAND_KEY), arch, t, describe(model))
+    derived = _derived(model, raw)
+    if derived:  # the band was validated on measured tables at bf16: it does not cover derived times
+        expected = None
+        outside = (*outside, f"precision {arch.precision.label}: {', '.join(derived)} derived, not measured")
     return Prediction(
         arch=arch.name, gpu=gpu.name, t=t, n_gpus=t, p=p, o=o, b=b,
         prefill_s=prefill_s, decode_s=decode_s,
@@ -238,4 +250,12 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         cost_usd=total_s * t * price / 3600.0, **energy, price_per_hour_usd=price,
         time_model=describe(model), fit=fit,
         warnings=_warnings(arch, gpu, t, model, memory, fits, b, p, o),
-        expected_error=expected, outside_validated=outside)
+        expected_error=expected, outside_validated=outside, precision=arch.precision,
+        derived_classes=derived)
+
+
+def _derived(model: TimeModel, raw: dict) -> tuple[str, ...]:
+    """Op classes of these requests that the model timed from another class's points (TableModel.derived_classes,
+    or each stack's for the best stack), not measured."""
+    used = {c for part in ("pre", "dec") for c, v in raw[part].items() if np.any(v)}
+    return tuple(sorted(derived_classes(model) & used))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from simulator.gpus import GPUSpec
-from simulator.opclasses import roofline_s
+from simulator.opclasses import gpu_roofline_s
 from simulator.ops import Op
 
 # Assumed fixed costs of the roofline (modelling choices, NOT measurements; a fit's `launch` and
@@ -48,8 +48,7 @@ class RooflineModel(TimeModel):
                           "assumed launch and all-reduce latencies")
         if op_class == "launch":
             return np.asarray(LAUNCH_S[shape["mode"]])
-        g = self.gpu
-        time_s = roofline_s(op_class, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
+        time_s = gpu_roofline_s(op_class, shape, self.gpu)
         if op_class == "allreduce":  # plus one call's fixed cost
             return time_s + ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1)
         return time_s
@@ -69,6 +68,7 @@ def time_by_class(ops: list[Op], model: TimeModel,
     """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast), compute
     classes slowed as sustained work settles (simulator.sustained), where the table measured it. `visit` is
     called with each op and its time per run (simulator.power uses it)."""
+    from simulator.opclasses import OP_CLASS
     from simulator.sustained import extra_s, mean_onset
 
     out: dict[str, np.ndarray] = {}
@@ -79,8 +79,10 @@ def time_by_class(ops: list[Op], model: TimeModel,
             visit(op, burst)
         t_s = op.count * burst
         out[op.op_class] = out[op.op_class] + t_s if op.op_class in out else t_s
-        if op.op_class in model.throttles:
-            e = op.count * extra_s(model.throttles, op.op_class, op.flops, burst)
+        # a low-precision class throttles as the class it is derived from (its own sustained run is not measured)
+        throttled = op.op_class if op.op_class in model.throttles else OP_CLASS[op.op_class].derived_from
+        if throttled in model.throttles:
+            e = op.count * extra_s(model.throttles, throttled, op.flops, burst)
             extra[op.op_class] = extra[op.op_class] + e if op.op_class in extra else e
     if extra:  # sustained compute settles slower: the phase's ops at the mean onset over its burst time
         onset = mean_onset(model.throttles, sum(v for c, v in out.items() if c != "launch"))

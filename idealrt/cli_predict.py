@@ -106,7 +106,9 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
                            "total_bytes": f(pred.mem_per_gpu_bytes), "capacity_bytes": pred.mem_capacity_bytes,
                            "fits": bool(pred.fits)},
         "cost_usd": f(pred.cost_usd), "price_per_hour_usd": pred.price_per_hour_usd,
-        "energy_j": f(pred.energy_j), "power_w": pred.power_w, "power_source": pred.power_source,
+        "energy_j": f(pred.energy_j), "prefill_energy_j": f(pred.prefill_energy_j),
+        "decode_energy_j": f(pred.decode_energy_j), "energy_by_class": {c: f(v) for c, v in pred.energy_by_class.items()},
+        "power_w": f(pred.power_w), "power_source": pred.power_source,
         "profile": {"knots_p": list(prof.knots_p), "f_knots_s": list(prof.f_knots_s),
                     "slopes_s_per_token": [float(s) for s in prof.slopes_s_per_token], "g_s": prof.g_s,
                     "c_ref": prof.c_ref, "f_max_rel_err": prof.max_rel_err,
@@ -149,7 +151,8 @@ def show(r: dict, gpu: GPUSpec) -> None:
     print_table("Cost and energy (whole batch)", ["", "value"], [
         ["GPUs", str(r["n_gpus"])], ["price per GPU-hour", f"${r['price_per_hour_usd']:.2f}"],
         ["cost", f"${fmt_num(r['cost_usd'])}"], ["energy", f"{fmt_num(r['energy_j'])} J"],
-        ["power", f"{r['power_w']:.0f} W per GPU ({r['power_source']})"]])
+        ["energy: prefill / decode", f"{fmt_num(r['prefill_energy_j'])} / {fmt_num(r['decode_energy_j'])} J"],
+        ["mean power", f"{r['power_w']:.0f} W per GPU ({r['power_source']})"]])
     pf = r["profile"]
     knots = ", ".join(f"p={k}: {fmt_s(v)}" for k, v in zip(pf["knots_p"], pf["f_knots_s"]))
     slopes = ", ".join(f"{s * 1e6:.3g} µs" for s in pf["slopes_s_per_token"])

@@ -22,8 +22,10 @@ from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_
 from simulator.opclasses import OP_CLASSES
 from simulator.precision import BF16, Precision
 from simulator.ops import HOST_MODES, decode_ops, prefill_ops
+from simulator.power import SOURCE as OP_POWER_SOURCE
+from simulator.power import PowerModel, phase_energy, power_model, times_and_energy
 from simulator.tables import default_model, derived_classes
-from simulator.timemodel import TimeModel, describe, phase_time, time_by_class
+from simulator.timemodel import TimeModel, describe, phase_time
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,12 @@ class Prediction:
     mem_capacity_bytes: int
     fits: np.ndarray
     cost_usd: np.ndarray  # whole batch: total_s × n_gpus × price per GPU-hour
-    energy_j: np.ndarray  # whole batch: total_s × n_gpus × power
+    energy_j: np.ndarray  # whole batch, all n_gpus: prefill_energy_j + decode_energy_j
+    prefill_energy_j: np.ndarray
+    decode_energy_j: np.ndarray  # all o − 1 decode steps
+    energy_by_class: dict[str, np.ndarray]  # whole batch, scaled; "idle": no kernel running ({}: one power figure)
     price_per_hour_usd: float
-    power_w: float
+    power_w: float | np.ndarray  # mean board power per GPU: energy_j / (total_s × n_gpus)
     power_source: str
     time_model: str  # roofline / measured / derived table
     fit: str | None  # path of the fit applied, "given coefficients", or None
@@ -95,43 +100,50 @@ def _gather(by_class: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.
 
 
 def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, float], p: np.ndarray,
-            o: np.ndarray, fused: bool, host: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class sums over steps at contexts p+1..p+o−1, their (scaled) total, and the first and last step."""
+            o: np.ndarray, fused: bool, host: str, power: PowerModel | None) -> tuple:
+    """Per-class sums of seconds and of joules over steps at contexts p+1..p+o−1, their (scaled) total time,
+    and the first and last step."""
     steps = np.maximum(o - 1, 1)  # o == 1: no steps, but report the step a next token would take
     c0 = int(p.min())  # contexts c0 + 1 .. max(p + steps): the steps of these requests
     contexts = np.arange(c0 + 1, int((p + steps).max()) + 1)  # (C,)
-    per_step = time_by_class(decode_ops(arch, b, contexts, t, fused=fused, host=host), model)  # class -> () or (C,)
+    per_step, per_step_j = times_and_energy(decode_ops(arch, b, contexts, t, fused=fused, host=host), model, power)
     cum = lambda v: np.concatenate(([0.0], np.cumsum(np.broadcast_to(v, contexts.shape))))  # noqa: E731
     first, end = p - c0, p + o - 1 - c0  # in cum: steps at contexts p + 1 .. p + o − 1
-    sums = {}
-    for cls, v in per_step.items():
-        c = cum(v)  # c[j] = Σ of the first j steps
-        sums[cls] = c[end] - c[first]
+    sums = [{}, {}]
+    for out, by_class in zip(sums, (per_step, per_step_j)):
+        for cls, v in by_class.items():
+            c = cum(v)  # c[j] = Σ of the first j steps
+            out[cls] = c[end] - c[first]
     step_s = coef["decode_fixed_s"] + phase_time(per_step, coef) * np.ones(contexts.shape)
     total = cum(step_s)
-    return sums, total[end] - total[first], step_s[first], step_s[p + steps - 1 - c0]
+    return sums[0], sums[1], total[end] - total[first], step_s[first], step_s[p + steps - 1 - c0]
 
 
 def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float],
-                 p: np.ndarray, o: np.ndarray, b: np.ndarray, fused: bool, host: str) -> dict:
-    """Flat per-request arrays: by-class prefill and decode sums, the (scaled) decode total, first and last
-    decode steps."""
+                 p: np.ndarray, o: np.ndarray, b: np.ndarray, fused: bool, host: str,
+                 power: PowerModel | None = None) -> dict:
+    """Flat per-request arrays: by-class prefill and decode sums of seconds and of joules (unscaled; none
+    without a power model), the (scaled) decode total, first and last decode steps."""
     n = p.size
     pre = {c: np.zeros(n) for c in OP_CLASSES}
     dec = {c: np.zeros(n) for c in OP_CLASSES}
+    pre_j: dict[str, np.ndarray] = {}
+    dec_j: dict[str, np.ndarray] = {}
     first, last, dec_total = np.zeros(n), np.zeros(n), np.zeros(n)
     batches = np.unique(b)
     for bv in batches:  # one pass per distinct batch size (a handful), never per request
         sel = slice(None) if batches.size == 1 else np.flatnonzero(b == bv)
         ps, os_ = p[sel], o[sel]
         grid, index = _grid(ps)
-        by_class = time_by_class(prefill_ops(arch, int(bv), grid, t, fused=fused, host=host), model)
-        for c, v in _gather(by_class, index).items():
-            pre[c][sel] = v
-        sums, dec_total[sel], first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_, fused, host)
-        for c, v in sums.items():
-            dec[c][sel] = v
-    return {"pre": pre, "dec": dec, "dec_total": dec_total, "first": first, "last": last}
+        by_class, joules = times_and_energy(prefill_ops(arch, int(bv), grid, t, fused=fused, host=host), model, power)
+        sums, sums_j, dec_total[sel], first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_, fused,
+                                                                      host, power)
+        for into, values in ((pre, _gather(by_class, index)), (pre_j, _gather(joules, index)), (dec, sums),
+                             (dec_j, sums_j)):
+            for c, v in values.items():
+                into.setdefault(c, np.zeros(n))[sel] = v
+    return {"pre": pre, "dec": dec, "pre_j": pre_j, "dec_j": dec_j, "dec_total": dec_total, "first": first,
+            "last": last}
 
 
 def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Memory, fits: np.ndarray,
@@ -144,6 +156,26 @@ def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Me
         out.add(f"memory: {need:.1f} GiB per GPU at tp={t} exceeds the {gpu.mem_gib:.0f} GiB of {gpu.name} "
                 f"({fix})")
     return tuple(sorted(out))
+
+
+def _energy(raw: dict, coef: dict[str, float], prefill_s: np.ndarray, decode_s: np.ndarray, t: int,
+            power: PowerModel | None, model: TimeModel, gpu: GPUSpec) -> dict:
+    """Energy of the whole batch on all t GPUs: per phase and per class with a power model (simulator/power.py),
+    else time × t × one board power figure (board_power); and the mean power per GPU and where it came from."""
+    shape = prefill_s.shape
+    if power is None:
+        watts, source = board_power(model, gpu)
+        return {"prefill_energy_j": prefill_s * t * watts, "decode_energy_j": decode_s * t * watts,
+                "energy_j": (prefill_s + decode_s) * t * watts, "energy_by_class": {}, "power_w": watts,
+                "power_source": source}
+    phases = [phase_energy({c: v.reshape(shape) for c, v in raw[k].items()},
+                           {c: v.reshape(shape) for c, v in raw[k + "_j"].items()}, coef, wall, power.idle_w)
+              for k, wall in (("pre", prefill_s), ("dec", decode_s))]
+    pre_j, dec_j = (t * sum(ph.values()) for ph in phases)
+    by_class = {c: t * (phases[0].get(c, 0.0) + phases[1].get(c, 0.0)) for c in {*phases[0], *phases[1]}}
+    return {"prefill_energy_j": pre_j, "decode_energy_j": dec_j, "energy_j": pre_j + dec_j,
+            "energy_by_class": by_class, "power_w": (pre_j + dec_j) / ((prefill_s + decode_s) * t),
+            "power_source": f"{OP_POWER_SOURCE}, idle {power.idle_w:.0f} W ({describe(model)})"}
 
 
 def check_precision(arch: ArchSpec, gpu: GPUSpec) -> None:
@@ -190,7 +222,8 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     if not np.isfinite(price) or price < 0:
         raise UserError(f"price per hour: must be a finite number >= 0, got {price_per_hour_usd!r}")
     fused = getattr(model, "stack", "triton") != "torch" if fused is None else bool(fused)
-    raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel(), fused, host)
+    power = power_model(model)
+    raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel(), fused, host, power)
     shape = p.shape
     prefill_s = phase_time(raw["pre"], coef).reshape(shape) + coef["prefill_fixed_s"]
     decode_s = raw["dec_total"].reshape(shape)
@@ -198,7 +231,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     total_s = prefill_s + decode_s
     memory = memory_per_gpu(arch, b, p, o, t)
     fits = memory.total_bytes <= gpu.mem_bytes
-    power_w, power_source = board_power(model, gpu)
+    energy = _energy(raw, coef, prefill_s, decode_s, t, power, model, gpu)
     fit = None if not coefficients else str(coefficients.get(PATH_KEY, "given coefficients"))
     expected, outside = error_band((coefficients or {}).get(BAND_KEY), arch, t, describe(model))
     derived = _derived(model, raw)
@@ -214,9 +247,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         prefill_by_class={c: v.reshape(shape) for c, v in raw["pre"].items()},
         decode_by_class={c: v.reshape(shape) for c, v in raw["dec"].items()},
         coefficients=coef, memory=memory, mem_capacity_bytes=gpu.mem_bytes, fits=fits,
-        cost_usd=total_s * t * price / 3600.0, energy_j=total_s * t * power_w,
-        price_per_hour_usd=price, power_w=power_w,
-        power_source=power_source,
+        cost_usd=total_s * t * price / 3600.0, **energy, price_per_hour_usd=price,
         time_model=describe(model), fit=fit,
         warnings=_warnings(arch, gpu, t, model, memory, fits, b, p, o),
         expected_error=expected, outside_validated=outside, precision=arch.precision,

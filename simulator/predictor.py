@@ -1,6 +1,6 @@
 """Predictions of single requests at memory-lookup speed: a `Predictor` holds one model, GPU, t, time model and
-fit, and caches, per batch size, the prefill time of every prompt length and the running sum of decode-step times
-over contexts, each computed once by `simulator.predict.predict` over a whole range (so both give one answer).
+fit, and caches, per batch size, the prefill time and energy of every prompt length and the running sums of
+decode-step times and energies over contexts, each computed once by `simulator.predict.predict` over a whole range (so both give one answer).
 """
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ CHUNK = 1024  # prompt lengths and contexts are computed in whole chunks of this
 
 @dataclass(frozen=True)
 class Times:
-    """Seconds of one request: prefill, all o − 1 decode steps, and their sum."""
+    """Seconds of one request: prefill, all o − 1 decode steps, and their sum; the batch's energy on all GPUs."""
 
     prefill_s: float
     decode_s: float
     total_s: float
+    energy_j: float = float("nan")  # as simulator.predict.Prediction.energy_j
 
 
 class Predictor:
@@ -36,6 +37,8 @@ class Predictor:
         self.t = smallest_fitting_tp(arch, gpu, 1, 1, 1) if t is None else check_tp(arch, t)
         self._prefill: dict[int, np.ndarray] = {}  # b -> prefill seconds at p = 1..len
         self._decode: dict[int, np.ndarray] = {}  # b -> Σ step seconds over contexts 2..c (index c − 1)
+        self._prefill_j: dict[int, np.ndarray] = {}  # b -> prefill joules, as _prefill
+        self._decode_j: dict[int, np.ndarray] = {}  # b -> Σ step joules, as _decode
 
     def _extend(self, b: int, p_max: int, c_max: int) -> None:
         """Compute the caches of batch b up to prompt p_max and context c_max, in whole chunks."""
@@ -43,15 +46,15 @@ class Predictor:
         if p_max > have_p:
             top = -(-p_max // CHUNK) * CHUNK
             p = np.arange(1, top + 1)
-            self._prefill[b] = predict(self.arch, self.gpu, p, 1, b, self.t, model=self.model,
-                                       coefficients=self.coefficients).prefill_s
+            pred = predict(self.arch, self.gpu, p, 1, b, self.t, model=self.model, coefficients=self.coefficients)
+            self._prefill[b], self._prefill_j[b] = pred.prefill_s, pred.prefill_energy_j
         have_c = len(self._decode.get(b, ()))
         if c_max > have_c:
             top = -(-c_max // CHUNK) * CHUNK
             prior = np.arange(1, top)  # one step after a prompt of prior tokens: the step at context prior + 1
-            step = predict(self.arch, self.gpu, prior, 2, b, self.t, model=self.model,
-                           coefficients=self.coefficients).decode_s
-            self._decode[b] = np.concatenate(([0.0], np.cumsum(step)))  # [c − 1]: steps at contexts 2..c
+            pred = predict(self.arch, self.gpu, prior, 2, b, self.t, model=self.model, coefficients=self.coefficients)
+            self._decode[b] = np.concatenate(([0.0], np.cumsum(pred.decode_s)))  # [c − 1]: steps at contexts 2..c
+            self._decode_j[b] = np.concatenate(([0.0], np.cumsum(pred.decode_energy_j)))
 
     def __call__(self, prompt: int, output: int, batch: int = 1) -> Times:
         """Seconds of `batch` sequences of `prompt` tokens and `output` new tokens each."""
@@ -63,6 +66,7 @@ class Predictor:
                             f"{self.arch.max_positions} of {self.arch.name}; shorten prompt or output")
         self._extend(b, p, p + o - 1)
         pre = float(self._prefill[b][p - 1])
-        cum = self._decode[b]
+        cum, cum_j = self._decode[b], self._decode_j[b]
         dec = float(cum[p + o - 2] - cum[p - 1])  # steps at contexts p + 1 .. p + o − 1
-        return Times(pre, dec, pre + dec)
+        energy = float(self._prefill_j[b][p - 1] + cum_j[p + o - 2] - cum_j[p - 1])
+        return Times(pre, dec, pre + dec, energy)

@@ -3,6 +3,8 @@ measured or derived throughput tables (simulator/tables.py) plug into the same i
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from simulator.gpus import GPUSpec
@@ -67,9 +69,11 @@ def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.nd
     return np.maximum(*device_and_host(by_class, coef))
 
 
-def time_by_class(ops: list[Op], model: TimeModel) -> dict[str, np.ndarray]:
+def time_by_class(ops: list[Op], model: TimeModel,
+                  visit: Callable[[Op, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast), compute
-    classes slowed as sustained work settles (simulator.sustained), where the table measured it."""
+    classes slowed as sustained work settles (simulator.sustained), where the table measured it. `visit` is
+    called with each op and its time per run (simulator.power uses it)."""
     from simulator.opclasses import OP_CLASS
     from simulator.sustained import extra_s, mean_onset
 
@@ -77,6 +81,8 @@ def time_by_class(ops: list[Op], model: TimeModel) -> dict[str, np.ndarray]:
     extra: dict[str, np.ndarray] = {}
     for op in ops:
         burst = np.asarray(model.op_time_s(op.op_class, op.shape), dtype=float)
+        if visit is not None:
+            visit(op, burst)
         t_s = op.count * burst
         out[op.op_class] = out[op.op_class] + t_s if op.op_class in out else t_s
         # a low-precision class throttles as the class it is derived from (its own sustained run is not measured)

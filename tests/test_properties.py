@@ -2,6 +2,7 @@
 positive, more tokens never take less time, a decode step never gets cheaper with context, and tensor
 parallelism keeps the total FLOPs."""
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -92,7 +93,7 @@ def test_shipped_predictions_are_consistent_everywhere(model, gpu, p, o, b):
     assert np.isfinite(total) and total > 0 and float(pred.prefill_s) > 0 and float(pred.decode_s) >= 0
     assert total == float(pred.prefill_s) + float(pred.decode_s)
     assert float(pred.cost_usd) == total * pred.n_gpus * pred.price_per_hour_usd / 3600
-    assert float(pred.energy_j) == total * pred.n_gpus * pred.power_w
+    assert float(pred.energy_j) == pytest.approx(total * pred.n_gpus * float(pred.power_w), rel=1e-12)
     m = pred.memory
     assert float(m.total_bytes) == float(m.weights_bytes + m.kv_cache_bytes + m.activation_bytes)
     row = idealrt.sweep([model], [gpu], [p], [o], [b])[0]

@@ -10,32 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from calibration.denoise import denoise, read_log
+from calibration.provenance import cpu_provenance
 from simulator.atomic import write_atomic
 from simulator.paths import REPO
 from tests.test_denoise import TRUE, noisy_log
 
 SIZES = (10_000, 100_000, 1_000_000)
 TARGET_S = {1_000_000: 5.0}
-
-
-def cpu() -> str:
-    """This CPU's model name and core count."""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} logical CPUs"
 
 
 def time_one(n: int, folder: Path) -> dict:
@@ -72,12 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         target = TARGET_S.get(r["rows"])
         print(f"{r['rows']:9,d} {r['read_s']:7.2f} {r['fit_s']:7.2f} {r['in_process_s']:13.2f} {r['cli_s']:7.2f} "
               f"{target if target else '':>9}  {', '.join(f'{k:g}' for k in r['knots'])}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO,
-                            check=False).stdout.strip()
-    out = {"provenance": {"computed": "on the CPU, FAKE latency logs (tests/test_denoise.py noisy_log, seed 3)",
-                          "cpu": cpu(), "load_average": list(os.getloadavg()), "commit": commit,
-                          "python": platform.python_version(), "date": datetime.now(timezone.utc).isoformat(),
-                          "command": "python -m benchmarks.bench_denoise"},
+    out = {"provenance": cpu_provenance("python -m benchmarks.bench_denoise",
+                                        "on the CPU, FAKE latency logs (tests/test_denoise.py noisy_log, seed 3)"),
            "target_s": {str(k): v for k, v in TARGET_S.items()}, "results": results}
     write_atomic(REPO / args.out, json.dumps(out, indent=1) + "\n")
     return 0

@@ -123,6 +123,10 @@ def _summary(rows: list[dict], out: str | None) -> None:
     more = f"{len(rows) - len(shown)} more rows not shown; " if len(rows) > len(shown) else ""
     where = f"all {len(rows)} rows written to {out}" if out else "-o FILE.csv|.json writes all rows"
     labels = sorted({(r["gpu"], r["time_model"], r["fit"]) for r in rows})
-    notes = sorted({w for r in rows for w in r["warnings"]})
+    notes = sorted({w for r in rows for w in r["warnings"] if not w.startswith("memory:")})  # each row has its own
+    short = sum(not r["fits"] for r in rows)
+    if short:
+        notes.insert(0, f"memory: {short} of {len(rows)} rows need more than the GPU holds at their tp (fits NO; "
+                        "their warnings name the tp that fits)")
     print_lines([more + where] + [f"{g}: time model {tm}, fit {f}" for g, tm, f in labels]
                 + [f"warning: {w}" for w in notes])

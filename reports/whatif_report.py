@@ -233,7 +233,7 @@ def render_whatif(rows: list[dict], title: str = "idealrt what-if report") -> st
     """The what-if report of the sweep rows as one self-contained HTML page; configurations that do not
     fit in GPU memory are left out of the curves and the Pareto chart (but kept in the memory bars and table)."""
     rows = normalize_rows(rows)
-    warnings = sorted({w for r in rows for w in r.get("warnings") or []})
+    warnings = sorted({w for r in rows for w in r.get("warnings") or [] if not w.startswith("memory:")})
     fit = [r for r in rows if r.get("fits", True)]
     if len(fit) < len(rows):
         warnings.insert(0, f"{len(rows) - len(fit)} of {len(rows)} configurations do not fit in GPU memory: "

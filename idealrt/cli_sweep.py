@@ -14,7 +14,7 @@ import numpy as np
 
 from idealrt.api import SweepWarning, sweep
 from idealrt.cli_predict import add_common_args
-from idealrt.output import fmt_num, fmt_s, print_json, print_lines, print_table, write_rows
+from idealrt.output import fmt_num, fmt_s, option_named, print_json, print_lines, print_table, write_rows
 from simulator.defaults import resolve_arch
 from simulator.errors import UserError
 from simulator.gpus import get_gpu
@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from reports.whatif_report import write_whatif
 
-        write_whatif(args.html, rows)
+        with option_named("--html"):
+            write_whatif(args.html, rows)
     if args.json:
         print_json(rows)
     else:

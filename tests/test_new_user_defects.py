@@ -44,18 +44,21 @@ def test_write_atomic_refuses_a_missing_folder_and_leaves_no_temp(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv", [
-    ["report", "-o", "/proc/r.html", "--whatif", "ROWS"],
-    SWEEP + ["--html", "/proc/s.html"],
-    ["study", "--models", "llama-3.2-1b", "--gpus", "h100-sxm", "--stack", "triton", "--html", "/proc/s.html"],
-    ["fit", "--out-dir", "/proc"],
-    ["calibrate", "--derive", "a100-80gb", "--out", "/proc/t.json"],
+@pytest.mark.parametrize("argv, option", [
+    (["report", "-o", "/proc/r.html", "--whatif", "ROWS"], "-o /proc"),
+    (["report", "-o", "/proc/r.html"], "-o /proc"),
+    (SWEEP + ["--html", "/proc/s.html"], "--html /proc"),
+    (SWEEP + ["-o", "/proc/s.csv"], "-o /proc"),
+    (["study", "--models", "llama-3.2-1b", "--gpus", "h100-sxm", "--stack", "triton", "--html", "/proc/s.html"],
+     "--html /proc"),
+    (["fit", "--out-dir", "/proc"], "--out-dir /proc"),
+    (["calibrate", "--derive", "a100-80gb", "--out", "/proc/t.json"], "--out /proc"),
 ])
-def test_every_writer_into_proc_is_one_line(capsys, tmp_path, argv):
+def test_every_writer_into_proc_is_one_line_naming_its_option(capsys, tmp_path, argv, option):
     rows = tmp_path / "rows.json"
     assert main(SWEEP + ["-o", str(rows)]) == 0
     capsys.readouterr()
-    one_line_error(capsys, [str(rows) if a == "ROWS" else a for a in argv], "/proc")
+    one_line_error(capsys, [str(rows) if a == "ROWS" else a for a in argv], option)
 
 
 def test_fit_does_not_create_its_out_dir(capsys, tmp_path):

@@ -79,12 +79,13 @@ def rows_from_prediction(pred, stack: str | None = None) -> list[dict]:
             "mem_act_bytes": mem.activation_bytes, "mem_weights_bytes": mem.weights_bytes, "fits": pred.fits}
     flat = {k: np.broadcast_to(v, np.shape(pred.p)).ravel() for k, v in cols.items()}
     fixed = {"arch": pred.arch, "gpu": pred.gpu, "t": pred.t, "n_gpus": pred.n_gpus,
-             "gpu_mem_bytes": pred.mem_capacity_bytes, "warnings": list(pred.warnings)}
+             "gpu_mem_bytes": pred.mem_capacity_bytes}
+    warned = {w: np.broadcast_to(m, np.shape(pred.p)).ravel() for w, m in pred.warned.items()}  # each row's own
     if stack:
         fixed["stack"] = stack
     kinds = {"p": int, "o": int, "b": int, "fits": bool}
-    return [{**fixed, **{k: kinds.get(k, float)(v[i]) for k, v in flat.items()}}
-            for i in range(len(flat["p"]))]
+    return [{**fixed, **{k: kinds.get(k, float)(v[i]) for k, v in flat.items()},
+             "warnings": [w for w, m in warned.items() if m[i]]} for i in range(len(flat["p"]))]
 
 
 def _mode(values: list) -> object:

@@ -8,6 +8,8 @@ its nearest tuning shape (in log m, log n, log k) and is timed against cuBLAS (`
 fixed heuristic (`kernels.configs.gemm_config`). Timing is the table's (`calibration.timing.measure`, L2-cold rotation).
 
     python -m calibration.gemm_choice --out OUT.json [--tune 64 --check 200]
+
+Run again with the same --out after a crash: it resumes after the shape that crashed (recorded in `crashed`).
 """
 from __future__ import annotations
 
@@ -95,8 +97,14 @@ def _inputs(m: int, n: int, k: int):
     return a, w
 
 
-def _fits(cfg: GemmConfig, k: int) -> bool:
-    return cfg.split_k == 1 or k // cfg.split_k >= cfg.block_k
+INT32_ELEMENTS = 2**31  # the pointer kernel's offsets are 32-bit
+
+
+def _fits(cfg: GemmConfig, m: int, n: int, k: int) -> bool:
+    """Whether `cfg` can run (m, n, k): each K slice holds a block, and a pointer kernel's offsets fit 32 bits."""
+    if cfg.split_k > 1 and k // cfg.split_k < cfg.block_k:
+        return False
+    return cfg.tma and n % 8 == 0 and k % 8 == 0 or max(m * k, n * k, m * n) < INT32_ELEMENTS
 
 
 def time_candidates(shape: tuple[int, int, int]) -> list[dict]:
@@ -111,13 +119,13 @@ def time_candidates(shape: tuple[int, int, int]) -> list[dict]:
     ref = F.linear(a[0], w[0]).float()
     rows = []
     for cfg in candidates(m):
-        if not _fits(cfg, k):
+        if not _fits(cfg, m, n, k):
             continue
         try:
             out = matmul(a[0], w[0], config=cfg).float()
             if not float((out - ref).norm() / ref.norm()) < 2e-2:
                 continue
-            rows.append({"config": asdict(cfg), "us": _time_us(lambda x, y: matmul(x, y, config=cfg), a, w)})
+            rows.append({"config": asdict(cfg), "us": _time_us(lambda x, y, c=cfg: matmul(x, y, config=c), a, w)})
         except Exception:  # noqa: BLE001 — an invalid tile for this shape is simply not a candidate
             torch.cuda.synchronize()
     del a, w
@@ -126,15 +134,19 @@ def time_candidates(shape: tuple[int, int, int]) -> list[dict]:
 
 def check_shape(shape: tuple[int, int, int], tuned: list[dict]) -> dict:
     """cuBLAS, the heuristic and the tuned choice on one check shape (us)."""
+    import torch
     import torch.nn.functional as F
 
     from kernels.configs import gemm_config
     from kernels.gemm import matmul, sm_count
 
     m, n, k = shape
+    heuristic = gemm_config(m, n, k, sm_count(torch.device("cuda")))
+    if not _fits(heuristic, m, n, k):
+        return {"shape": list(shape), "skipped": "no configuration of ours runs it (32-bit offsets)"}
     a, w = _inputs(m, n, k)
     choice = GemmConfig(**nearest(shape, tuned)["config"])
-    if not _fits(choice, k):
+    if not _fits(choice, m, n, k):
         choice = gemm_config(m, n, k, sm_count(a[0].device))
     row = {"shape": list(shape), "cublas_us": _time_us(F.linear, a, w),
            "heuristic_us": _time_us(matmul, a, w),
@@ -146,12 +158,30 @@ def check_shape(shape: tuple[int, int, int], tuned: list[dict]) -> dict:
 def summary(rows: list[dict]) -> dict:
     """Median and 10th percentile of cuBLAS time / ours (>= 1: ours as fast), per variant."""
     out = {}
+    rows = [row for row in rows if "skipped" not in row]
     for key in ("heuristic_us", "tuned_us"):
         r = np.array([row["cublas_us"] / row[key] for row in rows])
         best = np.array([row["cublas_us"] / min(row[key], row["cublas_us"]) for row in rows])
         out[key.removesuffix("_us")] = {"median": round(float(np.median(r)), 3), "p10": round(float(np.percentile(r, 10)), 3),
                                         "best_of_both_median": round(float(np.median(best)), 3)}
     return out
+
+
+def resume(path: str) -> dict | None:
+    """The partial result at `path` of a run that stopped (a CUDA fault ends the process): the shape it was
+    on is recorded under `crashed` and skipped; None when there is nothing to resume."""
+    import json
+    import os
+
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        res = json.load(f)
+    cur = res.pop("in_progress", None)
+    if cur is not None:
+        res["crashed"].append(cur)
+        res["done"][cur["stage"]] += 1
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,29 +191,36 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m calibration.gemm_choice", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--tune", type=int, default=64, help="tuning shapes (seed %d)" % TUNE_SEED)
-    ap.add_argument("--check", type=int, default=200, help="check shapes (seed %d)" % CHECK_SEED)
+    ap.add_argument("--tune", type=int, default=64, help=f"tuning shapes (seed {TUNE_SEED})")
+    ap.add_argument("--check", type=int, default=200, help=f"check shapes (seed {CHECK_SEED})")
     ap.add_argument("--max-seconds", type=float, default=420.0, help="stop checking after this wall time")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    res = {"provenance": provenance(), "method": __doc__.split("\n\n")[1].replace("\n", " "),
-           "tune_seed": TUNE_SEED, "check_seed": CHECK_SEED, "gemm_configs": [], "check": []}
-    for shape in draw_shapes(args.tune, TUNE_SEED):
-        timed = time_candidates(shape)
-        if timed:
-            res["gemm_configs"].append({"shape": list(shape), "config": timed[0]["config"], "us": timed[0]["us"],
-                                        "tried": len(timed)})
-    write_json_atomic(args.out, res)
-    print(f"tuned {len(res['gemm_configs'])} shapes in {time.perf_counter() - t0:.0f} s", flush=True)
-    for shape in draw_shapes(args.check, CHECK_SEED):
-        if time.perf_counter() - t0 > args.max_seconds:
-            res["stopped_early"] = f"after {len(res['check'])} check shapes (--max-seconds {args.max_seconds})"
-            break
-        res["check"].append(check_shape(shape, res["gemm_configs"]))
-        if len(res["check"]) % 20 == 0:
-            res["summary"] = summary(res["check"])
-            write_json_atomic(args.out, res)
-            print(len(res["check"]), res["summary"], flush=True)
+    res = resume(args.out) or {"provenance": provenance(), "method": __doc__.split("\n\n")[1].replace("\n", " "),
+                               "tune_seed": TUNE_SEED, "check_seed": CHECK_SEED, "gemm_configs": [], "check": [],
+                               "crashed": [], "done": {"tune": 0, "check": 0}}
+    t0 -= res.get("wall_s", 0.0)
+    for stage, shapes in (("tune", draw_shapes(args.tune, TUNE_SEED)), ("check", draw_shapes(args.check, CHECK_SEED))):
+        for i in range(res["done"][stage], len(shapes)):
+            if time.perf_counter() - t0 > args.max_seconds:
+                res["stopped_early"] = f"{stage} after {i} shapes (--max-seconds {args.max_seconds})"
+                break
+            res["in_progress"] = {"stage": stage, "shape": list(shapes[i])}
+            res["wall_s"] = round(time.perf_counter() - t0, 1)
+            write_json_atomic(args.out, res)   # a crash (a CUDA fault ends the process) leaves this marker
+            if stage == "tune":
+                timed = time_candidates(shapes[i])
+                if timed:
+                    res["gemm_configs"].append({"shape": list(shapes[i]), "config": timed[0]["config"],
+                                                "us": timed[0]["us"], "tried": len(timed)})
+            else:
+                res["check"].append(check_shape(shapes[i], res["gemm_configs"]))
+                if len(res["check"]) % 20 == 0:
+                    res["summary"] = summary(res["check"])
+                    print(len(res["check"]), res["summary"], flush=True)
+            res["done"][stage] = i + 1
+        print(f"{stage}: {res['done'][stage]} shapes by {time.perf_counter() - t0:.0f} s", flush=True)
+    res.pop("in_progress", None)
     res["summary"] = summary(res["check"]) if res["check"] else None
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(args.out, res)

@@ -40,6 +40,12 @@ _GEMM = {"m": [1, 4, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 384, 385, 512, 
          "k": [256, 1024, 2048, 4096, 8192, 16384, 65536],
          "max_flops": 2.0e12, "max_bytes": 4.4e9}
 
+# Low-precision GEMMs (FP8 w8a8: ours and torch._scaled_mm; int4 weight-only: ours), coarser than the bf16 grid:
+# 305 nodes a stack under the work cap, 915 in all: ~10 s of GPU time at the H200 table's 11 ms a point.
+_LOWP_GEMM = {"m": [1, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384],
+              "n": [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072], "k": [1024, 4096, 16384, 32768],
+              "max_flops": 2.0e12, "max_bytes": 4.4e9}
+
 # Axis values.
 FULL = {
     # m: the node just past each tile boundary up to 1024, where our kernel steps; cuBLAS without our kernel's
@@ -80,6 +86,8 @@ FULL = {
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
     "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
+    "gemm_fp8": _LOWP_GEMM,
+    "gemm_int4": _LOWP_GEMM,
 }
 
 QUICK = {
@@ -97,12 +105,14 @@ QUICK = {
     "embed": {"bytes": [2**14, 2**24]},
     "transpose": {"bytes": [2**15, 2**25]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
+    "gemm_fp8": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
+    "gemm_int4": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
 }
 
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
 ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "add_norm": "triton",
-             "rope_kv_write": "triton", "act": "triton"}
+             "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.
 ALLREDUCE_BYTES = [2**i for i in range(12, 30)]
@@ -161,7 +171,7 @@ def _grid_shapes(op: str, op_spec: dict | list[dict], stack: str) -> list[dict]:
 
 
 def _spec_shapes(op: str, spec: dict) -> list[dict]:
-    if op == "gemm":
+    if op in ("gemm", "gemm_fp8", "gemm_int4"):
         shapes = [dict(m=m, n=n, k=k) for m, n, k in itertools.product(spec["m"], spec["n"], spec["k"])]
     elif op == "prefill_attn":
         shapes = [prefill_shape(*v) for v in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]

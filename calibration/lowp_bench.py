@@ -7,7 +7,8 @@ ours (default configuration and the fastest of `candidates`, a per-shape measure
 reference before it is timed; a failed check is recorded and the variant not timed. Timing is the table's
 (`calibration.timing.measure`, inputs rotated so the working set exceeds L2).
 
-    python -m calibration.lowp_bench --out OUT.json
+    python -m calibration.lowp_bench --out OUT.json          # on the GPU
+    python -m calibration.lowp_bench --summary OUT.json      # the ratio table, anywhere
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ FP8_TOL, INT4_TOL = 2e-2, 2e-2
 
 
 def fp8_candidates(m: int):
-    """FP8 configurations tried per shape: TMA tiles for prefill, narrow split-K tiles for decode."""
+    """FP8 configurations tried per shape: TMA tiles for prefill, narrow split-K tiles for decode, and the GEMV
+    kernel for one row."""
     from kernels.gemm_fp8 import Fp8Config
 
     if m > 256:
@@ -33,10 +35,13 @@ def fp8_candidates(m: int):
                 Fp8Config(128, 128, 128, num_warps=4, num_stages=4, tma=True),
                 Fp8Config(256, 128, 128, num_warps=8, num_stages=3, tma=True),
                 Fp8Config(128, 256, 64, num_warps=8, num_stages=4, tma=True)]
+    gemv = [Fp8Config(1, bn, bk, group_m=1, split_k=s, num_stages=3, gemv=True)
+            for bn, bk in ((16, 512), (32, 512), (64, 256), (32, 1024)) for s in (1, 2, 4, 8)] if m == 1 else []
     bm = min(64, max(16, 1 << (m - 1).bit_length()))
-    return [Fp8Config(bm, bn, bk, group_m=1, split_k=s, num_stages=st)
-            for bn, bk, st, splits in ((32, 256, 4, (1, 2, 4)), (64, 256, 4, (1, 2, 4)), (64, 128, 5, (1,)),
-                                       (128, 128, 4, (1,))) for s in splits]
+    return gemv + [Fp8Config(bm, bn, bk, group_m=1, split_k=s, num_stages=st)
+            for bn, bk, st, splits in ((32, 256, 4, (1, 2, 4, 8)), (32, 512, 3, (1, 2, 4, 8)),
+                                       (64, 256, 4, (1, 2, 4, 8)), (64, 128, 5, (1,)), (128, 128, 4, (1,)))
+            for s in splits]
 
 
 def int4_candidates(m: int, group: int):
@@ -111,12 +116,12 @@ def shape_row(m: int, n: int, k: int) -> dict:
             sets.append((qa, qw, sa, sw))
         qa, qw, sa, sw = sets[0]
         ref8 = (qa.float() @ qw.float().t()) * (sa[:, None] if rowwise else sa) * (sw[None, :] if rowwise else sw)
-        chk = lambda o: _rel(o, ref8)  # noqa: E731
+        chk = lambda o, r=ref8: _rel(o, r)
         row[f"fp8_{mode}_default"] = _timed(matmul_fp8, sets, chk, FP8_TOL)
         # per-row scales change only the epilogue: the per-tensor winner is their one candidate
         cfgs = fp8_candidates(m) if not rowwise else [Fp8Config(**row["fp8_tensor_best"]["config"])] \
             if "config" in row.get("fp8_tensor_best", {}) else fp8_candidates(m)
-        row[f"fp8_{mode}_best"] = _best(lambda cfg: (lambda a, w, x, y: matmul_fp8(a, w, x, y, config=cfg)),
+        row[f"fp8_{mode}_best"] = _best(lambda cfg: (lambda *ops, c=cfg: matmul_fp8(*ops, config=c)),
                                         cfgs, sets, chk, FP8_TOL)
         pad = [(torch.nn.functional.pad(a, (0, 0, 0, m16 - m)) if m16 != m else a, w,
                 (torch.nn.functional.pad(x, (0, m16 - m), value=1.0) if rowwise and m16 != m else x), y)
@@ -137,9 +142,9 @@ def shape_row(m: int, n: int, k: int) -> dict:
         a, q, s = sets[0]
         ref4 = a.float() @ (((torch.stack(((q & 0xF), (q >> 4)), 2).reshape(n, k).float() - 8)
                              * s.float().repeat_interleave(group, 1)).t())
-        chk = lambda o: _rel(o, ref4)  # noqa: E731
+        chk = lambda o, r=ref4: _rel(o, r)
         row["int4_default"] = _timed(matmul_int4, sets, chk, INT4_TOL)
-        row["int4_best"] = _best(lambda cfg: (lambda a, q, s: matmul_int4(a, q, s, config=cfg)),
+        row["int4_best"] = _best(lambda cfg: (lambda *ops, c=cfg: matmul_int4(*ops, config=c)),
                                  int4_candidates(m, group), sets, chk, INT4_TOL)
         del sets
     del bf
@@ -147,15 +152,52 @@ def shape_row(m: int, n: int, k: int) -> dict:
     return row
 
 
+def summary_rows(res: dict) -> list[dict]:
+    """Per shape: our best FP8 against torch._scaled_mm (>= 1: ours as fast), FP8 and int4 time over bf16 cuBLAS."""
+    out = []
+    for row in res["rows"]:
+        us = {k: v["us"] for k, v in row.items() if isinstance(v, dict) and "us" in v}
+        ratio = lambda a, b, us=us: round(us[a] / us[b], 3) if a in us and b in us else None  # noqa: E731
+        out.append({"shape": row["shape"], "fp8_tensor_vs_scaled_mm": ratio("fp8_tensor_scaled_mm", "fp8_tensor_best"),
+                    "fp8_row_vs_scaled_mm": ratio("fp8_row_scaled_mm", "fp8_row_best"),
+                    "fp8_over_bf16_cublas": ratio("fp8_tensor_best", "bf16_cublas"),
+                    "int4_over_bf16_cublas": ratio("int4_best", "bf16_cublas")})
+    return out
+
+
+def print_summary(path: str) -> None:
+    """Print the summary table of a results file (anywhere: no GPU needed)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    with open(path) as f:
+        res = json.load(f)
+    table = Table(title=f"{path}: ours (best measured configuration) vs vendor; time ratios")
+    for col in ("m, n, k", "FP8/tensor: _scaled_mm / ours", "FP8/row: _scaled_mm / ours", "FP8 / bf16 cuBLAS",
+                "int4 / bf16 cuBLAS"):
+        table.add_column(col, justify="right")
+    for r in summary_rows(res):
+        table.add_row(" ".join(map(str, r["shape"])), *(str(r[k]) for k in list(r)[1:]))
+    Console().print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every shape; write the JSON (atomic) with provenance after each."""
+    """Run every shape; write the JSON (atomic) with provenance after each (or --summary: print a results file)."""
     from calibration.provenance import provenance
     from calibration.table_io import write_json_atomic
 
     ap = argparse.ArgumentParser(prog="python -m calibration.lowp_bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     ap.add_argument("--max-seconds", type=float, default=300.0)
+    ap.add_argument("--summary", metavar="RESULTS", help="print the ratio table of a results file and exit")
     args = ap.parse_args(argv)
+    if args.summary:
+        print_summary(args.summary)
+        return 0
+    if not args.out:
+        ap.error("--out: name the results file (or pass --summary RESULTS)")
     t0 = time.perf_counter()
     res = {"provenance": provenance(), "method": __doc__.split("\n\n")[1].replace("\n", " "), "rows": []}
     for m, n, k in SHAPES:

@@ -1,6 +1,10 @@
 """Board power of each op class, measured: the GPU replays one op back to back from a CUDA graph for a few
 seconds while NVML's total energy counter is read around the replays (watts = joules / seconds).
 
+Power follows what a kernel keeps busy rather than its arithmetic intensity alone: a 2 us kernel on a few
+SMs draws near-idle power at any intensity, so each merged point carries its FLOPs and bytes (achieved
+rates = work / table time) for the simulator's power model.
+
 The shapes are the table's own grid points of each class, picked at evenly spaced quantiles of arithmetic
 intensity (FLOPs per byte), so the points span the class from memory-bound to compute-bound; nothing is
 chosen by looking at configuration queries. The idle board (no kernel) is measured the same way. The
@@ -87,7 +91,7 @@ def measure_point(pt: dict, energy, seconds: float) -> dict:
     replay = _graph_batch(call, inner) if bench.graph else None
     watts, dt, n = _replay_watts(replay or (lambda: [call(i) for i in range(inner)]), energy, seconds)
     flops, nbytes = work(pt["op"], pt["shape"])
-    del bench, call, replay
+    del bench, replay
     torch.cuda.empty_cache()
     return {"op": pt["op"], "stack": pt["stack"], "shape": pt["shape"], "table_us": pt["median_us"],
             "intensity": flops / max(nbytes, 1.0), "watts": round(watts, 1), "seconds": round(dt, 3),
@@ -106,7 +110,8 @@ def run(table_path: str, out: str, stacks: list[str], per_class: int, seconds: f
     if energy is None:
         print("op_power: this GPU has no NVML total-energy counter; nothing measured", file=sys.stderr)
         return 2
-    table = json.load(open(table_path))
+    with open(table_path) as f:
+        table = json.load(f)
     section = {"provenance": provenance(), "method": __doc__.split("\n\n")[0].replace("\n", " "),
                "seconds_per_point": seconds, "idle_w": round(idle_watts(energy, seconds), 1), "points": [],
                "errors": []}
@@ -131,8 +136,12 @@ def merge(section_path: str, table_path: str) -> None:
 
     from calibration.table_io import write_json_atomic
 
-    section = json.load(open(section_path))
-    table = json.load(open(table_path))
+    with open(section_path) as f:
+        section = json.load(f)
+    with open(table_path) as f:
+        table = json.load(f)
+    for pt in section["points"]:  # the work of each point, so the simulator needs no calibration code to read it
+        pt["flops"], pt["bytes"] = (float(x) for x in work(pt["op"], pt["shape"]))
     table["op_power"] = section
     write_json_atomic(table_path, table)
 

@@ -77,6 +77,46 @@ def gemm(stack: str, shape: dict, device: str = "cuda") -> Bench:
     return Bench(_cycle(F.linear, sets), len(sets), "torch.nn.functional.linear")
 
 
+SCALED_MM_ROWS = 16  # torch._scaled_mm with row-wise scales takes a multiple of 16 rows: A is padded to it
+
+
+def gemm_fp8(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """FP8 (e4m3) C (m, n) = A (m, k) · W (n, k)ᵀ, scaled per row of A (per token) and of W (per channel), bf16 out:
+    ours (kernels.gemm_fp8) or torch._scaled_mm (cuBLASLt; A padded to SCALED_MM_ROWS rows, as it needs)."""
+    import torch
+
+    m, n, k = shape["m"], shape["n"], shape["k"]
+    rows = m if stack == "triton" else -(-m // SCALED_MM_ROWS) * SCALED_MM_ROWS
+    sets = [(a.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn))
+            for a, w in _random_sets(_copies("gemm_fp8", shape, device), [(rows, k), (n, k)], device)]
+    sa, sw = torch.ones(rows, device=device), torch.ones(n, device=device)
+    if stack == "triton":
+        from kernels.gemm_fp8 import matmul_fp8
+        return Bench(_cycle(lambda a, w: matmul_fp8(a, w, sa, sw), sets), len(sets),
+                     "kernels.gemm_fp8.matmul_fp8 (row scales)")
+    return Bench(_cycle(lambda a, w: torch._scaled_mm(a, w.t(), scale_a=sa[:, None], scale_b=sw[None, :],
+                                                      out_dtype=torch.bfloat16), sets), len(sets),
+                 "torch._scaled_mm (row scales)")
+
+
+INT4_GROUP = 128  # weights per scale along K of an int4 grid node (the op class's bytes assume it)
+
+
+def gemm_int4(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """4-bit weight-only C (m, n) = A (m, k) · dequant(W)ᵀ, W packed two a byte with a scale per group of INT4_GROUP
+    (kernels.gemm_int4; the only stack that has it)."""
+    import torch
+
+    from kernels.gemm_int4 import matmul_int4
+
+    m, n, k = shape["m"], shape["n"], shape["k"]
+    copies = _copies("gemm_int4", shape, device)
+    sets = [(a, torch.randint(0, 256, (n, k // 2), dtype=torch.uint8, device=device),
+             torch.rand(n, k // INT4_GROUP, device=device, dtype=torch.bfloat16))
+            for (a,) in _random_sets(copies, [(m, k)], device)]
+    return Bench(_cycle(matmul_int4, sets), len(sets), f"kernels.gemm_int4.matmul_int4 (group {INT4_GROUP})")
+
+
 def prefill_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
     """Self-attention over s tokens: q (b, h, s, d), k/v (b, kv_h, s, d), causal or not."""
     import torch.nn.functional as F
@@ -252,7 +292,8 @@ def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
 
 
 BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
-    "gemm": gemm, "prefill_attn": prefill_attn, "decode_attn": decode_attn,
+    "gemm": gemm, "gemm_fp8": gemm_fp8, "gemm_int4": gemm_int4, "prefill_attn": prefill_attn,
+    "decode_attn": decode_attn,
     "elementwise": elementwise, "add_norm": add_norm, "rope_kv_write": rope_kv_write, "act": act,
     "sample": sample, "embed": embed, "transpose": transpose, "launch": launch,
 }

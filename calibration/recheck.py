@@ -16,7 +16,7 @@ import numpy as np
 from simulator.opclasses import coords
 
 SUSPECT_RATIO = 1.12
-OPS = ("gemm", "prefill_attn", "decode_attn")  # classes on multi-axis grids
+OPS = ("gemm", "gemm_fp8", "gemm_int4", "prefill_attn", "decode_attn")  # classes on multi-axis grids
 
 
 def suspects(points: list[dict]) -> list[dict]:

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -13,13 +14,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from simulator.arch import ArchSpec
-from simulator.defaults import model_and_fit, resolve_arch
+from simulator.defaults import model_and_fit, resolve_arch, with_precision
 from simulator.errors import UserError
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
 from simulator.predict import Prediction, memory_warning
 from simulator.predict import predict as _predict
 from simulator.predictor import Predictor
+from simulator.tables import derived_classes
 
 WARNING_SEP = " | "  # warnings of a sweep row, joined in one CSV field
 
@@ -42,10 +44,11 @@ def _gpu(gpu: str | GPUSpec) -> GPUSpec:
 
 def predict(model: str | Path | ArchSpec, gpu: str | GPUSpec, prompt: ArrayLike, output: ArrayLike,
             batch: ArrayLike = 1, tp: int | None = None, *, stack: str = "triton", fit: bool = True,
-            price_per_hour_usd: float | None = None) -> Prediction:
+            price_per_hour_usd: float | None = None, weights: str | None = None, kv: str | None = None) -> Prediction:
     """Idealized runtime of `batch` sequences of `prompt` and `output` tokens (arrays broadcast) of a catalog
-    model, a config.json or an ArchSpec on a catalog GPU; tp None: the smallest that fits."""
-    arch, spec = _arch(model), _gpu(gpu)
+    model, a config.json or an ArchSpec on a catalog GPU; tp None: the smallest that fits. weights ("bf16", "fp8",
+    "int4") and kv ("bf16", "fp8"): the precision served (None: as the model's config says)."""
+    arch, spec = with_precision(_arch(model), weights, kv), _gpu(gpu)
     time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
     return _predict(arch, spec, prompt, output, batch, tp, model=time_model, coefficients=coefficients,
                     price_per_hour_usd=price_per_hour_usd)
@@ -110,10 +113,12 @@ def _row_warnings(arch: ArchSpec, gpu: GPUSpec, t: int, pred: Prediction) -> lis
 
 def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec], prompts: Iterable[int],
           outputs: Iterable[int], batches: Iterable[int] = (1,), tps: Iterable[int | None] = (None,), *,
-          stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> list[dict]:
-    """One tidy row per (GPU, model, tp, p, o, b), as `idealrt sweep` writes them; tp None: the smallest that
-    fits each request."""
+          stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None,
+          weights: Iterable[str | None] = (None,), kvs: Iterable[str | None] = (None,)) -> list[dict]:
+    """One tidy row per (GPU, model, precision, tp, p, o, b), as `idealrt sweep` writes them; tp None: the smallest
+    that fits each request; weights and kvs: the precisions to serve each model at (None: as its config says)."""
     archs, specs, tps = [_arch(m) for m in models], [_gpu(g) for g in gpus], list(tps)
+    precisions = [(w, kv) for w in weights for kv in kvs]
     p, o, b = (a.ravel() for a in np.meshgrid(list(prompts), list(outputs), list(batches), indexing="ij"))
     rows = []
     for arch in archs:
@@ -124,14 +129,23 @@ def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec]
         if not keep.all():
             warnings.warn(f"{arch.name}: {int((~keep).sum())} of {p.size} requests skipped (prompt + output - 1 over its "
                           f"max_positions {arch.max_positions})", SweepWarning, stacklevel=2)
-        for gpu in specs:
-            # a fresh time model per model and GPU, so its warnings are about these rows only
-            setting = model_and_fit(gpu, stack, not fit)
+        for gpu, (w, kv) in itertools.product(specs, precisions):
+            # a fresh time model per model, GPU and precision, so its warnings are about these rows only
+            setting, served = model_and_fit(gpu, stack, not fit), with_precision(arch, w, kv)
             for t in tps:
-                rows += _rows(arch, gpu, t or 0, (p[keep], o[keep], b[keep]), setting, price_per_hour_usd)
+                new = _rows(served, gpu, t or 0, (p[keep], o[keep], b[keep]), setting, price_per_hour_usd)
+                rows += _with_precision(new, served, setting[0])
     order = {g.name: i for i, g in enumerate(specs)}
     rows.sort(key=lambda r: order[r["gpu"]])  # GPU-major, as before: stable within a GPU
     return rows
+
+
+def _with_precision(rows: list[dict], arch: ArchSpec, model) -> list[dict]:
+    """Rows with the precision served beside the model: weights, kv, a label, and the op classes whose times are
+    derived, not measured (empty when every time is measured)."""
+    cols = {"weights": arch.precision.weights, "kv": arch.precision.kv, "precision": arch.precision.label}
+    derived = {"derived_not_measured": " ".join(sorted(derived_classes(model)))}
+    return [{"arch": r["arch"], "gpu": r["gpu"], **cols, **r, **derived} for r in rows]
 
 
 class SweepWarning(UserWarning):

@@ -60,6 +60,11 @@ def _archs(names: list[str], configs: list[str]) -> tuple[list, set[str]]:
     from_files = [load_config(p) for p in paths]
     if not specs and not from_files:
         raise UserError("no --arch or --config given: name at least one catalog architecture or config.json")
+    for arch in from_files:  # the reference engine runs bf16 weights and KV cache only
+        if arch.precision.weights != "bf16" or arch.precision.kv != "bf16":
+            raise UserError(f"--config {arch.name}: precision {arch.precision.label}; the reference engine runs bf16 "
+                            "only: remove 'quantization_config' and set 'torch_dtype' to bfloat16 to measure the "
+                            "model in bf16")
     return specs + from_files, {a.name for a in from_files}
 
 

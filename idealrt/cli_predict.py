@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 
 from simulator.errors import UserError
-from simulator.defaults import model_and_fit, resolve_arch
+from simulator.defaults import model_and_fit, resolve_arch, with_precision
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.opclasses import OP_CLASS
 from simulator.memory import smallest_fitting_tp
@@ -25,6 +26,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="sequences in the batch (default 1)")
     parser.add_argument("--prompt", type=int, required=True, help="prompt tokens p")
     parser.add_argument("--output", type=int, required=True, help="output tokens o (the first comes from prefill)")
+    parser.add_argument("--weights", default=None, help="weights served as bf16, fp8 (w8a8) or int4 (weight-only, "
+                        "group 128) (default: as the model's config says; catalog models bf16)")
+    parser.add_argument("--kv", default=None, help="KV cache as bf16 or fp8 (default: as the config says)")
     add_common_args(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     """Run `idealrt predict`; returns the exit code (bad input raises UserError)."""
     from simulator.profile import DEFAULT_P_MAX, fit_profile
 
-    arch, gpu = resolve_arch(args.model, args.config), get_gpu(args.gpu)
+    arch, gpu = with_precision(resolve_arch(args.model, args.config), args.weights, args.kv), get_gpu(args.gpu)
     model, coefficients, fit_label = model_and_fit(gpu, args.stack, args.no_fit)
     pred = predict(arch, gpu, args.prompt, args.output, args.batch, args.tp, model=model,
                    coefficients=coefficients, price_per_hour_usd=args.price_per_hour)
@@ -81,6 +85,9 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
         "model": pred.arch, "gpu": pred.gpu, "tp": pred.t, "n_gpus": pred.n_gpus,
         "batch": int(pred.b), "prompt": int(pred.p), "output": int(pred.o),
         "time_model": pred.time_model, "fit": fit_label, "warnings": list(pred.warnings),
+        "precision": {**asdict(pred.precision), "label": pred.precision.label,
+                      "derived_classes": list(pred.derived_classes),
+                      "times": "derived, not measured" if pred.derived_classes else "measured"},
         "expected_error": pred.expected_error, "outside_validated": list(pred.outside_validated),
         "prefill_s": f(pred.prefill_s), "decode_s": f(pred.decode_s), "decode_step_s": f(pred.decode_step_s),
         "decode_first_step_s": f(pred.decode_first_step_s), "decode_last_step_s": f(pred.decode_last_step_s),
@@ -88,7 +95,7 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
         "by_class": {c: {"prefill_s": coef[OP_CLASS[c].coefficient] * f(pred.prefill_by_class[c]),
                          "decode_s": coef[OP_CLASS[c].coefficient] * f(pred.decode_by_class[c]),
                          "coefficient": coef[OP_CLASS[c].coefficient]}
-                     for c in pred.prefill_by_class if c != "launch"},
+                     for c in pred.prefill_by_class if c != "launch" and _shown(pred, c)},
         "host": {"prefill_s": coef["launch"] * f(pred.prefill_by_class["launch"]),
                  "decode_s": coef["launch"] * f(pred.decode_by_class["launch"]),
                  "note": "the host's launches, overlapped with the GPU's work: each phase takes the longer"},
@@ -107,11 +114,17 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
     }
 
 
+def _shown(pred: Prediction, op_class: str) -> bool:
+    """Whether the breakdown lists a class: every measured one; a precision's own class (gemm_fp8, ...) when used."""
+    return not OP_CLASS[op_class].derived_from or bool(
+        float(pred.prefill_by_class[op_class]) or float(pred.decode_by_class[op_class]))
+
+
 def show(r: dict, gpu: GPUSpec) -> None:
     """The readable breakdown of one prediction record."""
     o = r["output"]
     print_lines([f"{r['model']} on {r['n_gpus']} x {gpu.label} (tp={r['tp']}), batch {r['batch']}, "
-                 f"prompt {r['prompt']}, output {o}",
+                 f"prompt {r['prompt']}, output {o}, precision {r['precision']['label']}",
                  f"time model: {r['time_model']}   fit: {r['fit']}"])
     print_table("Time", ["", "value"], [
         ["prefill", fmt_s(r["prefill_s"])],

@@ -51,7 +51,7 @@ def collect(models: list[str], gpus: list[str], stacks: list[str], use_fit: bool
     """Every table of the study: the main rows, and on the base (first) GPU and stack the t, batch and
     long-context what-ifs and, with accuracy, the Pareto frontiers."""
     from reports.accuracy import frontiers
-    from reports.study import batch_rows, long_context_rows, setting, study_rows, tp_rows
+    from reports.study import batch_rows, long_context_rows, precision_rows, setting, study_rows, tp_rows
 
     rows = study_rows(models, gpus, stacks, use_fit)
     base = setting(gpus[0], stacks[0], use_fit)
@@ -59,7 +59,8 @@ def collect(models: list[str], gpus: list[str], stacks: list[str], use_fit: bool
     open_models = [m for m in models if m in OPEN_MODELS] or models
     data = {"base": (base.gpu.name, base.stack), "rows": rows, "base_rows": base_rows,
             "tp": tp_rows(open_models, base), "batch": batch_rows(open_models, base),
-            "long": long_context_rows(base_rows, base), "accuracy": accuracy}
+            "long": long_context_rows(base_rows, base), "precision": precision_rows(open_models, base),
+            "accuracy": accuracy}
     if accuracy:
         data["frontier"] = frontiers(base_rows, accuracy, ("flop_only_s", "runtime_s", "cost_usd"))
     return data

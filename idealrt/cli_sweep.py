@@ -18,6 +18,7 @@ from idealrt.output import fmt_num, fmt_s, option_named, print_json, print_lines
 from simulator.defaults import resolve_arch
 from simulator.errors import UserError
 from simulator.gpus import get_gpu
+from simulator.precision import FLAG_WEIGHTS, KV
 
 MAX_ROWS = 200_000  # rows are dicts: about 1.5 KB each in memory
 SCREEN_ROWS = 30
@@ -32,6 +33,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output tokens: list or range")
     parser.add_argument("--batch", default="1", help="batch sizes: list or range (default 1)")
     parser.add_argument("--tp", default="auto", help="tensor-parallel degrees, or auto (default)")
+    parser.add_argument("--weights", default=None, help="weights served, comma-separated: bf16, fp8 (w8a8), int4 "
+                        "(weight-only, group 128) (default: as each model's config says)")
+    parser.add_argument("--kv", default=None,
+                        help="KV caches, comma-separated: bf16, fp8 (default: as the config says)")
     add_common_args(parser)
     parser.add_argument("-o", dest="out", default=None, help="write all rows to FILE.csv or FILE.json")
     parser.add_argument("--html", default=None, metavar="FILE", help="also write the what-if HTML report")
@@ -78,6 +83,17 @@ def parse_tps(text: str) -> list[int]:
     return list(dict.fromkeys(0 if v.strip() == "auto" else parse_ints(v, "--tp")[0] for v in text.split(",")))
 
 
+def parse_dtypes(text: str | None, option: str, allowed: tuple[str, ...]) -> list[str | None]:
+    """A comma-separated list of dtype names, each once ([None]: the option not given)."""
+    if text is None:
+        return [None]
+    values = list(dict.fromkeys(v.strip() for v in text.split(",")))
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise UserError(f"{option} '{bad[0]}': use one or more of {', '.join(allowed)}, comma-separated")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `idealrt sweep`; returns the exit code (bad input raises UserError)."""
     names = [m.strip() for m in args.model.split(",")] if args.model else []
@@ -90,15 +106,15 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{option}: give a file name")
     p_list, o_list = parse_ints(args.prompt, "--prompt"), parse_ints(args.output, "--output")
     b_list, tps = parse_ints(args.batch, "--batch"), parse_tps(args.tp)
-    n_rows = len(archs) * len(gpus) * len(tps) * len(p_list) * len(o_list) * len(b_list)
+    weights, kvs = parse_dtypes(args.weights, "--weights", FLAG_WEIGHTS), parse_dtypes(args.kv, "--kv", KV)
+    n_rows = len(archs) * len(gpus) * len(tps) * len(p_list) * len(o_list) * len(b_list) * len(weights) * len(kvs)
     if n_rows > MAX_ROWS:
         raise UserError(f"the sweep has {n_rows:,} rows, over {MAX_ROWS:,}; use fewer values or coarser ranges")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SweepWarning)
         rows = sweep(archs, gpus, p_list, o_list, b_list, [t or None for t in tps], stack=args.stack,
-                     fit=not args.no_fit, price_per_hour_usd=args.price_per_hour)
-    for w in caught:  # one line per model whose max_positions cut rows
-        sys.stderr.write(f"idealrt sweep: warning: {w.message}\n")
+                     fit=not args.no_fit, price_per_hour_usd=args.price_per_hour,
+                     weights=weights, kvs=kvs)
     if args.out:
         write_rows(args.out, rows)
     if args.html:
@@ -106,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
         with option_named("--html"):
             write_whatif(args.html, rows)
+    for w in caught:  # one line per model whose max_positions cut rows (after the writes: a failed one is one line)
+        sys.stderr.write(f"idealrt sweep: warning: {w.message}\n")
     if args.json:
         print_json(rows)
     else:
@@ -115,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _summary(rows: list[dict], out: str | None) -> None:
     shown = rows[:SCREEN_ROWS]
-    print_table(None, ["model", "gpu", "tp", "b", "p", "o", "prefill", "decode/token", "total", "tokens/s",
-                       "mem/GPU GiB", "fits", "cost $"],
-                [[r["arch"], r["gpu"], r["t"], r["b"], r["p"], r["o"], fmt_s(r["prefill_s"]),
+    print_table(None, ["model", "gpu", "precision", "tp", "b", "p", "o", "prefill", "decode/token", "total",
+                       "tokens/s", "mem/GPU GiB", "fits", "cost $"],
+                [[r["arch"], r["gpu"], r["precision"], r["t"], r["b"], r["p"], r["o"], fmt_s(r["prefill_s"]),
                   fmt_s(r["decode_step_s"]), fmt_s(r["total_s"]), fmt_num(r["tokens_per_s"]),
                   f"{r['mem_per_gpu_gib']:.1f}", "yes" if r["fits"] else "NO", fmt_num(r["cost_usd"])]
                  for r in shown])

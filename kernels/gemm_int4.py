@@ -28,7 +28,7 @@ class Int4Config:
     num_stages: int = 3
 
 
-def int4_config(m: int, n: int, k: int, group: int, sm_count: int = 132) -> Int4Config:
+def int4_config(m: int, n: int, k: int, group: int, sm_count: int) -> Int4Config:
     """Default configuration by shape: 128-row tiles for prefill, narrow split-K tiles for decode."""
     block_k = min(128, group)
     if m > 256:
@@ -55,11 +55,11 @@ def _int4_kernel(
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
     rk2 = tl.arange(0, BLOCK_K // 2)
-    rnn = rn % N
+    rnn = (rn % N).to(tl.int64)  # 64-bit row offsets (a large W is past 2^31 bytes)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kb in range(pid_k, tl.cdiv(K, BLOCK_K), SPLIT_K):   # K is a multiple of GROUP, GROUP of BLOCK_K
         k0 = kb * BLOCK_K
-        a = tl.load(a_ptr + (rm % M)[:, None] * stride_am + (k0 + rk)[None, :] * stride_ak)
+        a = tl.load(a_ptr + (rm % M).to(tl.int64)[:, None] * stride_am + (k0 + rk)[None, :] * stride_ak)
         packed = tl.load(q_ptr + rnn[:, None] * stride_qn + (k0 // 2 + rk2)[None, :] * stride_qk)
         lo = (packed & 0xF).to(tl.int8) - 8
         hi = (packed >> 4).to(tl.int8) - 8
@@ -70,7 +70,7 @@ def _int4_kernel(
             acc = tl.dot(a.to(tl.float32), tl.trans(w), acc)
         else:
             acc = tl.dot(a, tl.trans(w.to(tl.bfloat16)), acc)
-    c_ptrs = c_ptr + rm[:, None] * stride_cm + rn[None, :] * stride_cn
+    c_ptrs = c_ptr + rm.to(tl.int64)[:, None] * stride_cm + rn[None, :] * stride_cn
     c_mask = (rm[:, None] < M) & (rn[None, :] < N)
     if SPLIT_K == 1:
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)

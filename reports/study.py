@@ -19,8 +19,10 @@ from simulator.errors import UserError
 from simulator.gpus import GPUSpec, get_gpu
 from simulator.memory import valid_tps
 from simulator.metrics import from_prediction, metrics
+from simulator.precision import FLAG_WEIGHTS
 from simulator.predict import predict
 from simulator.profile import fit_profile
+from simulator.tables import derived_classes
 from simulator.timemodel import TimeModel
 
 
@@ -177,3 +179,20 @@ def long_context_rows(rows: list[dict], s: Setting) -> list[dict]:
         out += [{"model": r["model"], "t": r["t"], "p": int(p), "simulator_s": float(a), "linear_f_s": float(b),
                  "error_pct": float(100 * (b - a) / a)} for p, a, b in zip(ps, sim, lin)]
     return out
+
+
+def precision_rows(models: list[str], s: Setting, weights=FLAG_WEIGHTS) -> list[dict]:
+    """The mix at each weights precision (bf16, fp8, int4; KV cache bf16), per model: runtime, cost, GPUs, and
+    whether the times of its GEMMs are measured or derived from the bf16 table (a fresh time model per precision)."""
+    rows = []
+    for w in weights:
+        fresh = setting(s.gpu.name, s.stack, s.coefficients is not None)
+        for name in models:
+            arch = get_arch(name)
+            row = mix_row(arch.with_(precision=arch.precision.with_flags(weights=w)), fresh)
+            rows.append({**row, "weights": w})
+        derived = " ".join(sorted(derived_classes(fresh.model)))
+        for r in rows[-len(models):]:
+            r["times"] = f"derived, not measured ({derived})" if derived else "measured"
+    return rows
+

@@ -166,6 +166,19 @@ def _long(rows: list[dict]) -> Section:
                                   for r in rows])])
 
 
+def _precision(rows: list[dict]) -> Section:
+    """The mix at bf16, fp8 and int4 weights, per model: runtime, cost per request, GPUs."""
+    table = Table(["model", "weights", "t = GPUs", "runtime (s)", "cost / request (USD)", "energy / request (J)",
+                   "times", "note"],
+                  [[r["model"], r["weights"], r.get("t"), r.get("runtime_s"), r.get("cost_usd"), r.get("energy_j"),
+                    r.get("times"), r.get("note")] for r in rows])
+    return Section("precision", "Precision: bf16, fp8 and int4 weights",
+                   "The mix with the decoder layers' weights in bf16, FP8 (w8a8) or int4 (weight-only, group 128), t "
+                   "the smallest that fits: fewer bytes a weight can mean fewer GPUs. Times of a GEMM class the "
+                   "table has no points of are derived from its bf16 points by the roofline, and marked so.",
+                   tables=[table], missing="" if rows else "no model.", missing_label=NOTHING)
+
+
 def render_study(data: dict) -> str:
     """The study page from `idealrt.cli_study.collect`'s result (keys: base, rows, tp, batch, long, accuracy,
     frontier)."""
@@ -177,6 +190,7 @@ def render_study(data: dict) -> str:
                         tables=[mix]),
                 _main(data["base_rows"]), _capability(data["base_rows"], data.get("accuracy"), data.get("frontier")),
                 _gpus([r for r in data["rows"] if r["stack"] == base[1]]), _stacks(data["rows"]), _tp(data["tp"]),
-                _batch(data["batch"]), _long(data["long"])]
+                _batch(data["batch"]), _long(data["long"]),
+                *([_precision(data["precision"])] if "precision" in data else [])]
     return render_page("study.html.j2", "idealrt study: the paper's efficiency study, reproduced and extended",
                        sections, base_gpu=base[0], base_stack=base[1])

@@ -15,6 +15,7 @@ import numpy as np
 from reports.charts import PALETTE, Bar, BarChart, Series, XYChart, bar_chart, fmt_num, xy_chart
 from reports.pareto import pareto_front
 from reports.render import Section, Table, render_page, write_html
+from reports.whatif_precision import precision_of, precision_section
 from simulator.errors import UserError
 
 REQUIRED = ("arch", "gpu", "t", "b", "p", "o", "prefill_s", "decode_step_s", "total_s")
@@ -79,7 +80,8 @@ def rows_from_prediction(pred, stack: str | None = None) -> list[dict]:
             "mem_act_bytes": mem.activation_bytes, "mem_weights_bytes": mem.weights_bytes, "fits": pred.fits}
     flat = {k: np.broadcast_to(v, np.shape(pred.p)).ravel() for k, v in cols.items()}
     fixed = {"arch": pred.arch, "gpu": pred.gpu, "t": pred.t, "n_gpus": pred.n_gpus,
-             "gpu_mem_bytes": pred.mem_capacity_bytes}
+             "gpu_mem_bytes": pred.mem_capacity_bytes, "precision": pred.precision.label,
+             "derived_not_measured": " ".join(pred.derived_classes)}
     warned = {w: np.broadcast_to(m, np.shape(pred.p)).ravel() for w, m in pred.warned.items()}  # each row's own
     if stack:
         fixed["stack"] = stack
@@ -96,8 +98,9 @@ def _along(rows: list[dict], var: str) -> list[tuple[str, list[dict]]]:
     """Per (arch, gpu, stack): the rows that vary only in `var`, the other swept values held at their most
     common value. Shows one line per model and GPU."""
     groups = defaultdict(list)
+    multi = len({precision_of(r) for r in rows}) > 1  # a line per precision when the sweep has several
     for r in rows:
-        groups[(r["arch"], r["gpu"], r.get("stack", ""))].append(r)
+        groups[(r["arch"], r["gpu"], r.get("stack", ""), precision_of(r) if multi else "")].append(r)
     out = []
     for key, grp in groups.items():
         base = {k: _mode([r[k] for r in grp]) for k in SWEPT if k != var}
@@ -114,7 +117,8 @@ def _along(rows: list[dict], var: str) -> list[tuple[str, list[dict]]]:
 
 def _hover(r: dict) -> str:
     cost = f", ${r['cost_usd']:.3g}" if r.get("cost_usd") is not None else ""
-    return (f"{r['arch']} on {r['n_gpus']}× {r['gpu']} t={r['t']} b={r['b']} p={r['p']} o={r['o']}: "
+    return (f"{r['arch']} ({precision_of(r)}) on {r['n_gpus']}× {r['gpu']} t={r['t']} b={r['b']} p={r['p']} "
+            f"o={r['o']}: "
             f"{r['total_s']:.4g} s, {fmt_num(r['tokens_per_s'])} tok/s{cost}")
 
 
@@ -143,11 +147,11 @@ def _form(rows: list[dict]) -> Section:
     MAX_LINES of them in the charts, all in the table)."""
     groups = defaultdict(list)
     for r in rows:
-        groups[(r["arch"], r["gpu"], r["t"], r["b"])].append(r)
+        groups[(r["arch"], r["gpu"], r["t"], r["b"], precision_of(r))].append(r)
     f_series, t_series, table = [], [], []
-    for i, ((arch, gpu, t, b), grp) in enumerate(groups.items()):
+    for i, ((arch, gpu, t, b, prec), grp) in enumerate(groups.items()):
         color = PALETTE[i % len(PALETTE)]
-        label = f"{arch} · {gpu} · t={t} b={b}"
+        label = f"{arch} · {gpu} · t={t} b={b}" + (f" · {prec}" if prec != "bf16" else "")
         by_p = {r["p"]: r for r in sorted(grp, key=lambda r: r["p"])}
         ps = list(by_p)
         f = [by_p[p]["prefill_s"] for p in ps]
@@ -181,14 +185,14 @@ def _memory(rows: list[dict]) -> Section:
     charts = []
     by_gpu = defaultdict(dict)
     for r in with_mem:  # one bar per distinct configuration, per GPU kind
-        by_gpu[r["gpu"]].setdefault((r["arch"], r["t"], r["b"], r["p"] + r["o"]), r)
+        by_gpu[r["gpu"]].setdefault((r["arch"], r["t"], r["b"], r["p"] + r["o"], precision_of(r)), r)
     for gpu, confs in by_gpu.items():
         bars = []
-        for (arch, t, b, ctx), r in list(confs.items())[:MAX_BARS]:
+        for (arch, t, b, ctx, prec), r in list(confs.items())[:MAX_BARS]:
             parts = {k: r[f"mem_{k}_bytes"] / GIB for k in ("weights", "kv", "act")
                      if r.get(f"mem_{k}_bytes") is not None}
             segs = parts if parts else {"total": r["mem_per_gpu_bytes"] / GIB}
-            bars.append(Bar(f"{arch} t={t} b={b} ctx={ctx}", segs,
+            bars.append(Bar(f"{arch} t={t} b={b} ctx={ctx}" + (f" {prec}" if prec != "bf16" else ""), segs,
                             hover=f"total {r['mem_per_gpu_bytes'] / GIB:.1f} GiB"))
         cap = next((r["gpu_mem_bytes"] for r in confs.values() if r.get("gpu_mem_bytes")), None)
         charts.append(bar_chart(BarChart(f"Memory per GPU on {gpu}", "memory per GPU (GiB)", bars,
@@ -203,17 +207,18 @@ def _pareto(rows: list[dict]) -> Section:
         return Section("pareto", "Cost against latency", missing_label=NOTHING,
                        missing="the sweep rows carry no cost ('cost_usd').")
     front = pareto_front([r["total_s"] for r in sel], [r["cost_usd"] for r in sel])
-    archs = list(dict.fromkeys(r["arch"] for r in sel))
+    archs = list(dict.fromkeys((r["arch"], precision_of(r)) for r in sel))
     series = []
-    for i, arch in enumerate(archs):
-        mine = [r for r in sel if r["arch"] == arch]
-        series.append(Series(arch, [r["total_s"] for r in mine], [r["cost_usd"] for r in mine],
+    for i, (arch, prec) in enumerate(archs):
+        mine = [r for r in sel if (r["arch"], precision_of(r)) == (arch, prec)]
+        name = arch if len({a[1] for a in archs}) == 1 else f"{arch} ({prec})"
+        series.append(Series(name, [r["total_s"] for r in mine], [r["cost_usd"] for r in mine],
                              hover=[_hover(r) for r in mine], color=PALETTE[i % len(PALETTE)]))
     series.append(Series("Pareto frontier", [sel[i]["total_s"] for i in front], [sel[i]["cost_usd"] for i in front],
                          mode="line", color="#000", dashed=True))
-    table = Table(["arch", "gpu", "n GPUs", "t", "b", "p", "o", "latency (s)", "cost (USD)"],
-                  [[sel[i][k] for k in ("arch", "gpu", "n_gpus", "t", "b", "p", "o", "total_s", "cost_usd")]
-                   for i in front],
+    table = Table(["arch", "gpu", "precision", "n GPUs", "t", "b", "p", "o", "latency (s)", "cost (USD)"],
+                  [[sel[i]["arch"], sel[i]["gpu"], precision_of(sel[i])]
+                   + [sel[i][k] for k in ("n_gpus", "t", "b", "p", "o", "total_s", "cost_usd")] for i in front],
                   "configurations on the frontier (no other is both faster and cheaper)")
     return Section("pareto", "Cost against latency", charts=[xy_chart(XYChart(
         "Cost per request against latency", "latency (s)", "cost per request (USD)", series, x_log=True, y_log=True))],
@@ -221,7 +226,8 @@ def _pareto(rows: list[dict]) -> Section:
 
 
 def _summary(rows: list[dict]) -> Section:
-    cols = [("arch", "arch"), ("gpu", "gpu"), ("stack", "stack"), ("n_gpus", "GPUs"), ("t", "t"), ("b", "b"),
+    cols = [("arch", "arch"), ("gpu", "gpu"), ("precision", "precision"), ("stack", "stack"), ("n_gpus", "GPUs"),
+            ("t", "t"), ("b", "b"),
             ("p", "p"), ("o", "o"), ("prefill_s", "F = prefill (s)"), ("decode_step_s", "g = decode step (s)"),
             ("total_s", "total (s)"), ("tokens_per_gpu_s", "tokens/s per GPU"), ("cost_usd", "cost (USD)"),
             ("usd_per_1k_tokens", "USD per 1k tokens"), ("energy_j", "energy (J)"), ("fits", "fits")]
@@ -239,7 +245,9 @@ def render_whatif(rows: list[dict], title: str = "idealrt what-if report") -> st
     if len(fit) < len(rows):
         warnings.insert(0, f"{len(rows) - len(fit)} of {len(rows)} configurations do not fit in GPU memory: "
                            "left out of the curves and the Pareto chart (see the memory bars and the table).")
-    sections = [*_sweeps(fit), _form(fit), _memory(rows), _pareto(fit), _summary(rows)]
+    precision = precision_section(rows)
+    sections = [*_sweeps(fit), _form(fit), *([precision] if precision else []), _memory(rows), _pareto(fit),
+                _summary(rows)]
     return render_page("whatif.html.j2", title, sections, n_rows=len(rows), warnings=warnings,
                        models=list(dict.fromkeys(r["arch"] for r in rows)),
                        gpus=list(dict.fromkeys(r["gpu"] for r in rows)))

@@ -4,9 +4,10 @@ Specs are validated once, where they enter (catalog, config.json, CLI); inner co
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 from simulator.errors import UserError as SpecError
+from simulator.precision import BF16, Precision, precision_of
 
 FFN_KINDS = ("gelu", "swiglu")  # gelu: up + down (2 matrices); swiglu: gate + up + down (3)
 NORMS = ("layernorm", "rmsnorm")
@@ -37,7 +38,8 @@ class ArchSpec:
     norm: str = "layernorm"
     positions: str = "rotary"
     tied_embeddings: bool = False
-    bytes_per_weight: float = 2.0  # bf16
+    bytes_per_weight: float = 2.0  # the checkpoint's dtype (bf16/fp16: 2, fp32: 4): weights outside `precision`'s
+    precision: Precision = field(default=BF16)  # dtypes served (simulator/precision.py)
     published_params: float = 0.0  # published size in parameters, for the catalog's 2% check; 0 if unknown
 
     def __post_init__(self) -> None:
@@ -65,8 +67,10 @@ class ArchSpec:
                 raise SpecError(f"{self.name}: field 'expert_ffn_hidden' must be positive for an MoE model")
         elif self.ffn_hidden <= 0:
             raise SpecError(f"{self.name}: field 'ffn_hidden' must be a positive integer for a dense model")
-        if self.bytes_per_weight <= 0:
-            raise SpecError(f"{self.name}: field 'bytes_per_weight' must be positive")
+        if self.bytes_per_weight not in (2.0, 4.0):
+            raise SpecError(f"{self.name}: field 'bytes_per_weight' is {self.bytes_per_weight!r}; use 2 (bf16, fp16) "
+                            "or 4 (fp32)")
+        object.__setattr__(self, "precision", precision_of(self.precision))  # as rebuilt from JSON
 
     # -- derived sizes ---------------------------------------------------------------------------
     @property
@@ -113,11 +117,15 @@ class ArchSpec:
         return self.n_layers * layer + self.embedding_params()
 
     def weight_bytes(self) -> float:
-        return self.param_count() * self.bytes_per_weight
+        """Bytes of all weights: the decoder layers' linear weights at `precision`, the rest at bytes_per_weight."""
+        router = self.hidden * self.n_experts
+        linear = self.n_layers * (self.attn_params_per_layer() + self.ffn_params_per_layer() - router)
+        return (linear * self.precision.layer_weight_bytes(self.hidden)
+                + (self.param_count() - linear) * self.bytes_per_weight)
 
-    def kv_bytes_per_token(self, kv_bytes: float = 2.0) -> float:
-        """KV-cache bytes one token adds over all layers (K and V, bf16 by default)."""
-        return 2 * self.n_layers * self.kv_dim * kv_bytes
+    def kv_bytes_per_token(self, kv_bytes: float | None = None) -> float:
+        """KV-cache bytes one token adds over all layers (K and V; default: the precision's KV dtype)."""
+        return 2 * self.n_layers * self.kv_dim * (self.precision.kv_bytes if kv_bytes is None else kv_bytes)
 
     def with_(self, **changes) -> "ArchSpec":
         return replace(self, **changes)

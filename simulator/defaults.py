@@ -25,6 +25,15 @@ def resolve_arch(model: str | None, config: str | None) -> ArchSpec:
     return get_arch(model)
 
 
+def with_precision(arch: ArchSpec, weights: str | None = None, kv: str | None = None) -> ArchSpec:
+    """The architecture served at `--weights` / `--kv` (None: as its config says). Weights given on the command line
+    leave the other tensors (embeddings, LM head) in 16 bits; a bad value is a UserError naming the flag."""
+    if weights is None and kv is None:
+        return arch
+    precision = arch.precision.with_flags(weights, kv)
+    return arch.with_(precision=precision, bytes_per_weight=2.0 if weights is not None else arch.bytes_per_weight)
+
+
 def model_and_fit(gpu: GPUSpec, stack: str, no_fit: bool) -> tuple[TimeModel, dict | None, str]:
     """Time model, fit coefficients (or None) and a line saying which fit applies."""
     model = default_model(gpu, stack)

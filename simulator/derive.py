@@ -9,28 +9,32 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.gpus import GPUS
-from simulator.opclasses import op_cost
+from simulator.opclasses import OP_CLASS, op_cost
 
-DERIVE_RULE = "compute-bound points x peak FLOP/s ratio, memory-bound x HBM bandwidth ratio (by arithmetic " \
-              "intensity vs the source GPU's ridge point); all-reduce x interconnect ratio; launch unchanged"
+DERIVE_RULE = "compute-bound points x peak FLOP/s ratio (of their dtype), memory-bound x HBM bandwidth ratio (by " \
+              "arithmetic intensity vs the source GPU's ridge point); all-reduce x interconnect ratio; launch unchanged"
 
 
 def derive_table(table: dict, src_gpu, dst_gpu, src_file: str) -> dict:
     """A table for `dst_gpu` from one measured on `src_gpu`: each point scaled by the ratio of the spec
     figure that bounds it (see DERIVE_RULE). Marked `derived`, keeping the source's provenance."""
-    ridge = src_gpu.peak_bf16_flops / src_gpu.hbm_bw_bytes_s
-    compute = src_gpu.peak_bf16_flops / dst_gpu.peak_bf16_flops
     memory = src_gpu.hbm_bw_bytes_s / dst_gpu.hbm_bw_bytes_s
     link = src_gpu.interconnect_bw_bytes_s / dst_gpu.interconnect_bw_bytes_s
+    compute = src_gpu.peak_bf16_flops / dst_gpu.peak_bf16_flops
     points = []
     for p in table["points"]:
+        peak = OP_CLASS[p["op"]].peak if p["op"] in OP_CLASS else "bf16"
+        if not dst_gpu.peak_flops(peak) or not src_gpu.peak_flops(peak):
+            continue  # no such tensor cores on one of the GPUs (FP8 on an A100)
         if p["op"] == "launch":
             ratio = 1.0
         elif p["op"] == "allreduce":
             ratio = link
         else:
             flops, nbytes = op_cost(p["op"], p["shape"])
-            ratio = compute if flops >= ridge * nbytes and flops > 0 else memory
+            ridge = src_gpu.peak_flops(peak) / src_gpu.hbm_bw_bytes_s
+            bound = src_gpu.peak_flops(peak) / dst_gpu.peak_flops(peak)
+            ratio = bound if flops >= ridge * nbytes and flops > 0 else memory
         q = dict(p)
         for key in ("median_us", "min_us", "p10_us", "p90_us", "std_us"):
             if key in q:

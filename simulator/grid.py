@@ -99,7 +99,8 @@ class Grid:
             used_filled |= (wt > 0) & flat_filled[idx]
         if not linear:  # clipped to the cell's corner times: no dip just past a memory/compute bend
             flat_t = self.logt.reshape(-1)
-            out = np.clip(self._logroof(clamped) - acc, flat_t[base], flat_t[base + sum(steps)])
+            lo_t, hi_t = flat_t[base], flat_t[base + sum(steps)]  # in either order along a not-padded axis
+            out = np.clip(self._logroof(clamped) - acc, np.minimum(lo_t, hi_t), np.maximum(lo_t, hi_t))
         else:
             out = np.log(acc)
         if outside.any():  # roofline at the shape x efficiency at the grid edge

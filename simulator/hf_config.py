@@ -3,8 +3,8 @@
 Dispatches on `model_type`; each family maps its own key names (n_embd / hidden_size / ...). The core
 sizes are required. A flag or secondary size absent from the file takes the default of that family's
 `transformers` config class (what transformers itself would build), never a guess of ours; the one
-exception, BLOOM's context, is the 2048 tokens every BLOOM model was trained at. Bad input raises
-UserError naming the key and the fix.
+exception, BLOOM's context, is the 2048 tokens every BLOOM model was trained at. `quantization_config` and
+`torch_dtype` set the precision (simulator/hf_quant.py). Bad input raises UserError naming the key and the fix.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from simulator.arch import ArchSpec
 from simulator.errors import UserError
+from simulator.hf_quant import precision_from_config
 
 _REQUIRED = object()
 
@@ -238,7 +239,7 @@ def _default_name(cfg: dict, path: str | None) -> str:
     return str(cfg["model_type"]).lower()
 
 
-# bytes per weight of the checkpoint dtypes idealrt takes (times still assume the bf16 engine; predict says so)
+# bytes per weight of the checkpoint dtypes idealrt takes (fp32 weights: Precision(weights="fp32"))
 DTYPE_BYTES = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0}
 
 
@@ -256,11 +257,6 @@ def _bytes_per_weight(k: _Keys) -> float:
 
 def _refuse_unmodelled(k: _Keys, max_positions: int) -> None:
     """Fields that change memory or time and are not modelled yet: refused by name, never ignored."""
-    if k.cfg.get("quantization_config") is not None:
-        method = k.cfg["quantization_config"]
-        method = method.get("quant_method", "?") if isinstance(method, dict) else method
-        raise k.fail(f"'quantization_config' ({method}) is not modelled yet (quantized weights and kernels); "
-                     "predict the unquantized model: remove 'quantization_config' and set 'torch_dtype' to bfloat16")
     window = k.cfg.get("sliding_window")
     if window is not None and k.cfg.get("use_sliding_window", True) is not False:
         if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
@@ -290,4 +286,6 @@ def load_config(path_or_dict: str | os.PathLike | dict, name: str | None = None)
     keys = _Keys(cfg, source)
     fields = FAMILIES[model_type](keys)
     _refuse_unmodelled(keys, fields["max_positions"])
-    return ArchSpec(name=name or _default_name(cfg, path), bytes_per_weight=_bytes_per_weight(keys), **fields)
+    nbytes = _bytes_per_weight(keys)
+    precision = precision_from_config(cfg, keys.fail, float32=nbytes == DTYPE_BYTES["float32"])
+    return ArchSpec(name=name or _default_name(cfg, path), bytes_per_weight=nbytes, precision=precision, **fields)

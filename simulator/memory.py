@@ -48,13 +48,14 @@ class Memory:
 
 
 def weight_bytes_per_gpu(arch: ArchSpec, t: int) -> float:
-    """Layer weights split over t; router and embedding lookup table replicated; untied LM head split."""
+    """Layer weights split over t, at the precision's bytes (scales included); router and embedding lookup table
+    replicated, untied LM head split, all three at the checkpoint's bytes_per_weight."""
     router = arch.hidden * arch.n_experts  # per layer, replicated
-    sharded = arch.n_layers * (arch.attn_params_per_layer() + arch.ffn_params_per_layer() - router)
+    linear = arch.n_layers * (arch.attn_params_per_layer() + arch.ffn_params_per_layer() - router)
     lookup = arch.vocab * arch.hidden + (arch.max_positions * arch.hidden if arch.positions == "learned" else 0)
     head = 0 if arch.tied_embeddings else arch.vocab * arch.hidden
-    params = (sharded + head) / t + arch.n_layers * router + lookup
-    return params * arch.bytes_per_weight
+    other = head / t + arch.n_layers * router + lookup
+    return linear / t * arch.precision.layer_weight_bytes(arch.hidden) + other * arch.bytes_per_weight
 
 
 def activation_bytes_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, t: int) -> np.ndarray:
@@ -74,8 +75,9 @@ def activation_bytes_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, t: int)
 
 
 def memory_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike, t: int) -> Memory:
-    """Weights, a static KV cache of b × (p + o) tokens (KV heads split over t), activations; per GPU."""
-    kv = np.asarray(b * (p + o) * arch.kv_bytes_per_token(ACT_BYTES) / t, dtype=float)
+    """Weights, a static KV cache of b × (p + o) tokens (KV heads split over t, at the precision's KV bytes),
+    activations; per GPU."""
+    kv = np.asarray(b * (p + o) * arch.kv_bytes_per_token() / t, dtype=float)
     return Memory(weight_bytes_per_gpu(arch, t), kv, activation_bytes_per_gpu(arch, b, p, t))
 
 

@@ -17,14 +17,19 @@ from simulator.errors import UserError
 from simulator.sdpa_launch import sdpa_even
 
 ACT_BYTES = 2  # bf16 activations, weights and KV cache
+# Bytes per element of a GEMM's (A, W, C) by op class: fp8 is w8a8 with a bf16 output; int4 weight-only reads half a
+# byte a weight plus a fp16 scale per group of 128 (the group the calibration measures); fp32 weights are read whole
+GEMM_BYTES = {"gemm": (2.0, 2.0, 2.0), "gemm_fp8": (1.0, 1.0, 2.0), "gemm_int4": (2.0, 0.5 + 2.0 / 128, 2.0),
+              "gemm_fp32": (2.0, 4.0, 2.0)}
 
 Num = Any  # int, float or numpy array broadcasting over b, p, c
 
 
 # -- cost of one run from its shape: shared by the op list, the roofline and the tables ----------------
-def gemm_cost(m: Num, n: Num, k: Num) -> tuple[Num, Num]:
-    """C[m,n] = A[m,k]·W[n,k]ᵀ: 2mnk FLOPs; A and W read, C written."""
-    return 2.0 * m * n * k, ACT_BYTES * (m * k + n * k + m * n)
+def gemm_cost(m: Num, n: Num, k: Num, op: str = "gemm") -> tuple[Num, Num]:
+    """C[m,n] = A[m,k]·W[n,k]ᵀ: 2mnk FLOPs; A and W read, C written, at the bytes of the class's dtypes."""
+    a, w, c = GEMM_BYTES[op]
+    return 2.0 * m * n * k, a * m * k + w * n * k + c * m * n
 
 
 def prefill_attn_cost(b: Num, h: Num, kv_h: Num, s: Num, d: Num, causal: Num = 1) -> tuple[Num, Num]:
@@ -35,10 +40,10 @@ def prefill_attn_cost(b: Num, h: Num, kv_h: Num, s: Num, d: Num, causal: Num = 1
     return flops, nbytes
 
 
-def decode_attn_cost(b: Num, h: Num, kv_h: Num, c: Num, d: Num) -> tuple[Num, Num]:
-    """One query token per sequence against a KV cache of c tokens: the cache read dominates."""
+def decode_attn_cost(b: Num, h: Num, kv_h: Num, c: Num, d: Num, kv_bytes: float = ACT_BYTES) -> tuple[Num, Num]:
+    """One query token per sequence against a KV cache of c tokens (kv_bytes an element): the cache read dominates."""
     flops = 4.0 * b * h * c * d
-    nbytes = ACT_BYTES * b * d * (2 * h + 2 * kv_h * c)
+    nbytes = b * d * (ACT_BYTES * 2 * h + kv_bytes * 2 * kv_h * c)
     return flops, nbytes
 
 
@@ -77,6 +82,9 @@ class OpClass:
     work_stacks: tuple[str, ...] = ()  # stacks whose critical work (simulator.quanta) is divided out
     fit_group: str = ""  # the fit's coefficient that scales this class (default: its own name)
     fallback: str = ""  # class whose points time it, at its bytes, in a table that has none of its own
+    derived_from: str = ""  # class whose time x the roofline ratio times it in a table with none of its points
+    peak: str = "bf16"  # the tensor-core peak its FLOPs run at (GPUSpec.peak_flops)
+    unmeasured: bool = False  # no microbenchmark measures it yet (a derived class that stays derived)
 
     @property
     def coefficient(self) -> str:
@@ -116,6 +124,13 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
     OpClass("gemm", ("m", "n", "k"), lambda s: [_f(s, "m"), _f(s, "n"), _f(s, "k")],
             lambda cat, ax: dict(zip("mnk", ax)), lambda s: gemm_cost(s["m"], s["n"], s["k"]),
             per_stack=True, tiles={"n": 128}, not_padded=(0,), work_interpolated=True, work_stacks=("triton",)),
+    # Low-precision GEMMs (simulator/precision.py): FP8 w8a8 (kernels/gemm_fp8.py, torch._scaled_mm), int4
+    # weight-only (kernels/gemm_int4.py), fp32 weights (no kernel: always derived). Scaled by the fit's `gemm`.
+    *(OpClass(name, ("m", "n", "k"), lambda s: [_f(s, "m"), _f(s, "n"), _f(s, "k")],
+              lambda cat, ax: dict(zip("mnk", ax)), lambda s, name=name: gemm_cost(s["m"], s["n"], s["k"], name),
+              per_stack=True, tiles={"n": 128}, not_padded=(0,), work_interpolated=True, fit_group="gemm",
+              derived_from="gemm", peak=peak, unmeasured=name == "gemm_fp32")
+      for name, peak in (("gemm_fp8", "fp8"), ("gemm_int4", "bf16"), ("gemm_fp32", "bf16"))),
     OpClass("prefill_attn", ("b*h", "s", "d"), lambda s: [_f(s, "b") * _f(s, "h"), _f(s, "s"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": 1, "kv_h": 1, "s": ax[1], "d": ax[2], "causal": cat["causal"]},
             lambda s: prefill_attn_cost(s["b"], s["h"], s["kv_h"], s["s"], s["d"], s["causal"]),
@@ -127,6 +142,13 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
             per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True),
+    # decode attention over an FP8 KV cache (one byte an element); no kernel of ours yet: derived from decode_attn
+    OpClass("decode_attn_fp8", ("b*kv_h", "h/kv_h", "c", "d"),
+            lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
+            lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
+            lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"], kv_bytes=1.0),
+            per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True, fit_group="decode_attn",
+            derived_from="decode_attn", unmeasured=True),
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
     # The engine's own element-wise kernels (kernels/fused.py; torch's argmax and embedding gather), each timed
     # over its shapes: residual add + norm over rows of `hidden`; rotary + KV-cache write over rows (token x
@@ -139,9 +161,11 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             fit_group="elementwise", fallback="elementwise"),
     OpClass("act", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),
+    # vocab not padded: the engines' argmax runs the vocabulary the model has (torch's is 3x slower at 128,256
+    # than at 131,072 on the H200, and no engine pads its logits to a faster size)
     OpClass("sample", ("rows", "vocab"), lambda s: [_f(s, "rows"), _f(s, "vocab")],
             lambda cat, ax: {"rows": ax[0], "vocab": ax[1]}, lambda s: (0.0, ACT_BYTES * s["rows"] * s["vocab"]),
-            fit_group="elementwise", fallback="elementwise"),
+            not_padded=(1,), fit_group="elementwise", fallback="elementwise"),
     OpClass("embed", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),
     # the attention output copied from head-major to token-major before its projection (a strided copy)
@@ -175,9 +199,15 @@ def coords(name: str, shape: dict, stack: str = "triton") -> tuple[tuple, list[n
 
 def roofline_s(name: str, shape: dict, peak_flops: float, hbm_bw: float, link_bw: float) -> np.ndarray:
     """Roofline seconds of one run: a ring all-reduce moves 2(t−1)/t of its bytes over the link; any other
-    class takes max(FLOPs / peak, bytes / HBM bandwidth)."""
+    class takes max(FLOPs / peak, bytes / HBM bandwidth), `peak_flops` the class's (`OpClass.peak`)."""
     if name == "allreduce":
         t = shape["t"]
         return np.asarray(2.0 * (t - 1) / t * shape["bytes"] / link_bw)
     flops, nbytes = op_cost(name, shape)
     return np.maximum(flops / peak_flops, nbytes / hbm_bw)
+
+
+def gpu_roofline_s(name: str, shape: dict, gpu) -> np.ndarray:
+    """`roofline_s` on a GPUSpec's datasheet figures, at the class's tensor-core peak."""
+    return roofline_s(name, shape, gpu.peak_flops(OP_CLASS[name].peak), gpu.hbm_bw_bytes_s,
+                      gpu.interconnect_bw_bytes_s)

@@ -5,8 +5,11 @@ ONE GPU after Megatron tensor-parallel sharding over t GPUs, and how many times 
 Shapes, FLOPs and bytes broadcast over numpy arrays of b, p and c, so one list serves a grid of requests.
 
 Conventions (what the counts mean):
-- Everything the engine moves is bf16 (2 bytes), as the reference engine runs; a GEMM reads A and W once
-  and writes C once; attention is flash-style (Q, K, V read once, O written once, no score matrix).
+- Everything the engine moves is bf16 (2 bytes), as the reference engine runs, except what the architecture's
+  precision (simulator/precision.py) changes: the decoder layers' GEMMs run as its weights' GEMM class (fp8, int4,
+  fp32 weights: `Precision.gemm_class`), the LM head and router as the checkpoint's dtype, decode attention reads
+  an fp8 KV cache as `decode_attn_fp8`; a GEMM reads A and W once and writes C once; attention is flash-style
+  (Q, K, V read once, O written once, no score matrix).
 - FLOPs are matmul FLOPs (a multiply-add is 2); elementwise ops count 0 FLOPs and are timed by bytes.
 - Causal prefill attention counts the s(s+1)/2 query-key pairs it computes, not s².
 - Fused QKV and fused gate+up projections (one GEMM each); norms replicated on every GPU.
@@ -49,8 +52,18 @@ def _op(name: str, op_class: str, shape: dict[str, Num], count: Num) -> Op:
     return Op(name, op_class, shape, flops, nbytes, count)
 
 
-def _gemm(name: str, m: Num, n: int, k: int, count: Num) -> Op:
-    return _op(name, "gemm", {"m": m, "n": n, "k": k}, count)
+def _gemm(name: str, m: Num, n: int, k: int, count: Num, op_class: str = "gemm") -> Op:
+    return _op(name, op_class, {"m": m, "n": n, "k": k}, count)
+
+
+def _layer_gemm(arch: ArchSpec) -> str:
+    """GEMM class of the decoder layers' linear weights, at the architecture's precision."""
+    return arch.precision.gemm_class
+
+
+def _other_gemm(arch: ArchSpec) -> str:
+    """GEMM class of the weights a quantized checkpoint leaves in its own dtype (LM head, MoE router)."""
+    return "gemm_fp32" if arch.bytes_per_weight == 4 else "gemm"
 
 
 def _elementwise(name: str, nbytes: Num, count: Num) -> Op:
@@ -109,19 +122,19 @@ def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: boo
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """Dense FFN of intermediate size f (already sharded) on m tokens: up (+gate), activation, down."""
-    up_n = 2 * f if arch.ffn_kind == "swiglu" else f
-    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", m, up_n, arch.hidden, count)]
-            + _act_ops(prefix, m, f, arch, count, fused) + [_gemm(f"{prefix}_down", m, arch.hidden, f, count)])
+    up_n, g = 2 * f if arch.ffn_kind == "swiglu" else f, _layer_gemm(arch)
+    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", m, up_n, arch.hidden, count, g)]
+            + _act_ops(prefix, m, f, arch, count, fused) + [_gemm(f"{prefix}_down", m, arch.hidden, f, count, g)])
 
 
 def _grouped_mlp(prefix: str, rows: Num, groups: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """Routed experts as a grouped-GEMM kernel runs them (kernels/moe.py): one launch per projection over
     `groups` touched experts of `rows` tokens each, each expert's weights read once. Its time is looked up as
     one GEMM of `rows` rows, `groups` times as wide: the same tiles, FLOPs and weight bytes."""
-    up_n = 2 * f if arch.ffn_kind == "swiglu" else f
-    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden, count)]
+    up_n, g = 2 * f if arch.ffn_kind == "swiglu" else f, _layer_gemm(arch)
+    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden, count, g)]
             + _act_ops(prefix, rows * groups, f, arch, count, fused)
-            + [_gemm(f"{prefix}_down", rows, groups * arch.hidden, f, count)])
+            + [_gemm(f"{prefix}_down", rows, groups * arch.hidden, f, count, g)])
 
 
 def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
@@ -130,7 +143,7 @@ def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
     if not arch.is_moe:
         return _mlp("ffn", tokens, shard(arch.ffn_hidden, t), arch, L, fused)
     E, k = arch.n_experts, arch.experts_per_token
-    ops = [_gemm("router", tokens, E, h, L),  # replicated: every GPU routes every token
+    ops = [_gemm("router", tokens, E, h, L, _other_gemm(arch)),  # replicated: every GPU routes every token
            _elementwise("router_topk", ACT_BYTES * tokens * E * 2, L)]
     if arch.n_shared_experts:
         ops += _mlp("shared_expert", tokens, shard(arch.n_shared_experts * arch.expert_ffn_hidden, t),
@@ -171,14 +184,14 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
     prefill = attn.op_class == "prefill_attn"
     # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
     add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
-    ops = [_norm("norm_attn", tokens, h, L, fused), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L)]
+    ops = [_norm("norm_attn", tokens, h, L, fused), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L, _layer_gemm(arch))]
     ops += _qkv_ops(arch, tokens, hq, hkv, fused) + [attn]
     if prefill:
         # one token a sequence is already token-major: no copy runs (count 0, at the shape of two tokens)
         copies = np.asarray(attn.shape["s"]) > 1
         nbytes = 2 * ACT_BYTES * tokens * hq * d
         ops.append(_op("attn_transpose", "transpose", {"bytes": np.where(copies, nbytes, 2 * nbytes)}, L * copies))
-    ops.append(_gemm("attn_out", tokens, h, hq * d, L))
+    ops.append(_gemm("attn_out", tokens, h, hq * d, L, _layer_gemm(arch)))
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
         ops += _ffn_ops(arch, tokens, t, fused)
         ops.append(_elementwise("attn_plus_mlp", 3 * x, L))
@@ -205,7 +218,7 @@ def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
     all-gather, greedy sampling."""
     logits = ACT_BYTES * m * arch.vocab  # all logits of the m tokens, bytes
     ops = [_norm("norm_final", m, arch.hidden, 1, fused),
-           _gemm("lm_head", m, vocab_shard(arch.vocab, t), arch.hidden, 1)]
+           _gemm("lm_head", m, vocab_shard(arch.vocab, t), arch.hidden, 1, _other_gemm(arch))]
     # a ring all-gather of N bytes moves (t-1)/t · N per GPU: what an all-reduce of N/2 moves
     ops += _allreduce("logits_gather", logits / 2, t, 1)
     return ops + [_op("sample", "sample", {"rows": m, "vocab": arch.vocab}, 1)]
@@ -243,8 +256,8 @@ def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, ho
     """Ops of one decode step of b sequences whose new token attends to c cached tokens (itself included);
     fused and host as in prefill_ops."""
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
-    attn = _op("attn", "decode_attn", {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim},
-               arch.n_layers)
+    kind = "decode_attn_fp8" if arch.precision.kv == "fp8" else "decode_attn"
+    attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim}, arch.n_layers)
     ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
     return _with_launches(ops, host)
 

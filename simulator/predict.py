@@ -19,9 +19,10 @@ from simulator.band import BAND_KEY, error_band
 from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
-from simulator.opclasses import ACT_BYTES, OP_CLASSES
+from simulator.opclasses import OP_CLASSES
+from simulator.precision import BF16, Precision
 from simulator.ops import HOST_MODES, decode_ops, prefill_ops
-from simulator.tables import default_model
+from simulator.tables import default_model, derived_classes
 from simulator.timemodel import TimeModel, describe, phase_time, time_by_class
 
 
@@ -60,6 +61,8 @@ class Prediction:
     warned: dict[str, np.ndarray]  # per warning, the requests whose own shapes caused it (bool, shape of p)
     expected_error: dict | None  # median and P95 % error of total time on unseen architectures (simulator/band.py)
     outside_validated: tuple[str, ...]  # how the request lies outside what was validated
+    precision: Precision = BF16  # dtypes served (simulator/precision.py)
+    derived_classes: tuple[str, ...] = ()  # op classes timed by the roofline ratio to a measured one, not measured
 
     @property
     def mem_per_gpu_bytes(self) -> np.ndarray:
@@ -161,10 +164,13 @@ def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Me
         per_request = tp_per_request(arch, gpu, b, p, o)
         fitting = int(per_request.max()) if np.all(per_request > 0) else 0
         out[memory_warning(gpu, t, float(memory.total_bytes.max()), fitting)] = ~fits
-    if arch.bytes_per_weight != ACT_BYTES:
-        out[f"bytes_per_weight={arch.bytes_per_weight}: used for memory; times assume the bf16 engine"] = \
-            np.ones(p.shape, bool)
     return out
+
+
+def check_precision(arch: ArchSpec, gpu: GPUSpec) -> None:
+    """A UserError when the GPU cannot run the architecture's precision (FP8 GEMMs without FP8 tensor cores)."""
+    if arch.precision.activations == "fp8" and not gpu.peak_flops("fp8"):
+        raise UserError(f"weights fp8 (w8a8) on {gpu.name}: it has no FP8 tensor cores; use --weights int4 or bf16")
 
 
 def _power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
@@ -197,6 +203,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     if arch.positions_used(p, o).max() > arch.max_positions:
         raise UserError(f"prompt + output - 1 = {arch.positions_used(p, o).max()} positions exceed max_positions="
                         f"{arch.max_positions} of {arch.name}; shorten --prompt or --output")
+    check_precision(arch, gpu)
     t = smallest_fitting_tp(arch, gpu, b, p, o) if t is None else check_tp(arch, t)
     model = model if model is not None else default_model(gpu)
     coef = check_coefficients(coefficients or {})
@@ -216,6 +223,10 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     fit = None if not coefficients else str(coefficients.get(PATH_KEY, "given coefficients"))
     warned = _warnings(arch, gpu, t, model, memory, fits, b, p, o, raw["warned"])
     expected, outside = error_band((coefficients or {}).get(BAND_KEY), arch, t, describe(model))
+    derived = _derived(model, raw)
+    if derived:  # the band was validated on measured tables at bf16: it does not cover derived times
+        expected = None
+        outside = (*outside, f"precision {arch.precision.label}: {', '.join(derived)} derived, not measured")
     return Prediction(
         arch=arch.name, gpu=gpu.name, t=t, n_gpus=t, p=p, o=o, b=b,
         prefill_s=prefill_s, decode_s=decode_s,
@@ -230,4 +241,12 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         power_source=power_source,
         time_model=describe(model), fit=fit,
         warnings=tuple(sorted(warned)), warned=warned,
-        expected_error=expected, outside_validated=outside)
+        expected_error=expected, outside_validated=outside, precision=arch.precision,
+        derived_classes=derived)
+
+
+def _derived(model: TimeModel, raw: dict) -> tuple[str, ...]:
+    """Op classes of these requests that the model timed from another class's points (TableModel.derived_classes,
+    or each stack's for the best stack), not measured."""
+    used = {c for part in ("pre", "dec") for c, v in raw[part].items() if np.any(v)}
+    return tuple(sorted(derived_classes(model) & used))

@@ -17,13 +17,15 @@ import numpy as np
 
 from simulator.derive import derive_table, nearest_measured
 from simulator.errors import UserError
+from simulator.gpus import GPUS
 from simulator.grid import Grid
-from simulator.opclasses import OP_CLASS, PADS_INTO, op_cost, round_up, roofline_s
+from simulator.opclasses import OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
-from simulator.gpus import GPUS
 from simulator.quanta import LaunchModel, critical_work
+from simulator.sustained import throttles
 from simulator.timemodel import RooflineModel, TimeModel
+
 
 def load_table(path: str | Path) -> dict:
     """Load a throughput table file; a missing or malformed file is a UserError naming it."""
@@ -66,6 +68,8 @@ class TableModel(TimeModel):
         self._fallbacks: set[str] = set()
         self._fallback_warning = ""
         self._borrowed: set[tuple] = set()  # (op, category) timed from the other stack's points
+        self.derived_classes: set[str] = set()  # classes timed from another's points by the roofline ratio
+        self.throttles = {} if derived_from else throttles(table, stack)
 
     @property
     def power_w(self) -> dict | None:
@@ -77,10 +81,9 @@ class TableModel(TimeModel):
         launch, is its own efficiency)."""
         if op == "launch":
             return np.asarray(1.0)
-        record, g = OP_CLASS[op], self.gpu
+        record = OP_CLASS[op]
         shape = record.from_axes(dict(zip(record.category_names(self.stack), cat)), axes)
-        return np.maximum(roofline_s(op, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s),
-                          1e-12)
+        return np.maximum(gpu_roofline_s(op, shape, self.gpu), 1e-12)
 
     def _grid(self, op: str, cat: tuple) -> Grid | None:
         key = (op, cat)
@@ -115,6 +118,8 @@ class TableModel(TimeModel):
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes. `category`:
         values of categorical keys to use instead of the shape's (another variant of the kernel)."""
         record = op_class_record(op_class)
+        if record.derived_from and op_class not in self._measured_classes:
+            return self._derived_time_s(op_class, record.derived_from, shape)
         if record.fallback and op_class not in self._measured_classes:
             self._note_fallback(op_class, record.fallback)
             return self.op_time_s(record.fallback, {"bytes": np.asarray(op_cost(op_class, shape)[1], dtype=float)})
@@ -153,6 +158,17 @@ class TableModel(TimeModel):
         if self.derived_from:
             self.warn(f"table derived from {self.derived_from} by spec ratios, not measured on {self.gpu.name}")
         return out.reshape(full)
+
+    def _derived_time_s(self, op_class: str, base: str, shape: dict) -> np.ndarray:
+        """Time of a class the table has no points of: the measured time of `base` at the same shape x the ratio
+        of their rooflines on the GPU's datasheet (bytes at each class's dtypes, FLOPs at each class's peak)."""
+        self.derived_classes.add(op_class)
+        how = ("no microbenchmark measures it yet" if OP_CLASS[op_class].unmeasured
+               else f"'idealrt calibrate --ops {op_class}' on the GPU measures it")
+        self.warn(f"{op_class}: derived, not measured: {base} times of this table x the roofline ratio, an "
+                  f"ideal kernel's (optimistic: docs/decisions.md; {how})")
+        ratio = gpu_roofline_s(op_class, shape, self.gpu) / gpu_roofline_s(base, shape, self.gpu)
+        return self.op_time_s(base, shape) * ratio
 
     def _note_fallback(self, op_class: str, fallback: str) -> None:
         """One warning naming every class this table times as another's (it has no points of them)."""
@@ -197,6 +213,7 @@ class BestModel(TimeModel):
         self.gpu, self.derived_from = stacks[0].gpu, stacks[0].derived_from
         self.source = f"{stacks[0].source}, best of {' and '.join(m.stack for m in stacks)} per op, padded"
         self.warnings = stacks[0].warnings  # shared: each stack's model adds to the same set and records
+        self.throttles = stacks[0].throttles
         for m in stacks:
             m.warnings, m._noted = self.warnings, self._noted
 
@@ -218,6 +235,11 @@ class BestModel(TimeModel):
                 key, multiple = PADS_INTO[c]
                 times.append(model.op_time_s(op_class, {**shape, key: round_up(shape[key], multiple)}))
         return np.minimum.reduce(times)
+
+
+def derived_classes(model: TimeModel) -> set[str]:
+    """Op classes a model has timed so far from another class's points by the roofline ratio (not measured)."""
+    return set().union(*(getattr(m, "derived_classes", set()) for m in getattr(model, "stacks", [model])))
 
 
 def table_model_for(gpu, stack: str = "triton", tables_dir: str | Path | None = None,

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from simulator.gpus import GPUSpec
-from simulator.opclasses import roofline_s
+from simulator.opclasses import gpu_roofline_s
 from simulator.ops import Op
 
 # Assumed fixed costs of the roofline (modelling choices, NOT measurements; a fit's `launch` and
@@ -27,6 +27,7 @@ class TimeModel:
 
     def __init__(self) -> None:
         self.warnings: set[str] = set()
+        self.throttles: dict = {}  # compute class -> simulator.sustained.ClassThrottle (measured tables only)
         self._noted: list[dict[str, np.ndarray]] = []  # open `noting` records, innermost last
 
     def warn(self, text: str, where: np.ndarray | bool = True) -> None:
@@ -68,8 +69,7 @@ class RooflineModel(TimeModel):
                   "assumed launch and all-reduce latencies")
         if op_class == "launch":
             return np.asarray(LAUNCH_S[shape["mode"]])
-        g = self.gpu
-        time_s = roofline_s(op_class, shape, g.peak_bf16_flops, g.hbm_bw_bytes_s, g.interconnect_bw_bytes_s)
+        time_s = gpu_roofline_s(op_class, shape, self.gpu)
         if op_class == "allreduce":  # plus one call's fixed cost
             return time_s + ALLREDUCE_LATENCY_S * (np.asarray(shape["t"]) > 1)
         return time_s
@@ -86,16 +86,31 @@ def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.nd
 
 def time_by_class(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray] | None = None
                   ) -> dict[str, np.ndarray]:
-    """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast). `warned`, if
+    """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast), compute
+    classes slowed as sustained work settles (simulator.sustained), where the table measured it. `warned`, if
     given, gets per warning which elements of the phase's arrays caused it (bool, broadcastable to them)."""
+    from simulator.opclasses import OP_CLASS
+    from simulator.sustained import extra_s, mean_onset
+
     out: dict[str, np.ndarray] = {}
+    extra: dict[str, np.ndarray] = {}
     for op in ops:
         with model.noting() as record:
-            t_s = np.asarray(op.count * model.op_time_s(op.op_class, op.shape), dtype=float)
+            burst = np.asarray(model.op_time_s(op.op_class, op.shape), dtype=float)
         if warned is not None:
             for text, where in record.items():
                 warned[text] = np.logical_or(warned.get(text, False), where)
+        t_s = op.count * burst
         out[op.op_class] = out[op.op_class] + t_s if op.op_class in out else t_s
+        # a low-precision class throttles as the class it is derived from (its own sustained run is not measured)
+        throttled = op.op_class if op.op_class in model.throttles else OP_CLASS[op.op_class].derived_from
+        if throttled in model.throttles:
+            e = op.count * extra_s(model.throttles, throttled, op.flops, burst)
+            extra[op.op_class] = extra[op.op_class] + e if op.op_class in extra else e
+    if extra:  # sustained compute settles slower: the phase's ops at the mean onset over its burst time
+        onset = mean_onset(model.throttles, sum(v for c, v in out.items() if c != "launch"))
+        for c, e in extra.items():
+            out[c] = out[c] + onset * e
     return out
 
 

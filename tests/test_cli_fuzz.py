@@ -56,6 +56,12 @@ def files(tmp_path_factory) -> dict[str, str]:
         "mixtral.json": json.dumps({**LLAMA, "model_type": "mixtral", "num_local_experts": 4,
                                     "num_experts_per_tok": 2}),
         "awq.json": json.dumps({**LLAMA, "quantization_config": {"quant_method": "awq", "bits": 4}}),
+        "awq8.json": json.dumps({**LLAMA, "quantization_config": {"quant_method": "awq", "bits": 8}}),
+        "fp8.json": json.dumps({**LLAMA, "quantization_config": {"quant_method": "fp8",
+                                                                 "activation_scheme": "dynamic"}}),
+        "fp8-block.json": json.dumps({**LLAMA, "quantization_config": {"quant_method": "fp8",
+                                                                       "weight_block_size": [128, 128]}}),
+        "bnb.json": json.dumps({**LLAMA, "quantization_config": {"quant_method": "bitsandbytes"}}),
         "fp32.json": json.dumps({**LLAMA, "torch_dtype": "float32"}),
         "window.json": json.dumps({**LLAMA, "model_type": "gemma2", "head_dim": 64, "sliding_window": 512}),
         "bad-type.json": json.dumps({**LLAMA, "hidden_size": "big"}),
@@ -90,8 +96,8 @@ GOOD_MODEL, BAD_MODEL = ["llama-3.2-1b", "gpt2-xl"], ["llama-3.1-8b", "LLAMA-3.2
                                                      "llama-3.2-1b,gpt2-xl", "llama-3.1-405b"]
 GOOD_GPU, BAD_GPU = ["h100-sxm", "h200", "a100-80gb", "H100-SXM"], ["h100", "", "x", "h100-sxm,h200", "∞", "l40s",
                                                                      "v100"]
-GOOD_CONFIG = ["config.json", "mixtral.json", "fp32.json", "ünïcødé.json"]
-BAD_CONFIG = ["awq.json", "window.json", "bad-type.json", "list.json", "broken.json", "binary.bin", "missing", "dir"]
+GOOD_CONFIG = ["config.json", "mixtral.json", "fp32.json", "ünïcødé.json", "awq.json", "fp8.json"]
+BAD_CONFIG = ["awq8.json", "fp8-block.json", "bnb.json", "window.json", "bad-type.json", "list.json", "broken.json", "binary.bin", "missing", "dir"]
 GOOD_LIST, BAD_LIST = ["1,16", "1:64:x4", "128", "1:8", "2000,4000"], ["0", "-1", "1:1000000", "a", "", "1:5:x1", "5:1",
                                                                        "1,,2", "1:4:0", "70000", "1:3:x2.5"]
 GOOD_OUT = ["out.csv", "out.json", "ü.json"]
@@ -227,7 +233,8 @@ def test_predict(files, data):
     argv = ["predict", *src, *v.options({
         "--gpu": (GOOD_GPU, BAD_GPU), "--prompt": (GOOD_INT, BAD_INT), "--output": (GOOD_INT, BAD_INT),
         "--batch": (GOOD_INT, BAD_INT), "--tp": (["1", "2"], BAD_INT), "--stack": STACKS, "--no-fit": None,
-        "--price-per-hour": (["0", "2.5"], ["nan", "inf", "-1", "x"]), "--json": None},
+        "--price-per-hour": (["0", "2.5"], ["nan", "inf", "-1", "x"]), "--json": None,
+        "--weights": (["bf16", "fp8", "int4"], ["fp4", "", "FP8", "fp32"]), "--kv": (["bf16", "fp8"], ["int8", ""])},
         ("--gpu", "--prompt", "--output"))]
     check_contract(argv, non_negative=True)
 
@@ -244,7 +251,8 @@ def test_sweep(files, data):
         "--output": (["1", "4", "1:16:x4", "3000"], ["0", "x", ""]), "--batch": (["1", "1,4", "1:2"], ["0", "100000"]),
         "--tp": (["auto", "1", "2,auto"], ["3", "0", "x"]), "--no-fit": None, "--stack": STACKS,
         "--price-per-hour": (["0", "2.5"], ["nan", "-1"]), "-o": ([out], [out]), "--html": ([html], [html]),
-        "--json": None}, ("--gpu", "--prompt", "--output"))]
+        "--json": None, "--weights": (["bf16", "fp8,int4", "bf16,fp8,int4"], ["fp4", "", "bf16,,fp8"]),
+        "--kv": (["fp8", "bf16,fp8"], ["x", ""])}, ("--gpu", "--prompt", "--output"))]
     check_contract(argv, [out, html], non_negative=True)
 
 

@@ -115,7 +115,8 @@ GEMMA2 = PUBLISHED["gemma-2-9b"]
 
 
 @pytest.mark.parametrize("extra,message", [
-    ({"quantization_config": {"quant_method": "awq", "bits": 4}}, r"'quantization_config' \(awq\)"),
+    ({"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}},
+     "'quantization_config.quant_method' is 'bitsandbytes'"),
     ({"sliding_window": 4096}, "'sliding_window'=4096"),
     ({"sliding_window": 512}, "'sliding_window'=512"),
     ({"sliding_window": "big"}, "'sliding_window' must be"),

@@ -16,6 +16,8 @@ def _rel_err(out, ref):
     (19, 45, 96, Fp8Config(16, 32, 32, group_m=2)),              # ragged M, N, several groups
     (5, 32, 200, Fp8Config(16, 16, 32, split_k=4)),              # split-K, ragged last slice
     (70, 48, 64, Fp8Config(32, 16, 32, group_m=2, tma=True)),    # TMA descriptors, ragged M
+    (1, 45, 96, Fp8Config(1, 16, 32, gemv=True)),                # one-row GEMV, ragged N
+    (1, 40, 200, Fp8Config(1, 16, 32, split_k=4, gemv=True)),    # GEMV split-K, ragged last slice
 ])
 def test_fp8_matches_reference(rowwise, m, n, k, cfg):
     gen = torch.Generator().manual_seed(m + n + k)
@@ -64,3 +66,14 @@ def test_int4_matches_reference(m, n, k, group, cfg):
     out = matmul_int4(a, q, s, config=cfg)
     assert out.shape == (m, n) and torch.isfinite(out).all()
     assert _rel_err(out, matmul_int4_ref(a, q, s)) < 1.5e-2
+
+
+@pytest.mark.parametrize("cfg", [Fp8Config(16, 16, 32, split_k=4), Fp8Config(1, 16, 32, split_k=4, gemv=True)])
+def test_fp8_split_k_counters_are_left_zero_for_the_next_call(cfg):
+    """The last split of a tile sums the partials and zeroes its arrival counter: a second call (another
+    shape, the same workspace) gives its own product, not one mixed with the first."""
+    gen = torch.Generator().manual_seed(11)
+    for n in (40, 24):
+        a, sa = quantize_fp8(torch.randn(1, 256, generator=gen))
+        w, sw = quantize_fp8(torch.randn(n, 256, generator=gen))
+        assert _rel_err(matmul_fp8(a, w, sa, sw, config=cfg), matmul_fp8_ref(a, w, sa, sw)) < 1e-2

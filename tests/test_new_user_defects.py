@@ -113,7 +113,9 @@ def test_float32_weights_are_counted_as_four_bytes_and_said(tmp_path):
     (tmp_path / "fp32.json").write_text(json.dumps({**cfg, "torch_dtype": "float32"}))
     bf16, fp32 = (idealrt.predict(tmp_path / n, "h100-sxm", 16, 2) for n in ("bf16.json", "fp32.json"))
     assert float(fp32.memory.weights_bytes) == 2 * float(bf16.memory.weights_bytes)
-    assert any("bytes_per_weight=4.0" in w for w in fp32.warnings)
+    assert fp32.precision.weights == "fp32" and fp32.derived_classes == ("gemm_fp32",)  # GEMMs read 4-byte weights
+    assert any("gemm_fp32: derived, not measured" in w for w in fp32.warnings)
+    assert float(fp32.decode_step_s) > float(bf16.decode_step_s)
 
 
 def test_sweep_skips_rows_past_one_models_positions_with_one_warning(capsys):

@@ -126,7 +126,7 @@ def test_study_command_writes_csv_and_html(tmp_path, capsys):
                                                               setting("h100-sxm", "triton"))["runtime_s"], rel=1e-6)
     soup = assert_self_contained(out_html.read_text())
     secs = sections(soup)
-    for sid in ("mix", "study", "capability", "gpus", "stacks", "tp", "batch", "long-context"):
+    for sid in ("mix", "study", "capability", "gpus", "stacks", "tp", "batch", "long-context", "precision"):
         assert sid in secs and (charts(secs[sid]) or secs[sid].find("table")), sid
     assert len(charts(secs["capability"])) == 3 and not soup.find_all(class_="missing")
 

@@ -385,3 +385,18 @@ def test_a_faster_config_at_a_larger_head_dim_is_not_handed_down():
     shape = {"b": 1, "h": 8, "kv_h": 8, "s": 1024, "causal": 1}
     slow = model.op_time_s("prefill_attn", dict(shape, d=128))
     assert slow == pytest.approx(3.0 * fake_time_s("prefill_attn", dict(shape, d=128)))
+
+
+def test_sample_is_looked_up_at_the_models_vocabulary_not_padded_to_a_faster_one():
+    """The H200 table's argmax is 3x slower at 128,256 than at 131,072; the engine runs 128,256: the node's time."""
+    import json
+
+    from simulator.gpus import get_gpu
+    from simulator.paths import TABLES_DIR
+    from simulator.tables import table_model_for
+
+    pts = json.loads((TABLES_DIR / "h200.json").read_text())["points"]
+    node = {p["shape"]["vocab"]: p["median_us"] for p in pts if p["op"] == "sample" and p["shape"]["rows"] == 1}
+    model = table_model_for(get_gpu("h200"), "triton")
+    for vocab in (128256, 131072):
+        assert float(model.op_time_s("sample", {"rows": 1, "vocab": vocab})) * 1e6 == pytest.approx(node[vocab], rel=1e-6)

@@ -2,13 +2,16 @@
 
     >>> import idealrt
     >>> idealrt.predict("llama-3.1-8b", "h100-sxm", prompt=2048, output=128).decode_step_s
+    >>> idealrt.plan("llama-3.1-8b", ["h100-sxm", "h200"], idealrt.synthetic("fixed:p=512,o=128", 10, 500),
+    ...              "ttft_p95=0.5,tpot_p95=0.05").meeting[0]
 """
 from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -22,6 +25,11 @@ from simulator.predict import Prediction, memory_warning
 from simulator.predict import predict as _predict
 from simulator.predictor import Predictor
 from simulator.tables import derived_classes
+
+if TYPE_CHECKING:  # the serving modules load when serve or plan is called: `import idealrt` stays fast
+    from simulator.deployment import ServingResult
+    from simulator.plan import PlanResult
+    from simulator.workload import Workload
 
 WARNING_SEP = " | "  # warnings of a sweep row, joined in one CSV field
 
@@ -150,3 +158,69 @@ def _with_precision(rows: list[dict], arch: ArchSpec, model) -> list[dict]:
 
 class SweepWarning(UserWarning):
     """Rows a sweep skipped, one per model: requests longer than the model's positions."""
+
+
+def synthetic(lengths: str, rate_per_s: float, n: int, seed: int = 0) -> Workload:
+    """n requests with lengths from a named distribution (simulator/workload.py) and Poisson arrivals."""
+    from simulator.workload import synthetic as _synthetic
+
+    return _synthetic(lengths, rate_per_s, n, seed)
+
+
+def load_trace(path: str | Path) -> Workload:
+    """The requests of a CSV trace (arrival_s, prompt_tokens, output_tokens; docs/CONTRACTS.md)."""
+    from simulator.workload import load_trace as _load_trace
+
+    return _load_trace(path)
+
+
+def _workload(workload: Workload | str | Path) -> Workload:
+    from simulator.workload import Workload
+
+    return workload if isinstance(workload, Workload) else load_trace(workload)
+
+
+def serve(model: str | Path | ArchSpec, gpu: str | GPUSpec, workload: Workload | str | Path, tp: int, replicas: int = 1,
+          max_batch: int = 64, *, chunk_tokens: int | None = None, policy: str = "prefill-first",
+          stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> ServingResult:
+    """A workload (a Workload, or a trace CSV's path) served by `replicas` replicas of `tp` GPUs with continuous
+    batching (simulator/deployment.py): `idealrt.serve("llama-3.1-8b", "h100-sxm", trace, 1).row()`."""
+    from simulator.deployment import Deployment
+    from simulator.deployment import serve as _serve
+
+    arch, spec = _arch(model), _gpu(gpu)
+    time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
+    deployment = Deployment(spec.name, check_tp(arch, tp), replicas, max_batch, chunk_tokens, policy)
+    return _serve(arch, spec, _workload(workload), deployment, model=time_model, coefficients=coefficients,
+                  price_per_hour_usd=price_per_hour_usd)
+
+
+def plan(model: str | Path | ArchSpec, gpus: Iterable[str | GPUSpec], workload: Workload | str | Path,
+         slo: str | dict[str, float], *, tps: Iterable[int] | None = None, replicas: Iterable[int] | None = None,
+         max_batch: Iterable[int] | None = None, chunk_tokens: int | None = None, policy: str = "prefill-first",
+         stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> PlanResult:
+    """The deployments of `idealrt plan` (simulator/plan.py; replicas and max_batch None: its defaults), SLO-meeting
+    and cheapest first; each row's "pareto" says whether no other deployment has both more tokens/s per GPU and
+    more tokens/s per user."""
+    from reports.pareto import pareto_front
+    from simulator.plan import DEFAULT_BATCHES, DEFAULT_REPLICAS, SLO_KEYS, parse_slo
+    from simulator.plan import plan as _plan
+    from simulator.serving import check_policy
+
+    arch, specs = _arch(model), [_gpu(g.strip() if isinstance(g, str) else g) for g in gpus]
+    slo = parse_slo(slo) if isinstance(slo, str) else dict(slo)
+    for key in slo:
+        if key not in SLO_KEYS:
+            raise UserError(f"slo: unknown target '{key}'; use one of {', '.join(SLO_KEYS)}")
+    settings = {g.name: model_and_fit(g, stack, not fit)[:2] for g in specs}
+    check_policy(policy, chunk_tokens, 1)
+    result = _plan(arch, specs, _workload(workload), slo, settings, tps=None if tps is None else list(tps),
+                   replicas=tuple(replicas or DEFAULT_REPLICAS), batches=tuple(max_batch or DEFAULT_BATCHES),
+                   chunk_tokens=chunk_tokens, policy=policy, price_per_hour_usd=price_per_hour_usd)
+    ok = [i for i, r in enumerate(result.rows)
+          if np.isfinite(r["tokens_per_s_per_gpu"]) and np.isfinite(r["tokens_per_s_per_user"])]
+    front = {ok[i] for i in pareto_front([-result.rows[i]["tokens_per_s_per_gpu"] for i in ok],
+                                         [result.rows[i]["tokens_per_s_per_user"] for i in ok], maximize_value=True)}
+    for i, row in enumerate(result.rows):
+        row["pareto"] = i in front
+    return result

@@ -15,6 +15,7 @@ from simulator.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("idealrt.cli_predict", "idealized runtime, memory, cost and energy of one request"),
     "sweep": ("idealrt.cli_sweep", "predictions over lists or ranges of p, o, b, t, models, GPUs"),
+    "plan": ("idealrt.cli_plan", "cheapest deployments of a request stream that meet a latency target"),
     "models": ("idealrt.cli_models", "list the architecture catalog"),
     "gpus": ("idealrt.cli_gpus", "list the GPU catalog"),
     "calibrate": ("idealrt.cli_calibrate", "measure this GPU's throughput table (needs a GPU)"),

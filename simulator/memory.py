@@ -81,6 +81,13 @@ def memory_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike, t: 
     return Memory(weight_bytes_per_gpu(arch, t), kv, activation_bytes_per_gpu(arch, b, p, t))
 
 
+def kv_capacity_tokens(arch: ArchSpec, gpu: GPUSpec, t: int, activation_tokens: int) -> int:
+    """Tokens of KV cache that fit on each GPU of t beside the weights and the activations of an iteration of
+    `activation_tokens` tokens (whole capacity, no reserve, as `memory_per_gpu`); 0 when nothing fits."""
+    free = gpu.mem_bytes - weight_bytes_per_gpu(arch, t) - float(activation_bytes_per_gpu(arch, 1, activation_tokens, t))
+    return max(int(free // (arch.kv_bytes_per_token(ACT_BYTES) / t)), 0)
+
+
 def tp_per_request(arch: ArchSpec, gpu: GPUSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike) -> np.ndarray:
     """Smallest valid t whose memory fits, per element of the broadcast b, p, o; 0 where none does."""
     b, p, o = np.broadcast_arrays(b, p, o)

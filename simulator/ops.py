@@ -171,8 +171,18 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> lis
     return ops + [_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * hkv * d, 2 * L)]
 
 
-def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> list[Op]:
-    """One Transformer layer on `tokens` tokens under tensor-parallel degree t, around `attn`.
+def _attn_transpose(arch: ArchSpec, tokens: Num, s: Num, hq: int) -> Op:
+    """The copy of a prefill's attention output from head-major to token-major, on `tokens` tokens of sequences
+    of s; one token a sequence is already token-major: no copy runs (count 0, at the shape of two tokens)."""
+    copies = np.asarray(s) > 1
+    nbytes = 2 * ACT_BYTES * tokens * hq * arch.head_dim
+    return _op("attn_transpose", "transpose", {"bytes": np.where(copies, nbytes, 2 * nbytes)},
+               arch.n_layers * copies)
+
+
+def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool) -> list[Op]:
+    """One Transformer layer on `tokens` tokens under tensor-parallel degree t, around `attn` (None: without
+    attention, which the caller times on its own).
 
     fused: the elementwise kernels of the reference engine's Triton stack (each residual add folded into
     the norm after it, rotary with the cache write, one activation kernel); otherwise one torch kernel per
@@ -181,16 +191,13 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op, fused: bool) -> li
     L, h, d = arch.n_layers, arch.hidden, arch.head_dim
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     x = ACT_BYTES * tokens * h  # bytes of one hidden-state tensor
-    prefill = attn.op_class == "prefill_attn"
+    prefill = attn is not None and attn.op_class == "prefill_attn"
     # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
     add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
     ops = [_norm("norm_attn", tokens, h, L, fused), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L, _layer_gemm(arch))]
-    ops += _qkv_ops(arch, tokens, hq, hkv, fused) + [attn]
+    ops += _qkv_ops(arch, tokens, hq, hkv, fused) + ([] if attn is None else [attn])
     if prefill:
-        # one token a sequence is already token-major: no copy runs (count 0, at the shape of two tokens)
-        copies = np.asarray(attn.shape["s"]) > 1
-        nbytes = 2 * ACT_BYTES * tokens * hq * d
-        ops.append(_op("attn_transpose", "transpose", {"bytes": np.where(copies, nbytes, 2 * nbytes)}, L * copies))
+        ops.append(_attn_transpose(arch, tokens, attn.shape["s"], hq))
     ops.append(_gemm("attn_out", tokens, h, hq * d, L, _layer_gemm(arch)))
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
         ops += _ffn_ops(arch, tokens, t, fused)
@@ -227,7 +234,7 @@ def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
 HOST_MODES = ("graph", "eager")
 
 
-def _with_launches(ops: list[Op], mode: str) -> list[Op]:
+def with_launches(ops: list[Op], mode: str) -> list[Op]:
     """Append the host's work of the phase as the `launch` op: one graph launch ("graph": the kernels' launches
     are replayed by the GPU, their in-graph gaps already in the tables' times), or one launch per kernel run
     ("eager"). The phase takes the longer of the host's work and the GPU's (simulator.predict)."""
@@ -242,14 +249,14 @@ def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last",
     """Ops of the prefill of b sequences of p tokens; logits="all" computes logits for every token
     (the convention of the closed-form FLOP counts) instead of only the last token of each sequence;
     fused: elementwise kernels as the Triton stack fuses them (see _layer_ops); host: how the kernels are
-    launched, "graph" or "eager" (_with_launches)."""
+    launched, "graph" or "eager" (with_launches)."""
     tokens = b * p
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     attn = _op("attn", "prefill_attn",
                {"b": b, "h": hq, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
     m_head = tokens if logits == "all" else b
     ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn, fused) + _head_ops(arch, m_head, t, fused)
-    return _with_launches(ops, host)
+    return with_launches(ops, host)
 
 
 def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, host: str = "graph") -> list[Op]:
@@ -259,7 +266,34 @@ def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, ho
     kind = "decode_attn_fp8" if arch.precision.kv == "fp8" else "decode_attn"
     attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim}, arch.n_layers)
     ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
-    return _with_launches(ops, host)
+    return with_launches(ops, host)
+
+
+# -- the parts of one continuous-batching iteration (simulator/stepcost.py adds them up) -----------------
+def body_ops(arch: ArchSpec, tokens: Num, t: int, *, fused: bool = True) -> list[Op]:
+    """Ops of an iteration on `tokens` tokens that do not depend on which sequence a token belongs to: the
+    embedding and every layer without its attention."""
+    return _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, None, fused)
+
+
+def head_ops(arch: ArchSpec, rows: Num, t: int, *, fused: bool = True) -> list[Op]:
+    """Final norm, LM head, logits all-gather and sampling on `rows` tokens (one a sequence of the iteration)."""
+    return _head_ops(arch, rows, t, fused)
+
+
+def prefill_attention_ops(arch: ArchSpec, b: Num, s: Num, t: int) -> list[Op]:
+    """Causal attention of b sequences of s tokens over themselves, and the copy of its output to token-major."""
+    hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
+    attn = _op("attn", "prefill_attn", {"b": b, "h": hq, "kv_h": hkv, "s": s, "d": arch.head_dim, "causal": 1},
+               arch.n_layers)
+    return [attn, _attn_transpose(arch, b * s, s, hq)]
+
+
+def decode_attention_ops(arch: ArchSpec, b: Num, c: Num, t: int) -> list[Op]:
+    """Attention of one new token of each of b sequences over c cached tokens (itself included)."""
+    hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
+    kind = "decode_attn_fp8" if arch.precision.kv == "fp8" else "decode_attn"
+    return [_op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim}, arch.n_layers)]
 
 
 def total_flops(ops: list[Op]) -> Num:

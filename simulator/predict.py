@@ -173,7 +173,7 @@ def check_precision(arch: ArchSpec, gpu: GPUSpec) -> None:
         raise UserError(f"weights fp8 (w8a8) on {gpu.name}: it has no FP8 tensor cores; use --weights int4 or bf16")
 
 
-def _power_w(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
+def board_power(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
     """Board power: the 90th percentile of the NVML samples the table's calibration took (the board under
     load: the median mixes in the idle gaps between microbenchmarks), else the datasheet figure."""
     measured = getattr(model, "power_w", None)
@@ -219,7 +219,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     total_s = prefill_s + decode_s
     memory = memory_per_gpu(arch, b, p, o, t)
     fits = memory.total_bytes <= gpu.mem_bytes
-    power_w, power_source = _power_w(model, gpu)
+    power_w, power_source = board_power(model, gpu)
     fit = None if not coefficients else str(coefficients.get(PATH_KEY, "given coefficients"))
     warned = _warnings(arch, gpu, t, model, memory, fits, b, p, o, raw["warned"])
     expected, outside = error_band((coefficients or {}).get(BAND_KEY), arch, t, describe(model))

@@ -75,13 +75,19 @@ class RooflineModel(TimeModel):
         return time_s
 
 
-def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.ndarray:
-    """Seconds of a phase from its per-class times: the GPU's work (every class but `launch`, each scaled by its
-    coefficient) and the host's (`launch`: the launches the GPU waits for) overlap, so the longer one counts."""
+def device_and_host(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The GPU's seconds (every class but `launch`, each scaled by its coefficient) and the host's (`launch`: the
+    launches the GPU waits for) of a phase, from its per-class times."""
     from simulator.opclasses import OP_CLASS
 
     device = sum(coef[OP_CLASS[c].coefficient] * v for c, v in by_class.items() if c != "launch")
-    return np.maximum(device, coef["launch"] * by_class.get("launch", 0.0))
+    return np.asarray(device, dtype=float), np.asarray(coef["launch"] * by_class.get("launch", 0.0), dtype=float)
+
+
+def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.ndarray:
+    """Seconds of a phase from its per-class times: the GPU's work and the host's overlap, so the longer one
+    counts (device_and_host)."""
+    return np.maximum(*device_and_host(by_class, coef))
 
 
 def time_by_class(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray] | None = None

@@ -32,7 +32,7 @@ from simulator.paths import MEASUREMENTS_DIR
 
 # cases a CI run gives each command, by what one case costs (study ~0.6 s, report ~0.04 s): 2,010 in all
 CASES = {"predict": 300, "sweep": 300, "fit": 60, "validate": 60, "profile": 150, "denoise": 500, "report": 600,
-         "study": 40}
+         "study": 40, "plan": 60}
 LONG_RUN = os.environ.get("IDEALRT_FUZZ_EXAMPLES")
 
 
@@ -82,6 +82,9 @@ def files(tmp_path_factory) -> dict[str, str]:
         "accuracy.csv": "model,accuracy\nllama-3.2-1b,0.5\n",
         "accuracy-bad.csv": "model,accuracy\nllama-3.2-1b,lots\n",
         "binary.bin": "\udcff",
+        "trace.csv": "arrival_s,prompt_tokens,output_tokens\n0,100,4\n0.5,30,1\n0.2,500,8\n",
+        "trace-bad.csv": "arrival_s,prompt_tokens,output_tokens\n0,100,4\n0.5,-30,1\n",
+        "trace-long.csv": "arrival_s,prompt_tokens,output_tokens\n0,100000,4\n",
     }
     for name, text in texts.items():
         (d / name).write_bytes(text.encode("utf-8", "surrogateescape"))
@@ -254,6 +257,30 @@ def test_sweep(files, data):
         "--json": None, "--weights": (["bf16", "fp8,int4", "bf16,fp8,int4"], ["fp4", "", "bf16,,fp8"]),
         "--kv": (["fp8", "bf16,fp8"], ["x", ""])}, ("--gpu", "--prompt", "--output"))]
     check_contract(argv, [out, html], non_negative=True)
+
+
+@fuzz_settings("plan")
+@given(data=st.data())
+def test_plan(files, data):
+    v = Values(data)
+    html = out_path(files, v(GOOD_HTML, BAD_HTML))
+    if data.draw(st.booleans()):
+        src = ["--workload", v(paths(files, ["trace.csv"]), paths(files, ["trace-bad.csv", "trace-long.csv", "log.csv",
+                                                                         "binary.bin", "missing"]))]
+    else:
+        src = ["--lengths", v(["fixed:p=64,o=4", "uniform:p=1-300,o=1-9", "lognormal:p=100,o=5,sigma=0.3"],
+                              ["fixed:p=0,o=1", "normal:p=1,o=1", "", "uniform:p=5-1,o=1", "fixed:p=1"]),
+               "--rate", v(["1", "50", "0.5"], ["0", "-1", "nan", "inf", "x"])]
+    argv = ["plan", *src, *v.options({
+        "--model": (GOOD_MODEL, BAD_MODEL), "--gpus": (["h100-sxm", "h100-sxm,h200"], BAD_GPU + ["h100-sxm,,"]),
+        "--slo": (["ttft_p95=0.5", "tpot_p95=0.05,e2e_p99=3"], ["ttft=1", "ttft_p95=-1", "", "x=1", "ttft_p95=nan"]),
+        "--requests": (["1", "20", "50"], ["0", "-1", "x", "2000000"]), "--seed": (["0", "7"], ["-1", "x"]),
+        "--tp": (["1", "1,2"], ["3", "0", "x"]), "--replicas": (["1", "1,2"], ["0", "x"]),
+        "--max-batch": (["4", "1,16"], ["0", "x"]), "--chunk": (["32", "512"], ["0", "x", "-5"]),
+        "--policy": (["prefill-first", "decode-first"], ["x", ""]), "--stack": STACKS, "--no-fit": None,
+        "--price-per-hour": (["0", "2.5"], ["nan", "-1"]), "--top": (["3"], ["0", "x"]), "--html": ([html], [html]),
+        "--json": None}, ("--model", "--gpus", "--slo", "--requests", "--tp", "--replicas", "--max-batch"))]
+    check_contract(argv, [html], non_negative=True)
 
 
 @settings(max_examples=10, deadline=None)  # ten fixed argument lists

@@ -154,8 +154,9 @@ def test_predictions_at_each_precision_are_finite_and_flagged(model, weights, kv
     for x in (pred.prefill_s, pred.decode_s, pred.total_s, pred.cost_usd, pred.energy_j):
         assert np.all(np.isfinite(x)) and np.all(x > 0)
     assert float(pred.memory.weights_bytes) <= float(bf16.memory.weights_bytes)
-    assert pred.derived_classes and all(f"{c}: derived, not measured" in " ".join(pred.warnings)
-                                        for c in pred.derived_classes)
+    assert all(f"{c}: derived, not measured" in " ".join(pred.warnings) for c in pred.derived_classes)
+    assert ("decode_attn_fp8" in pred.derived_classes) == (kv == "fp8")  # no FP8-KV kernel is measured
+    assert not {"gemm_fp8", "gemm_int4"} & set(pred.derived_classes)  # measured in the H200 table
 
 
 def fake_table() -> dict:
@@ -210,12 +211,15 @@ def test_bad_precision_flags_are_one_line(capsys, argv, needle):
     one_line_error(capsys, argv, needle)
 
 
-def test_predict_json_says_derived_not_measured(capsys):
-    assert main(["predict", "--model", "llama-3.2-1b", *BASE, "--weights", "int4", "--kv", "fp8", "--json"]) == 0
+@pytest.mark.parametrize("gpu,derived", [("h100-sxm", ["decode_attn_fp8", "gemm_int4"]),  # no low-precision points
+                                          ("h200", ["decode_attn_fp8"])])  # int4 GEMMs measured, FP8 KV not
+def test_predict_json_says_derived_not_measured(capsys, gpu, derived):
+    assert main(["predict", "--model", "llama-3.2-1b", "--gpu", gpu, *BASE[2:], "--weights", "int4", "--kv", "fp8",
+                 "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["precision"]["weights"] == "int4" and rec["precision"]["kv"] == "fp8"
     assert rec["precision"]["times"] == "derived, not measured"
-    assert rec["precision"]["derived_classes"] == ["decode_attn_fp8", "gemm_int4"]
+    assert rec["precision"]["derived_classes"] == derived
 
 
 def test_sweep_axis_of_weights_gives_rows_side_by_side(capsys):
@@ -225,7 +229,7 @@ def test_sweep_axis_of_weights_gives_rows_side_by_side(capsys):
     assert [(r["weights"], r["b"]) for r in rows] == [(w, b) for w in ("bf16", "fp8", "int4") for b in (1, 8)]
     mem = {r["weights"]: r["mem_per_gpu_gib"] for r in rows if r["b"] == 1}
     assert mem["int4"] < mem["fp8"] < mem["bf16"]
-    assert [r["derived_not_measured"] for r in rows if r["b"] == 1] == ["", "gemm_fp8", "gemm_int4"]
+    assert [r["derived_not_measured"] for r in rows if r["b"] == 1] == ["", "", ""]  # all measured on the H200
 
 
 def test_whatif_report_shows_precision_side_by_side():
@@ -236,7 +240,9 @@ def test_whatif_report_shows_precision_side_by_side():
     rows = idealrt.sweep(["llama-3.2-1b"], ["h200"], [512], [16], weights=["bf16", "int4"], kvs=["bf16", "fp8"])
     sec = BeautifulSoup(render_whatif(rows), "html.parser").find(id="precision")
     cells = [tr.get_text(" ", strip=True) for tr in sec.find_all("tr")[1:]]
-    assert len(cells) == 4 and any("derived, not measured (gemm_int4)" in c for c in cells)
+    # the H200 table measures int4 GEMMs, not FP8-KV decode attention
+    assert len(cells) == 4 and any("derived, not measured (decode_attn_fp8)" in c for c in cells)
+    assert not any("gemm_int4" in c for c in cells)
     assert cells[0].split()[6] == "bf16" and "measured" in cells[0]
 
 
@@ -277,7 +283,7 @@ def test_study_runs_the_mix_at_each_precision():
                                                           for m in ("llama-3.1-8b", "llama-3.1-70b")]
     by = {(r["model"], r["weights"]): r for r in rows}
     assert by[("llama-3.1-8b", "bf16")]["times"] == "measured"
-    assert by[("llama-3.1-8b", "fp8")]["times"] == "derived, not measured (gemm_fp8)"
+    assert by[("llama-3.1-8b", "fp8")]["times"] == "measured"  # the H200 table has the FP8 GEMM points
     arch = get_arch("llama-3.1-8b").with_(precision=Precision(weights="int4"))
     want = mix_row(arch, setting("h200", "triton"))["runtime_s"]
     assert by[("llama-3.1-8b", "int4")]["runtime_s"] == pytest.approx(want)
@@ -306,6 +312,6 @@ def test_a_derived_prediction_claims_no_validated_error_band():
             "archs": {"llama-3.1-8b": {"head_dim": 128, "gqa": 4, "moe": False}}}
     arch, gpu = get_arch("llama-3.1-8b"), get_gpu("h200")
     bf16 = predict(arch, gpu, 512, 64, coefficients={"error_band": band})
-    int4 = predict(arch.with_(precision=Precision(weights="int4")), gpu, 512, 64, coefficients={"error_band": band})
-    assert bf16.expected_error == band["by_t"]["1"] and int4.expected_error is None
-    assert "precision int4 g128: gemm_int4 derived, not measured" in int4.outside_validated
+    kv8 = predict(arch.with_(precision=Precision(kv="fp8")), gpu, 512, 64, coefficients={"error_band": band})
+    assert bf16.expected_error == band["by_t"]["1"] and kv8.expected_error is None
+    assert any("decode_attn_fp8 derived, not measured" in s for s in kv8.outside_validated)

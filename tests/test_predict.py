@@ -157,9 +157,9 @@ def test_energy_uses_the_p90_of_the_measured_board_power():
     """The calibration's NVML p90 (board under load) sets the power, not the idle-diluted median."""
     from types import SimpleNamespace
 
-    from simulator.predict import _power_w
+    from simulator.predict import board_power
 
     model = SimpleNamespace(power_w={"median": 170.0, "p90": 650.0}, source="measured", derived_from=None)
-    watts, source = _power_w(model, H100)
+    watts, source = board_power(model, H100)
     assert watts == 650.0 and "p90" in source
-    assert _power_w(SimpleNamespace(power_w=None), H100) == (H100.board_power_w, "datasheet board power")
+    assert board_power(SimpleNamespace(power_w=None), H100) == (H100.board_power_w, "datasheet board power")

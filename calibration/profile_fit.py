@@ -7,7 +7,7 @@ term (q ≥ 0) covers long prompts. Each form's error is reported so a user sees
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,8 @@ MAX_CANDIDATE_KNOTS = 16  # more distinct prompt lengths than this: candidates a
 
 # residual vector (cvxpy expression, measured − modelled, in units of `scale`) -> scalar loss
 Loss = Callable[[object], object]
+# (sorted knots, the best form so far or None) -> the form fitted with those knots and its loss
+Solve = Callable[[Sequence[float], "ProfileForm | None"], tuple[ProfileForm, float]]
 
 
 def check_grid(p: np.ndarray, o: np.ndarray, y: np.ndarray) -> None:
@@ -67,14 +69,15 @@ def solve_form(p, o, y, knots, quadratic: bool, loss: Loss, name: str) -> tuple[
     return form, float(prob.value)
 
 
-def fit_knots(p, o, y, quadratic: bool, loss: Loss, name: str, max_knots: int, penalty: float) -> ProfileForm:
+def fit_knots(p: np.ndarray, solve: Solve, max_knots: int, penalty: float) -> ProfileForm:
     """Greedy knot choice: add the candidate knot that lowers the loss most, up to `max_knots` knots, while
     it pays for its parameter under a Schwarz criterion: log(loss) falls by more than `penalty` (log n / n
     for least squares, log n / 2n for quantile regression), and the fit is not already exact. Each knot
-    is then moved to the best of the data's prompt lengths between its neighbouring candidates."""
-    (form, best), knots, cands = solve_form(p, o, y, (), quadratic, loss, name), [], candidate_knots(p)
+    is then moved to the best of the data's prompt lengths between its neighbouring candidates. `solve` fits
+    the form with given knots."""
+    (form, best), knots, cands = solve((), None), [], candidate_knots(p)
     for _ in range(max_knots):
-        trials = [(solve_form(p, o, y, sorted(knots + [k]), quadratic, loss, name), k) for k in cands if k not in knots]
+        trials = [(solve(sorted(knots + [k]), form), k) for k in cands if k not in knots]
         if not trials or best <= 1e-8 * p.size:
             break
         (cand, value), k = min(trials, key=lambda tr: tr[0][1])
@@ -83,7 +86,7 @@ def fit_knots(p, o, y, quadratic: bool, loss: Loss, name: str, max_knots: int, p
         form, best, knots = cand, value, knots + [k]
     for i, k in enumerate(knots):
         for k2 in _between_candidates(p, cands, k):
-            cand, value = solve_form(p, o, y, sorted(knots[:i] + [k2] + knots[i + 1:]), quadratic, loss, name)
+            cand, value = solve(sorted(knots[:i] + [k2] + knots[i + 1:]), form)
             if value < best:
                 form, best, knots[i] = cand, value, float(k2)
     return form
@@ -115,9 +118,12 @@ def profile(p, o, y, max_knots: int = 2) -> list[dict]:
         return cp.sum_squares(cp.multiply(weight, r))
 
     penalty = np.log(p.size) / p.size  # Schwarz criterion of least squares, per parameter
+    def solver(quadratic: bool, name: str) -> Solve:
+        return lambda knots, near: solve_form(p, o, y, knots, quadratic, loss, name)
+
     forms = [solve_form(p, o, y, (), False, loss, "linear")[0],
-             fit_knots(p, o, y, False, loss, "piecewise", max_knots, penalty),
-             fit_knots(p, o, y, True, loss, "piecewise+quadratic", max_knots, penalty)]
+             fit_knots(p, solver(False, "piecewise"), max_knots, penalty),
+             fit_knots(p, solver(True, "piecewise+quadratic"), max_knots, penalty)]
     out = []
     for form in forms:
         ape = ape_pct(form, p, o, y)

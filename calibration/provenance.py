@@ -45,3 +45,20 @@ def provenance(command: str | None = None, device: int = 0) -> dict:
         rec["mem_bytes"] = props.total_memory
         rec["device_count"] = torch.cuda.device_count()
     return rec
+
+
+def cpu_provenance(command: str, computed: str) -> dict:
+    """Provenance record of a CPU benchmark: what it computed, this CPU, its load, commit, Python, date, command."""
+    import os
+    from pathlib import Path
+
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+                            cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    return {"computed": computed, "cpu": f"{model}, {os.cpu_count()} logical CPUs",
+            "load_average_1_5_15min": list(os.getloadavg()), "commit": commit, "python": platform.python_version(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command}

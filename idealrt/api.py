@@ -21,7 +21,7 @@ from simulator.defaults import model_and_fit, resolve_arch, with_precision
 from simulator.errors import UserError
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
-from simulator.predict import Prediction
+from simulator.predict import Prediction, memory_warning
 from simulator.predict import predict as _predict
 from simulator.predictor import Predictor
 from simulator.tables import derived_classes
@@ -88,7 +88,7 @@ def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...
         sel = np.flatnonzero(tps == t)
         pred = _predict(arch, gpu, p[sel], o[sel], b[sel], int(t), model=model, coefficients=coefficients,
                         price_per_hour_usd=price)
-        notes = list(pred.warnings)
+        notes = _row_warnings(arch, gpu, int(t), pred)
         cols = {"prefill_s": pred.prefill_s, "decode_step_s": pred.decode_step_s, "decode_s": pred.decode_s,
                 "total_s": pred.total_s, "tokens_per_s": pred.tokens_per_s,
                 "mem_per_gpu_gib": pred.mem_per_gpu_bytes / GIB, "fits": pred.fits,
@@ -98,9 +98,25 @@ def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...
             rows.append({"_order": int(j), "arch": arch.name, "gpu": gpu.name, "t": int(t), "n_gpus": pred.n_gpus,
                          "b": int(b[j]), "p": int(p[j]), "o": int(o[j]),
                          **{k: v[i] for k, v in cols.items()},
-                         "time_model": pred.time_model, "fit": fit_label, "warnings": notes})
+                         "time_model": pred.time_model, "fit": fit_label, "warnings": notes[i]})
     rows.sort(key=lambda r: r.pop("_order"))
     return rows
+
+
+def _row_warnings(arch: ArchSpec, gpu: GPUSpec, t: int, pred: Prediction) -> list[list[str]]:
+    """Each request's own warnings (flat order): those its shapes caused, and memory at its own need."""
+    notes: list[list[str]] = [[] for _ in range(pred.p.size)]
+    for text, where in pred.warned.items():
+        if not text.startswith("memory:"):
+            for j in np.flatnonzero(where):
+                notes[j].append(text)
+    short = np.flatnonzero(~pred.fits.ravel())
+    if short.size:
+        b, p, o = (a.ravel()[short] for a in (pred.b, pred.p, pred.o))
+        fitting, need = tp_per_request(arch, gpu, b, p, o), pred.mem_per_gpu_bytes.ravel()[short]
+        for j, tp_fit, bytes_ in zip(short, fitting.tolist(), need.tolist()):
+            notes[j].append(memory_warning(gpu, t, bytes_, tp_fit))
+    return [sorted(n) for n in notes]
 
 
 def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec], prompts: Iterable[int],

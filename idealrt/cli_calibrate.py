@@ -182,6 +182,9 @@ def _derive(args) -> int:
     if table.get("derived"):
         raise UserError(f"--from {src.name}: {src_path.name} is itself derived; derive from a measured table")
     out = Path(args.out) if args.out else TABLES / f"{dst.name}.derived.json"
-    write_json_atomic(out, derive_table(table, src, dst, src_path.name))
+    from idealrt.output import option_named
+
+    with option_named("--out"):
+        write_json_atomic(out, derive_table(table, src, dst, src_path.name))
     print(f"calibrate: wrote {out} (derived from {src_path.name} by spec ratios)")
     return 0

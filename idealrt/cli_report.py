@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from idealrt.output import option_named
 from reports.calibration_data import CALIBRATION_DIR, STACKS
 from simulator.errors import UserError
 
@@ -58,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         from reports.whatif_report import render_whatif
 
         rows = read_sweep_rows(args.whatif)
-        out = write_html(args.output or "whatif.html", render_whatif(rows, f"idealrt what-if report: {len(rows)} "
-                                                                              "configurations"))
+        html = render_whatif(rows, f"idealrt what-if report: {len(rows)} configurations")
+        with option_named("-o"):
+            out = write_html(args.output or "whatif.html", html)
         print(f"wrote {out} (what-if report of {len(rows)} rows from {args.whatif})")
         return 0
     from reports.calibration_data import load_inputs
@@ -70,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--data-dir {data_dir}: no tables/, measurements/ or fits/ folder there; point it at a "
                         "calibration folder (default: the shipped calibration/)")
     inp = load_inputs(args.gpu, args.stack, data_dir)
-    out = write_html(args.output or f"report-{inp.gpu}-{inp.stack}.html", render_calibration(inp))
+    html = render_calibration(inp)
+    with option_named("-o"):
+        out = write_html(args.output or f"report-{inp.gpu}-{inp.stack}.html", html)
     missing = [s.title for s in build_sections(inp) if s.missing]
     print(f"wrote {out} ({inp.gpu}, {inp.stack}: {len(inp.measurements)} measured queries"
           f"{_table_text(inp)}"

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from simulator.catalog import get_arch
     from simulator.errors import UserError
     from simulator.gpus import get_gpu
-    from idealrt.output import fmt_num, print_lines, print_table, write_rows
+    from idealrt.output import fmt_num, option_named, print_lines, print_table, write_rows
 
     models = [get_arch(m).name for m in _names(args.models, "--models")] if args.models is not None else default_models()
     gpus = [get_gpu(g).name for g in _names(args.gpus, "--gpus")]
@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         from reports.render import write_html
         from reports.study_report import render_study
 
-        lines.append(f"HTML written to {write_html(args.html, render_study(data))}")
+        html = render_study(data)
+        with option_named("--html"):
+            lines.append(f"HTML written to {write_html(args.html, html)}")
     print_lines(lines)
     return 0

@@ -14,7 +14,7 @@ import numpy as np
 
 from idealrt.api import SweepWarning, sweep
 from idealrt.cli_predict import add_common_args
-from idealrt.output import fmt_num, fmt_s, print_json, print_lines, print_table, write_rows
+from idealrt.output import fmt_num, fmt_s, option_named, print_json, print_lines, print_table, write_rows
 from simulator.defaults import resolve_arch
 from simulator.errors import UserError
 from simulator.gpus import get_gpu
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from reports.whatif_report import write_whatif
 
-        write_whatif(args.html, rows)
+        with option_named("--html"):
+            write_whatif(args.html, rows)
     for w in caught:  # one line per model whose max_positions cut rows (after the writes: a failed one is one line)
         sys.stderr.write(f"idealrt sweep: warning: {w.message}\n")
     if args.json:
@@ -141,6 +142,10 @@ def _summary(rows: list[dict], out: str | None) -> None:
     more = f"{len(rows) - len(shown)} more rows not shown; " if len(rows) > len(shown) else ""
     where = f"all {len(rows)} rows written to {out}" if out else "-o FILE.csv|.json writes all rows"
     labels = sorted({(r["gpu"], r["time_model"], r["fit"]) for r in rows})
-    notes = sorted({w for r in rows for w in r["warnings"]})
+    notes = sorted({w for r in rows for w in r["warnings"] if not w.startswith("memory:")})  # each row has its own
+    short = sum(not r["fits"] for r in rows)
+    if short:
+        notes.insert(0, f"memory: {short} of {len(rows)} rows need more than the GPU holds at their tp (fits NO; "
+                        "their warnings name the tp that fits)")
     print_lines([more + where] + [f"{g}: time model {tm}, fit {f}" for g, tm, f in labels]
                 + [f"warning: {w}" for w in notes])

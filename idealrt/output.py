@@ -8,6 +8,8 @@ import io
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,15 @@ import numpy as np
 from simulator.atomic import write_atomic
 from simulator.errors import UserError
 from simulator.gpus import GIB
+
+
+@contextmanager
+def option_named(option: str) -> Iterator[None]:
+    """A UserError raised inside (a file that cannot be written) names the option that gave its path first."""
+    try:
+        yield
+    except UserError as e:
+        raise UserError(f"{option} {e}") from None
 
 
 def jsonable(x):

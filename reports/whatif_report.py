@@ -80,13 +80,14 @@ def rows_from_prediction(pred, stack: str | None = None) -> list[dict]:
             "mem_act_bytes": mem.activation_bytes, "mem_weights_bytes": mem.weights_bytes, "fits": pred.fits}
     flat = {k: np.broadcast_to(v, np.shape(pred.p)).ravel() for k, v in cols.items()}
     fixed = {"arch": pred.arch, "gpu": pred.gpu, "t": pred.t, "n_gpus": pred.n_gpus,
-             "gpu_mem_bytes": pred.mem_capacity_bytes, "warnings": list(pred.warnings),
-             "precision": pred.precision.label, "derived_not_measured": " ".join(pred.derived_classes)}
+             "gpu_mem_bytes": pred.mem_capacity_bytes, "precision": pred.precision.label,
+             "derived_not_measured": " ".join(pred.derived_classes)}
+    warned = {w: np.broadcast_to(m, np.shape(pred.p)).ravel() for w, m in pred.warned.items()}  # each row's own
     if stack:
         fixed["stack"] = stack
     kinds = {"p": int, "o": int, "b": int, "fits": bool}
-    return [{**fixed, **{k: kinds.get(k, float)(v[i]) for k, v in flat.items()}}
-            for i in range(len(flat["p"]))]
+    return [{**fixed, **{k: kinds.get(k, float)(v[i]) for k, v in flat.items()},
+             "warnings": [w for w, m in warned.items() if m[i]]} for i in range(len(flat["p"]))]
 
 
 def _mode(values: list) -> object:
@@ -239,7 +240,7 @@ def render_whatif(rows: list[dict], title: str = "idealrt what-if report") -> st
     """The what-if report of the sweep rows as one self-contained HTML page; configurations that do not
     fit in GPU memory are left out of the curves and the Pareto chart (but kept in the memory bars and table)."""
     rows = normalize_rows(rows)
-    warnings = sorted({w for r in rows for w in r.get("warnings") or []})
+    warnings = sorted({w for r in rows for w in r.get("warnings") or [] if not w.startswith("memory:")})
     fit = [r for r in rows if r.get("fits", True)]
     if len(fit) < len(rows):
         warnings.insert(0, f"{len(rows) - len(fit)} of {len(rows)} configurations do not fit in GPU memory: "

@@ -173,13 +173,13 @@ def describe_table(model: TimeModel) -> str:
     return str(getattr(model, "source", "table"))
 
 
-def times_and_energy(ops: list[Op], model: TimeModel, power: PowerModel | None
-                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per op class: seconds (simulator.timemodel.time_by_class) and joules of the GPU running them (none for the
-    host's `launch`; {} without a power model): Σ over its ops of count × time per run × watts, and the time a
-    class loses to sustained throttling at the power it draws."""
+def times_and_energy(ops: list[Op], model: TimeModel, power: PowerModel | None,
+                     warned: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per op class: seconds (simulator.timemodel.time_by_class, which fills `warned`) and joules of the GPU running
+    them (none for the host's `launch`; {} without a power model): Σ over its ops of count × time per run × watts,
+    and the time a class loses to sustained throttling at the power it draws."""
     if power is None:
-        return time_by_class(ops, model), {}
+        return time_by_class(ops, model, warned), {}
     joules: dict[str, np.ndarray] = {}
     burst: dict[str, np.ndarray] = {}
 
@@ -191,7 +191,7 @@ def times_and_energy(ops: list[Op], model: TimeModel, power: PowerModel | None
         joules[op.op_class] = joules[op.op_class] + e_j if op.op_class in joules else e_j
         burst[op.op_class] = burst[op.op_class] + t_s if op.op_class in burst else t_s
 
-    times = time_by_class(ops, model, visit)
+    times = time_by_class(ops, model, warned, visit)
     for c, e in joules.items():  # throttled: the same power over the longer time
         joules[c] = e * np.divide(times[c], burst[c], out=np.ones(np.broadcast(times[c], burst[c]).shape),
                                   where=np.asarray(burst[c]) > 0)

@@ -62,7 +62,8 @@ class Prediction:
     power_source: str
     time_model: str  # roofline / measured / derived table
     fit: str | None  # path of the fit applied, "given coefficients", or None
-    warnings: tuple[str, ...]
+    warnings: tuple[str, ...]  # of all these requests
+    warned: dict[str, np.ndarray]  # per warning, the requests whose own shapes caused it (bool, shape of p)
     expected_error: dict | None  # median and P95 % error of total time on unseen architectures (simulator/band.py)
     outside_validated: tuple[str, ...]  # how the request lies outside what was validated
     precision: Precision = BF16  # dtypes served (simulator/precision.py)
@@ -100,13 +101,17 @@ def _gather(by_class: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.
 
 
 def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, float], p: np.ndarray,
-            o: np.ndarray, fused: bool, host: str, power: PowerModel | None) -> tuple:
-    """Per-class sums of seconds and of joules over steps at contexts p+1..p+o−1, their (scaled) total time,
-    and the first and last step."""
+            o: np.ndarray, fused: bool, host: str, power: PowerModel | None,
+            warned: dict[str, np.ndarray]) -> tuple:
+    """Per-class sums of seconds and of joules over steps at contexts p+1..p+o−1, their (scaled) total time, and
+    the first and last step; adds to `warned` (per warning, which requests) the requests whose steps, or reported
+    next step, caused each."""
     steps = np.maximum(o - 1, 1)  # o == 1: no steps, but report the step a next token would take
     c0 = int(p.min())  # contexts c0 + 1 .. max(p + steps): the steps of these requests
     contexts = np.arange(c0 + 1, int((p + steps).max()) + 1)  # (C,)
-    per_step, per_step_j = times_and_energy(decode_ops(arch, b, contexts, t, fused=fused, host=host), model, power)
+    by_step: dict[str, np.ndarray] = {}
+    per_step, per_step_j = times_and_energy(decode_ops(arch, b, contexts, t, fused=fused, host=host), model, power,
+                                            by_step)
     cum = lambda v: np.concatenate(([0.0], np.cumsum(np.broadcast_to(v, contexts.shape))))  # noqa: E731
     first, end = p - c0, p + o - 1 - c0  # in cum: steps at contexts p + 1 .. p + o − 1
     sums = [{}, {}]
@@ -114,6 +119,9 @@ def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, fl
         for cls, v in by_class.items():
             c = cum(v)  # c[j] = Σ of the first j steps
             out[cls] = c[end] - c[first]
+    for text, where in by_step.items():
+        hits = cum(where)  # steps that caused it, among the first j
+        warned[text] = hits[p + steps - c0] > hits[first]
     step_s = coef["decode_fixed_s"] + phase_time(per_step, coef) * np.ones(contexts.shape)
     total = cum(step_s)
     return sums[0], sums[1], total[end] - total[first], step_s[first], step_s[p + steps - 1 - c0]
@@ -130,32 +138,45 @@ def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float
     pre_j: dict[str, np.ndarray] = {}
     dec_j: dict[str, np.ndarray] = {}
     first, last, dec_total = np.zeros(n), np.zeros(n), np.zeros(n)
+    warned: dict[str, np.ndarray] = {}  # warning -> (n,) requests that caused it
     batches = np.unique(b)
     for bv in batches:  # one pass per distinct batch size (a handful), never per request
         sel = slice(None) if batches.size == 1 else np.flatnonzero(b == bv)
         ps, os_ = p[sel], o[sel]
         grid, index = _grid(ps)
-        by_class, joules = times_and_energy(prefill_ops(arch, int(bv), grid, t, fused=fused, host=host), model, power)
+        at_grid: dict[str, np.ndarray] = {}
+        by_class, joules = times_and_energy(prefill_ops(arch, int(bv), grid, t, fused=fused, host=host), model, power,
+                                            at_grid)
+        here = {text: np.broadcast_to(where, grid.shape)[index] for text, where in at_grid.items()}
+        steps: dict[str, np.ndarray] = {}
         sums, sums_j, dec_total[sel], first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_, fused,
-                                                                      host, power)
+                                                                      host, power, steps)
         for into, values in ((pre, _gather(by_class, index)), (pre_j, _gather(joules, index)), (dec, sums),
                              (dec_j, sums_j)):
             for c, v in values.items():
                 into.setdefault(c, np.zeros(n))[sel] = v
+        for text, where in [*here.items(), *steps.items()]:
+            warned.setdefault(text, np.zeros(n, bool))[sel] |= where
     return {"pre": pre, "dec": dec, "pre_j": pre_j, "dec_j": dec_j, "dec_total": dec_total, "first": first,
-            "last": last}
+            "last": last, "warned": warned}
+
+
+def memory_warning(gpu: GPUSpec, t: int, need_bytes: float, fitting_tp: int) -> str:
+    """The warning of requests needing `need_bytes` a GPU at tp=t, more than the GPU holds; fitting_tp: the
+    smallest tp that fits them (0: none)."""
+    fix = f"tp={fitting_tp} fits" if fitting_tp > 0 else "no tp <= 8 fits"
+    return f"memory: {need_bytes / GIB:.1f} GiB per GPU at tp={t} exceeds the {gpu.mem_gib:.0f} GiB of {gpu.name} ({fix})"
 
 
 def _warnings(arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, memory: Memory, fits: np.ndarray,
-              b, p, o) -> tuple[str, ...]:
-    out = set(model.warnings)
+              b, p, o, caused: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per warning, the requests (bool, shape of p) that cause it: the time model's, memory and weights'."""
+    out = {text: where.reshape(p.shape) for text, where in caused.items() if text in model.warnings and where.any()}
     if not fits.all():
-        need = memory.total_bytes.max() / GIB
         per_request = tp_per_request(arch, gpu, b, p, o)
-        fix = f"tp={per_request.max()} fits" if np.all(per_request > 0) else "no tp <= 8 fits"
-        out.add(f"memory: {need:.1f} GiB per GPU at tp={t} exceeds the {gpu.mem_gib:.0f} GiB of {gpu.name} "
-                f"({fix})")
-    return tuple(sorted(out))
+        fitting = int(per_request.max()) if np.all(per_request > 0) else 0
+        out[memory_warning(gpu, t, float(memory.total_bytes.max()), fitting)] = ~fits
+    return out
 
 
 def _energy(raw: dict, coef: dict[str, float], prefill_s: np.ndarray, decode_s: np.ndarray, t: int,
@@ -233,6 +254,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     fits = memory.total_bytes <= gpu.mem_bytes
     energy = _energy(raw, coef, prefill_s, decode_s, t, power, model, gpu)
     fit = None if not coefficients else str(coefficients.get(PATH_KEY, "given coefficients"))
+    warned = _warnings(arch, gpu, t, model, memory, fits, b, p, o, raw["warned"])
     expected, outside = error_band((coefficients or {}).get(BAND_KEY), arch, t, describe(model))
     derived = _derived(model, raw)
     if derived:  # the band was validated on measured tables at bf16: it does not cover derived times
@@ -249,7 +271,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         coefficients=coef, memory=memory, mem_capacity_bytes=gpu.mem_bytes, fits=fits,
         cost_usd=total_s * t * price / 3600.0, **energy, price_per_hour_usd=price,
         time_model=describe(model), fit=fit,
-        warnings=_warnings(arch, gpu, t, model, memory, fits, b, p, o),
+        warnings=tuple(sorted(warned)), warned=warned,
         expected_error=expected, outside_validated=outside, precision=arch.precision,
         derived_classes=derived)
 

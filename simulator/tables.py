@@ -67,6 +67,7 @@ class TableModel(TimeModel):
         self._measured_classes = {p.get("op") for p in table["points"] if p.get("median_us", 0) > 0}
         self._fallbacks: set[str] = set()
         self._fallback_warning = ""
+        self._borrowed: set[tuple] = set()  # (op, category) timed from the other stack's points
         self.derived_classes: set[str] = set()  # classes timed from another's points by the roofline ratio
         self.throttles = {} if derived_from else throttles(table, stack)
 
@@ -90,7 +91,7 @@ class TableModel(TimeModel):
             pts = [p for p in self.table["points"] if p.get("op") == op and p.get("median_us", 0) > 0]
             mine = [p for p in pts if p.get("stack") == self.stack]
             if not mine and pts and OP_CLASS[op].per_stack:
-                self.warnings.add(f"{op}: no {self.stack} points in the table; using the other stack's")
+                self._borrowed.add(key)
             use = mine or pts
             x, t_s = np.zeros((0, len(OP_CLASS[op].axes))), np.zeros(0)
             if use:  # coordinates of all points at once (a table holds thousands)
@@ -139,6 +140,9 @@ class TableModel(TimeModel):
             if grid is None:
                 out[sel] = self._roofline_fallback(op_class, shape, full, sel, key)
                 continue
+            if (op_class, key) in self._borrowed:
+                self.warn(f"{op_class}: no {self.stack} points in the table; using the other stack's",
+                          sel.reshape(full))
             log_t, outside, filled = grid.log_time([v[sel] for v in logx], int(sel.sum()))
             out[sel] = np.exp(log_t)
             if grid.waves is not None:  # time per unit of critical work back to time (outside the grid: at its edge)
@@ -146,14 +150,13 @@ class TableModel(TimeModel):
                           for a, nd in zip(axes, grid.nodes)]
                 out[sel] *= self._work(op_class, inside, key)
             if outside.any():
-                self.warnings.add(f"{op_class}: shapes outside the measured grid ({grid.extent()}) extrapolated "
-                                  "as roofline x the efficiency at the grid edge")
+                self.warn(f"{op_class}: shapes outside the measured grid ({grid.extent()}) extrapolated "
+                          "as roofline x the efficiency at the grid edge", _where(sel, outside, full))
             if filled.any():
-                self.warnings.add(f"{op_class}: shapes near grid nodes the sweep skipped (work cap) use the "
-                                  "nearest measured efficiency")
+                self.warn(f"{op_class}: shapes near grid nodes the sweep skipped (work cap) use the "
+                          "nearest measured efficiency", _where(sel, filled, full))
         if self.derived_from:
-            self.warnings.add(f"table derived from {self.derived_from} by spec ratios, not measured on "
-                              f"{self.gpu.name}")
+            self.warn(f"table derived from {self.derived_from} by spec ratios, not measured on {self.gpu.name}")
         return out.reshape(full)
 
     def _derived_time_s(self, op_class: str, base: str, shape: dict) -> np.ndarray:
@@ -162,8 +165,8 @@ class TableModel(TimeModel):
         self.derived_classes.add(op_class)
         how = ("no microbenchmark measures it yet" if OP_CLASS[op_class].unmeasured
                else f"'idealrt calibrate --ops {op_class}' on the GPU measures it")
-        self.warnings.add(f"{op_class}: derived, not measured: {base} times of this table x the roofline ratio, an "
-                          f"ideal kernel's (optimistic: docs/decisions.md; {how})")
+        self.warn(f"{op_class}: derived, not measured: {base} times of this table x the roofline ratio, an "
+                  f"ideal kernel's (optimistic: docs/decisions.md; {how})")
         ratio = gpu_roofline_s(op_class, shape, self.gpu) / gpu_roofline_s(base, shape, self.gpu)
         return self.op_time_s(base, shape) * ratio
 
@@ -173,7 +176,7 @@ class TableModel(TimeModel):
         self._fallbacks.add(op_class)
         self._fallback_warning = (f"{', '.join(sorted(self._fallbacks))}: not measured in this table; timed as "
                                   f"{fallback} of their bytes (re-run 'idealrt calibrate' to measure them)")
-        self.warnings.add(self._fallback_warning)
+        self.warn(self._fallback_warning)
 
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""
@@ -181,8 +184,15 @@ class TableModel(TimeModel):
         sub = {k: (key[names.index(k)] if k in names else np.broadcast_to(v, full).reshape(-1)[sel])
                for k, v in shape.items()}
         where = ", ".join(f"{n}={v}" for n, v in zip(names, key))
-        self.warnings.add(f"{op} {where}: not in the table; roofline from datasheet peaks")
+        self.warn(f"{op} {where}: not in the table; roofline from datasheet peaks", sel.reshape(full))
         return np.broadcast_to(self._fallback.op_time_s(op, sub), (int(sel.sum()),))
+
+
+def _where(sel: np.ndarray, hit: np.ndarray, full: tuple) -> np.ndarray:
+    """Which elements (shape `full`) of those selected by `sel` (flat) have `hit` (one per selected element)."""
+    out = np.zeros(sel.shape, bool)
+    out[sel] = hit
+    return out.reshape(full)
 
 
 BEST = "best"  # the idealized stack: per op, the faster of the measured stacks, padded (BestModel)
@@ -202,10 +212,10 @@ class BestModel(TimeModel):
         self.stacks = stacks
         self.gpu, self.derived_from = stacks[0].gpu, stacks[0].derived_from
         self.source = f"{stacks[0].source}, best of {' and '.join(m.stack for m in stacks)} per op, padded"
-        self.warnings = stacks[0].warnings  # shared: each stack's model adds to the same set
+        self.warnings = stacks[0].warnings  # shared: each stack's model adds to the same set and records
         self.throttles = stacks[0].throttles
-        for m in stacks[1:]:
-            m.warnings = self.warnings
+        for m in stacks:
+            m.warnings, m._noted = self.warnings, self._noted
 
     @property
     def power_w(self) -> dict | None:

@@ -3,7 +3,8 @@ measured or derived throughput tables (simulator/tables.py) plug into the same i
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -19,13 +20,33 @@ ALLREDUCE_LATENCY_S = 10e-6  # one NCCL all-reduce within a node, small message
 
 class TimeModel:
     """Interface: seconds of one run of an op. `source` says where the numbers come from
-    ("roofline", "measured <file>", "derived <file>"); `warnings` fills up as the model is used."""
+    ("roofline", "measured <file>", "derived <file>"); `warnings` fills up as the model is used, and inside
+    `noting()` each warning also records which elements of the op's arrays caused it."""
 
     source: str = "unknown"
 
     def __init__(self) -> None:
         self.warnings: set[str] = set()
         self.throttles: dict = {}  # compute class -> simulator.sustained.ClassThrottle (measured tables only)
+        self._noted: list[dict[str, np.ndarray]] = []  # open `noting` records, innermost last
+
+    def warn(self, text: str, where: np.ndarray | bool = True) -> None:
+        """Add a warning; `where` (bool, broadcast over the elements of the current op_time_s call) says which
+        elements caused it."""
+        self.warnings.add(text)
+        if self._noted:
+            record = self._noted[-1]
+            record[text] = np.logical_or(record.get(text, False), where)
+
+    @contextmanager
+    def noting(self) -> Iterator[dict[str, np.ndarray]]:
+        """A record, filled while open: warning -> which elements of the op_time_s calls made then caused it."""
+        record: dict[str, np.ndarray] = {}
+        self._noted.append(record)
+        try:
+            yield record
+        finally:
+            self._noted.pop()
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds of one run of an `op_class` op of `shape` (arrays broadcast)."""
@@ -44,8 +65,8 @@ class RooflineModel(TimeModel):
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Roofline seconds of one run (see the class docstring)."""
-        self.warnings.add(f"no throughput table for {self.gpu.name}: roofline from datasheet peaks, "
-                          "assumed launch and all-reduce latencies")
+        self.warn(f"no throughput table for {self.gpu.name}: roofline from datasheet peaks, "
+                  "assumed launch and all-reduce latencies")
         if op_class == "launch":
             return np.asarray(LAUNCH_S[shape["mode"]])
         time_s = gpu_roofline_s(op_class, shape, self.gpu)
@@ -69,18 +90,23 @@ def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.nd
     return np.maximum(*device_and_host(by_class, coef))
 
 
-def time_by_class(ops: list[Op], model: TimeModel,
+def time_by_class(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray] | None = None,
                   visit: Callable[[Op, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast), compute
-    classes slowed as sustained work settles (simulator.sustained), where the table measured it. `visit` is
-    called with each op and its time per run (simulator.power uses it)."""
+    classes slowed as sustained work settles (simulator.sustained), where the table measured it. `warned`, if
+    given, gets per warning which elements of the phase's arrays caused it (bool, broadcastable to them);
+    `visit` is called with each op and its time per run (simulator.power uses it)."""
     from simulator.opclasses import OP_CLASS
     from simulator.sustained import extra_s, mean_onset
 
     out: dict[str, np.ndarray] = {}
     extra: dict[str, np.ndarray] = {}
     for op in ops:
-        burst = np.asarray(model.op_time_s(op.op_class, op.shape), dtype=float)
+        with model.noting() as record:
+            burst = np.asarray(model.op_time_s(op.op_class, op.shape), dtype=float)
+        if warned is not None:
+            for text, where in record.items():
+                warned[text] = np.logical_or(warned.get(text, False), where)
         if visit is not None:
             visit(op, burst)
         t_s = op.count * burst

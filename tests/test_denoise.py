@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from calibration.denoise import LatencyLog, denoise, read_log, summary
-from simulator.profile import ProfileForm
 from idealrt.cli import main
 from simulator.errors import UserError
+from simulator.profile import ProfileForm
 
 # a measured-like shape: 300 ms API overhead, prefill flat to p = 512 then 40 us/token, 20 ms per output token
 TRUE = ProfileForm("true", (512.0,), 0.3, (0.0, 4e-5), 0.0, 0.02)
@@ -86,3 +86,55 @@ def test_cli_denoise(tmp_path, capsys):
     assert main(["denoise", bad]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 2: 'latency_s' is 'abc'" in err
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_linear_program_gives_the_cvxpy_fit(quadratic):
+    """The LP solver (HiGHS) finds the fit the earlier cvxpy formulation of the same problem finds."""
+    import cvxpy as cp
+
+    from calibration.profile_fit import fit_knots, solve_form
+
+    log, tau = noisy_log(n=400, seed=5), 0.05
+    form = denoise(log, tau, quadratic=quadratic)
+
+    def loss(r):
+        return cp.sum(cp.maximum(tau * r, (tau - 1) * r))
+
+    penalty = np.log(log.p.size) / (2 * log.p.size)
+    ref = fit_knots(log.p, lambda knots, near: solve_form(log.p, log.o, log.latency_s, knots, quadratic, loss, "cvx"),
+                    2, penalty)
+    assert form.knots == ref.knots
+    p, o = np.meshgrid(np.linspace(1, log.p.max(), 50), [1, 100, 299])
+    np.testing.assert_allclose(form(p, o), ref(p, o), rtol=1e-4)
+    assert form.g_s == pytest.approx(ref.g_s, rel=1e-4)
+
+
+def test_merged_rows_give_the_exact_optimum():
+    """Portnoy-Koenker preprocessing (many rows) reaches the optimum of one LP over every row."""
+    from calibration import quantile_fit as qf
+    from calibration.denoise import segment_basis
+
+    log, tau = noisy_log(n=3 * qf.DIRECT_ROWS, seed=6), 0.05
+    z, _, _ = segment_basis(log.p, log.o, [512.0], False)
+    y = log.latency_s / np.median(log.latency_s)
+    theta, loss = qf.quantile_fit(z, y, tau)
+    direct = qf._solve_dual(z, y, tau)
+    assert loss == pytest.approx(qf.pinball(y - z @ direct, tau), rel=1e-9)
+    np.testing.assert_allclose(z @ theta, z @ direct, rtol=1e-6, atol=1e-9)
+    _, loss2 = qf.quantile_fit(z, y, tau, guess=np.full(y.size, np.median(y)))  # a poor guess still gets there
+    assert loss2 == pytest.approx(loss, rel=1e-9)
+
+
+def test_long_log_fits_every_row_with_knots_from_a_subsample():
+    """A log longer than SEARCH_ROWS: knots from a subsample, then the exact fit over all rows with them."""
+    from calibration import denoise as dn
+
+    log = noisy_log(n=dn.SEARCH_ROWS + 3000, seed=7)
+    form = denoise(log)
+    assert abs(form.knots[0] - 512) < 100 and form.g_s == pytest.approx(TRUE.g_s, rel=0.01)
+    z, _, _ = dn.segment_basis(log.p, log.o, form.knots, False)
+    y = log.latency_s / np.median(log.latency_s)
+    from calibration.quantile_fit import _solve_dual
+    direct = z @ _solve_dual(z, y, dn.QUANTILE) * np.median(log.latency_s)
+    np.testing.assert_allclose(form(log.p, log.o), direct, rtol=1e-6)

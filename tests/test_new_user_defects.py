@@ -44,18 +44,21 @@ def test_write_atomic_refuses_a_missing_folder_and_leaves_no_temp(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv", [
-    ["report", "-o", "/proc/r.html", "--whatif", "ROWS"],
-    SWEEP + ["--html", "/proc/s.html"],
-    ["study", "--models", "llama-3.2-1b", "--gpus", "h100-sxm", "--stack", "triton", "--html", "/proc/s.html"],
-    ["fit", "--out-dir", "/proc"],
-    ["calibrate", "--derive", "a100-80gb", "--out", "/proc/t.json"],
+@pytest.mark.parametrize("argv, option", [
+    (["report", "-o", "/proc/r.html", "--whatif", "ROWS"], "-o /proc"),
+    (["report", "-o", "/proc/r.html"], "-o /proc"),
+    (SWEEP + ["--html", "/proc/s.html"], "--html /proc"),
+    (SWEEP + ["-o", "/proc/s.csv"], "-o /proc"),
+    (["study", "--models", "llama-3.2-1b", "--gpus", "h100-sxm", "--stack", "triton", "--html", "/proc/s.html"],
+     "--html /proc"),
+    (["fit", "--out-dir", "/proc"], "--out-dir /proc"),
+    (["calibrate", "--derive", "a100-80gb", "--out", "/proc/t.json"], "--out /proc"),
 ])
-def test_every_writer_into_proc_is_one_line(capsys, tmp_path, argv):
+def test_every_writer_into_proc_is_one_line_naming_its_option(capsys, tmp_path, argv, option):
     rows = tmp_path / "rows.json"
     assert main(SWEEP + ["-o", str(rows)]) == 0
     capsys.readouterr()
-    one_line_error(capsys, [str(rows) if a == "ROWS" else a for a in argv], "/proc")
+    one_line_error(capsys, [str(rows) if a == "ROWS" else a for a in argv], option)
 
 
 def test_fit_does_not_create_its_out_dir(capsys, tmp_path):
@@ -161,3 +164,19 @@ def test_measure_where_every_query_fails_exits_2(capsys, tmp_path):
                                   ["study", "--models", "llama-3.2-1b", "--gpus", "h100-sxm", "--csv", ""]])
 def test_an_empty_output_name_is_refused_not_defaulted(capsys, argv):
     one_line_error(capsys, argv, "give a file name")
+
+
+def test_each_sweep_row_carries_only_the_warnings_its_own_shapes_cause(capsys):
+    """A group of rows used to share one pooled list: b = 1, p = 1 carried the GEMM warning of b = 64, p = 16384."""
+    argv = ["--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--tp", "1"]
+    assert main(["sweep", *argv, "--prompt", "1,16384", "--output", "1,8", "--batch", "1,64", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by = {(r["b"], r["p"], r["o"]): r["warnings"] for r in rows}
+    assert not any("gemm: shapes outside" in w for w in by[1, 1, 1])
+    assert any("gemm: shapes outside" in w for w in by[64, 16384, 1])
+    assert any(w.startswith("memory:") for w in by[64, 16384, 1]) and not any(w.startswith("memory:") for w in by[1, 1, 1])
+    for (b, p, o), warnings in by.items():  # the same list as predict gives for the one request, in the same shape
+        assert list(idealrt.predict("llama-3.1-8b", "h100-sxm", p, o, b, 1).warnings) == warnings, (b, p, o)
+        if b * p < 16384:  # fits in memory: the CLI predicts it too
+            assert main(["predict", *argv, "--batch", str(b), "--prompt", str(p), "--output", str(o), "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["warnings"] == warnings, (b, p, o)

@@ -6,6 +6,7 @@ its contents do not change the time). The SM clock and board power are sampled b
 difference says how much of a decode step's time after a prefill is the clock state the prefill left.
 
     python -m calibration.decode_after_prefill --out OUT.json [--arch llama-3.1-8b --b 32 --p 512 --steps 60]
+    python -m calibration.decode_after_prefill --merge OUT.json [...] --table calibration/tables/h200.json
 """
 from __future__ import annotations
 
@@ -56,8 +57,41 @@ def run_case(engine, prompt, p: int, steps: int, idle: float, with_prefill: bool
             "clock": [[round(t - t0, 4), c, round(w, 1)] for t, c, w in sampler.samples]}
 
 
+def recovery_runs(res: dict) -> list[dict]:
+    """Per architecture of a results file: the prefill's seconds and each step's excess over the steady step time
+    of the no-prefill case (its last 20 steps), against the time the step started after the prefill ended."""
+    out = []
+    for a in res["archs"]:
+        after, idle = (next(c for c in a["cases"] if c["with_prefill"] is w) for w in (True, False))
+        steady = sum(idle["step_ms"][-20:]) / len(idle["step_ms"][-20:])
+        starts = [sum(after["step_ms"][:i]) / 1e3 for i in range(len(after["step_ms"]))]
+        out.append({"arch": a["arch"], "b": res["b"], "p": res["p"], "prefill_s": after["prefill_ms"] / 1e3,
+                    "steady_ms": round(steady, 4),
+                    "curve": [[round(t, 5), round(ms / steady - 1.0, 5)] for t, ms in zip(starts, after["step_ms"])]})
+    return out
+
+
+def merge(paths: list[str], table_path: str) -> None:
+    """Put the runs of results files into a table's `sustained` section as `recovery` (atomic), with provenance."""
+    import json
+
+    from calibration.table_io import write_json_atomic
+
+    runs, provs = [], []
+    for path in paths:
+        with open(path) as f:
+            res = json.load(f)
+        runs += recovery_runs(res)
+        provs.append(res["provenance"])
+    with open(table_path) as f:
+        table = json.load(f)
+    table.setdefault("sustained", {})["recovery"] = runs
+    table["sustained"]["recovery_provenance"] = provs
+    write_json_atomic(table_path, table)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Both cases per architecture; the JSON (atomic) with provenance."""
+    """Both cases per architecture; the JSON (atomic) with provenance (or --merge results into a table)."""
     import torch
 
     from calibration.engine.runner import Engine
@@ -66,13 +100,22 @@ def main(argv: list[str] | None = None) -> int:
     from simulator.catalog import get_arch
 
     ap = argparse.ArgumentParser(prog="python -m calibration.decode_after_prefill", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--arch", default="llama-3.1-8b,qwen2.5-3b")
+    ap.add_argument("--out")
+    ap.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge results files into --table instead")
+    ap.add_argument("--table", help="the table the results merge into")
+    ap.add_argument("--arch", default="gpt-neox-20b,j1-large-7.5b")
     ap.add_argument("--b", type=int, default=32)
     ap.add_argument("--p", type=int, default=512)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--idle", type=float, default=3.0)
     args = ap.parse_args(argv)
+    if args.merge:
+        if not args.table:
+            ap.error("--table: name the table the results merge into")
+        merge(args.merge, args.table)
+        return 0
+    if not args.out:
+        ap.error("--out: name the results file (or pass --merge RESULTS --table TABLE)")
     res = {"provenance": provenance(), "method": __doc__.split("\n\n")[1].replace("\n", " "), "b": args.b,
            "p": args.p, "steps": args.steps, "idle_s": args.idle, "archs": []}
     for name in args.arch.split(","):

@@ -24,6 +24,7 @@ from simulator.precision import BF16, Precision
 from simulator.ops import HOST_MODES, decode_ops, prefill_ops
 from simulator.power import SOURCE as OP_POWER_SOURCE
 from simulator.power import PowerModel, phase_energy, power_model, times_and_energy
+from simulator.sustained import recovery_factor
 from simulator.tables import default_model, derived_classes
 from simulator.timemodel import TimeModel, describe, phase_time
 
@@ -218,7 +219,8 @@ def board_power(model: TimeModel, gpu: GPUSpec) -> tuple[float, str]:
 
 def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLike = 1, t: int | None = None, *,
             model: TimeModel | None = None, coefficients: dict | None = None,
-            price_per_hour_usd: float | None = None, fused: bool | None = None, host: str = "graph") -> Prediction:
+            price_per_hour_usd: float | None = None, fused: bool | None = None, host: str = "graph",
+            recovery: bool = True) -> Prediction:
     """Idealized runtime, memory, cost and energy of b sequences of p prompt and o output tokens each.
 
     p, o, b broadcast as numpy arrays. t=None picks the smallest valid t that fits every request (see
@@ -227,6 +229,8 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     fused: elementwise kernels fused as the reference engine's Triton stack runs them (simulator/ops.py);
     None: fused unless the model is a table of the torch stack. host: "graph" (the idealized stack replays each
     phase from a CUDA graph) or "eager" (one host launch per kernel); a phase takes the longer of host and GPU.
+    recovery: decode slowed while the clocks a long prefill lowered come back (simulator.sustained; False: each
+    decode step as if alone, as simulator.predictor caches them).
     """
     if host not in HOST_MODES:
         raise UserError(f"host: '{host}'; use one of {', '.join(HOST_MODES)}")
@@ -248,6 +252,12 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     shape = p.shape
     prefill_s = phase_time(raw["pre"], coef).reshape(shape) + coef["prefill_fixed_s"]
     decode_s = raw["dec_total"].reshape(shape)
+    if recovery:  # the first decode steps run while the clocks a long prefill lowered come back
+        slow = recovery_factor(model, prefill_s, decode_s)
+        decode_s = decode_s * slow
+        for by_class in (raw["dec"], raw["dec_j"]):
+            for c in by_class:
+                by_class[c] = by_class[c] * slow.ravel()
     first, last = raw["first"].reshape(shape), raw["last"].reshape(shape)
     total_s = prefill_s + decode_s
     memory = memory_per_gpu(arch, b, p, o, t)

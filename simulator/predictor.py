@@ -13,6 +13,7 @@ from simulator.errors import UserError
 from simulator.gpus import GPUSpec
 from simulator.memory import check_tp, smallest_fitting_tp
 from simulator.predict import predict
+from simulator.sustained import recovery_factor
 from simulator.timemodel import TimeModel
 
 CHUNK = 1024  # prompt lengths and contexts are computed in whole chunks of this many
@@ -52,7 +53,8 @@ class Predictor:
         if c_max > have_c:
             top = -(-c_max // CHUNK) * CHUNK
             prior = np.arange(1, top)  # one step after a prompt of prior tokens: the step at context prior + 1
-            pred = predict(self.arch, self.gpu, prior, 2, b, self.t, model=self.model, coefficients=self.coefficients)
+            pred = predict(self.arch, self.gpu, prior, 2, b, self.t, model=self.model, coefficients=self.coefficients,
+                           recovery=False)
             self._decode[b] = np.concatenate(([0.0], np.cumsum(pred.decode_s)))  # [c − 1]: steps at contexts 2..c
             self._decode_j[b] = np.concatenate(([0.0], np.cumsum(pred.decode_energy_j)))
 
@@ -68,5 +70,7 @@ class Predictor:
         pre = float(self._prefill[b][p - 1])
         cum, cum_j = self._decode[b], self._decode_j[b]
         dec = float(cum[p + o - 2] - cum[p - 1])  # steps at contexts p + 1 .. p + o − 1
-        energy = float(self._prefill_j[b][p - 1] + cum_j[p + o - 2] - cum_j[p - 1])
+        slow = float(recovery_factor(self.model, pre, dec))  # as predict: the clocks the prefill lowered
+        dec *= slow
+        energy = float(self._prefill_j[b][p - 1] + slow * (cum_j[p + o - 2] - cum_j[p - 1]))
         return Times(pre, dec, pre + dec, energy)

@@ -23,7 +23,7 @@ from simulator.opclasses import OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, ro
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
 from simulator.quanta import LaunchModel, critical_work
-from simulator.sustained import throttles
+from simulator.sustained import recovery, throttles
 from simulator.timemodel import RooflineModel, TimeModel
 
 
@@ -70,6 +70,7 @@ class TableModel(TimeModel):
         self._borrowed: set[tuple] = set()  # (op, category) timed from the other stack's points
         self.derived_classes: set[str] = set()  # classes timed from another's points by the roofline ratio
         self.throttles = {} if derived_from else throttles(table, stack)
+        self.recovery = None if derived_from else recovery(table, stack)
 
     @property
     def power_w(self) -> dict | None:
@@ -214,6 +215,7 @@ class BestModel(TimeModel):
         self.source = f"{stacks[0].source}, best of {' and '.join(m.stack for m in stacks)} per op, padded"
         self.warnings = stacks[0].warnings  # shared: each stack's model adds to the same set and records
         self.throttles = stacks[0].throttles
+        self.recovery = stacks[0].recovery
         for m in stacks:
             m.warnings, m._noted = self.warnings, self._noted
 

@@ -28,6 +28,7 @@ class TimeModel:
     def __init__(self) -> None:
         self.warnings: set[str] = set()
         self.throttles: dict = {}  # compute class -> simulator.sustained.ClassThrottle (measured tables only)
+        self.recovery = None  # simulator.sustained.Recovery: decode right after a prefill (measured tables only)
         self._noted: list[dict[str, np.ndarray]] = []  # open `noting` records, innermost last
 
     def warn(self, text: str, where: np.ndarray | bool = True) -> None:

@@ -54,3 +54,24 @@ def test_phase_time_adds_the_slowdown_at_the_mean_onset_of_its_burst_time():
     # phase burst time 0.2 s: onset mean (0.05 + 0.1) / 0.2 = 0.75; gemm extra 0.1 · 0.2 · 0.75
     assert by["gemm"] == pytest.approx(0.1 + 0.1 * 0.2 * 0.75)
     assert by["elementwise"] == pytest.approx(0.1)
+
+
+def test_recovery_adds_the_measured_excess_area_scaled_by_the_prefills_onset():
+    from simulator.sustained import onset_level, recovery, recovery_factor
+
+    # FAKE runs: excess 0.2 for the first 0.05 s after a 1 s prefill, then 0 (area 0.01 s)
+    run = {"prefill_s": 1.0, "curve": [[0.0, 0.2], [0.05, 0.2], [0.0501, 0.0], [0.2, 0.0]]}
+    table = {"sustained": {"ops": [OP], "recovery": [run]}}
+    rec = recovery(table, "triton")
+    th = class_throttle(OP)
+    assert float(onset_level(th, np.array(1.0))) == pytest.approx(1.0)
+    assert float(rec.extra_s(1.0, np.array(0.5))) == pytest.approx(0.01, rel=1e-2)
+    assert float(rec.extra_s(1.0, np.array(0.025))) == pytest.approx(0.005, rel=2e-2)
+
+    class _Model:
+        throttles, recovery = {"gemm": th}, rec
+
+    # a 1 s prefill then 0.5 s of decode: 0.01 s more; no prefill to speak of (onset 0): nothing added
+    assert float(recovery_factor(_Model, np.array(1.0), np.array(0.5))) == pytest.approx(1.02, rel=1e-3)
+    assert float(recovery_factor(_Model, np.array(0.0), np.array(0.5))) == pytest.approx(1.0)
+    assert float(recovery_factor(_Flat(), np.array(1.0), np.array(0.5))) == 1.0  # no measured recovery

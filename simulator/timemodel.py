@@ -4,7 +4,7 @@ measured or derived throughput tables (simulator/tables.py) plug into the same i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -103,11 +103,10 @@ def time_by_class(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray]
     out: dict[str, np.ndarray] = {}
     extra: dict[str, np.ndarray] = {}
     for op in ops:
-        with model.noting() as record:
+        with model.noting() if warned is not None else nullcontext({}) as record:
             burst = np.asarray(model.op_time_s(op.op_class, op.shape), dtype=float)
-        if warned is not None:
-            for text, where in record.items():
-                warned[text] = np.logical_or(warned.get(text, False), where)
+        for text, where in record.items():
+            warned[text] = np.logical_or(warned.get(text, False), where)
         if visit is not None:
             visit(op, burst)
         t_s = op.count * burst

@@ -29,7 +29,7 @@ class Grid:
         measured nodes."""
         if ideal and waves is not None:
             raise ValueError("an ideal grid interpolates time itself: pass no waves")
-        self.op, self.cat, self.roof = op, cat, roof
+        self.op, self.cat, self.roof, self.ideal = op, cat, roof, ideal
         self.linear = ideal or OP_CLASS[op].work_interpolated
         logx = np.log(x)
         dims = logx.shape[1]
@@ -104,7 +104,13 @@ class Grid:
         else:
             out = np.log(acc)
         if outside.any():  # roofline at the shape x efficiency at the grid edge
-            out = out + np.where(outside, self._logroof(logx) - self._logroof(clamped), 0.0)
+            if self.ideal:  # the roofline ratio taken at the grid's top on the axes inside it: a factor of the
+                # outside axes alone, so time stays non-decreasing along the inside ones
+                top = [np.where(v == c, nd[-1], v) for v, c, nd in zip(logx, clamped, self.nodes)]
+                top_in = [np.where(v == c, nd[-1], c) for v, c, nd in zip(logx, clamped, self.nodes)]
+                out = out + np.where(outside, self._logroof(top) - self._logroof(top_in), 0.0)
+            else:
+                out = out + np.where(outside, self._logroof(logx) - self._logroof(clamped), 0.0)
         return out, outside, used_filled
 
     def _node_work(self, idx: np.ndarray) -> np.ndarray:

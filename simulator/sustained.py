@@ -8,7 +8,9 @@ times of one compute-bound op and the curve between them. Here:
 - the settled slowdown of an op is 1 + (R − 1) · u, where R = settled / burst of its class's measured op and
   u ≤ 1 is how close the op comes to that op's burst FLOP rate (memory-bound ops, u ≈ 0, do not slow down);
 - a phase whose burst GPU time is T runs its ops at the mean onset ḡ(T) = (1/T) ∫₀ᵀ g of that slowdown, where
-  g(τ) ∈ [0, 1] is the measured curve normalised between burst (0) and settled (1), non-decreasing.
+  g(τ) ∈ [0, 1] is the measured curve normalised between burst (0) and settled (1), non-decreasing;
+- a decode phase right after a prefill adds the measured excess of its first steps (`Recovery`: the clocks the
+  prefill lowered come back), scaled by how far the prefill's onset g(T_prefill) had gone.
 """
 from __future__ import annotations
 

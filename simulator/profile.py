@@ -130,7 +130,8 @@ def fit_profile(arch: ArchSpec, gpu: GPUSpec, t: int, b: int = 1, *, model: Time
     knots, fitted = fit_piecewise_linear(p.astype(float), prefill, max_knots)
     ends = [float(p[0])] + knots + [float(p[-1])]
     f_at = fitted[np.searchsorted(p, ends)]  # knots are grid points
-    g = predict(arch, gpu, c_ref - 1, 2, b, t, model=model, coefficients=coefficients).decode_s
+    g = predict(arch, gpu, c_ref - 1, 2, b, t, model=model, coefficients=coefficients,
+                recovery=False).decode_s  # a step of a long decode: no clocks left low by a prefill
     slopes = np.diff(f_at) / np.diff(ends)
     return Profile(name="simulated", knots=tuple(knots), intercept_s=float(f_at[0] - slopes[0] * ends[0]),
                    slopes_s=tuple(float(v) for v in slopes), quad_s=0.0, g_s=float(g), p_first=int(ends[0]),

@@ -75,7 +75,7 @@ def merge(paths: list[str], table_path: str) -> None:
     """Put the runs of results files into a table's `sustained` section as `recovery` (atomic), with provenance."""
     import json
 
-    from calibration.table_io import write_json_atomic
+    from calibration.table_io import merge_section
 
     runs, provs = [], []
     for path in paths:
@@ -83,11 +83,7 @@ def merge(paths: list[str], table_path: str) -> None:
             res = json.load(f)
         runs += recovery_runs(res)
         provs.append(res["provenance"])
-    with open(table_path) as f:
-        table = json.load(f)
-    table.setdefault("sustained", {})["recovery"] = runs
-    table["sustained"]["recovery_provenance"] = provs
-    write_json_atomic(table_path, table)
+    merge_section({"recovery": runs, "recovery_provenance": provs}, table_path, "sustained")
 
 
 def main(argv: list[str] | None = None) -> int:

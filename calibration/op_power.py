@@ -134,16 +134,13 @@ def merge(section_path: str, table_path: str) -> None:
     """Put a measured op power section into a table file as `op_power` (atomic)."""
     import json
 
-    from calibration.table_io import write_json_atomic
+    from calibration.table_io import merge_section
 
     with open(section_path) as f:
         section = json.load(f)
-    with open(table_path) as f:
-        table = json.load(f)
     for pt in section["points"]:  # the work of each point, so the simulator needs no calibration code to read it
         pt["flops"], pt["bytes"] = (float(x) for x in work(pt["op"], pt["shape"]))
-    table["op_power"] = section
-    write_json_atomic(table_path, table)
+    merge_section(section, table_path, "op_power")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,17 +183,13 @@ def run(table_path: str, out: str, seconds: float, idle: float) -> int:
 
 
 def merge(section_path: str, table_path: str) -> None:
-    """Put a measured sustained section into a table file as `sustained` (atomic)."""
+    """Put a measured sustained section into a table file as `sustained` (atomic; its `recovery` stays)."""
     import json
 
-    from calibration.table_io import write_json_atomic
+    from calibration.table_io import merge_section
 
     with open(section_path) as f:
-        section = json.load(f)
-    with open(table_path) as f:
-        table = json.load(f)
-    table["sustained"] = section
-    write_json_atomic(table_path, table)
+        merge_section(json.load(f), table_path, "sustained")
 
 
 def main(argv: list[str] | None = None) -> int:

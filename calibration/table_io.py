@@ -31,6 +31,15 @@ def write_json_atomic(path: str | Path, obj: dict) -> None:
     write_atomic(path, dumps_table(obj))
 
 
+def merge_section(section: dict, table_path: str | Path, key: str) -> None:
+    """Write a measured section into the table file at `table_path` under `key` (atomic); entries of an older
+    section under that key that the new one does not have (another measurement's) stay."""
+    with open(table_path) as f:
+        table = json.load(f)
+    table[key] = {**(table.get(key) or {}), **section}
+    write_json_atomic(table_path, table)
+
+
 def point_key(op: str, stack: str, shape: dict) -> tuple:
     """Identity of a point: op class, stack and shape (order of shape keys does not matter)."""
     return op, stack, tuple(sorted(shape.items()))

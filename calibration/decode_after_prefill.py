@@ -34,27 +34,24 @@ def run_case(engine, prompt, p: int, steps: int, idle: float, with_prefill: bool
     """One case: idle, then (prefill and) the decode steps, with the clock samples of the whole case."""
     import torch
 
-    from calibration.sustained import ClockSampler
+    from calibration.power import PowerSampler
 
-    sampler = ClockSampler()
-    sampler.start()
-    time.sleep(idle)
-    t0 = time.perf_counter()
-    prefill_ms = None
-    if with_prefill:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        engine.prefill(prompt)
-        end.record()
-        end.synchronize()
-        prefill_ms = round(start.elapsed_time(end), 3)
-    else:
-        engine.pos_host = p
-    step_ms = timed_steps(engine, steps)
-    sampler.stop.set()
-    sampler.join()
+    with PowerSampler(period_s=0.005, clocks=True) as sampler:
+        time.sleep(idle)
+        t0 = time.perf_counter()
+        prefill_ms = None
+        if with_prefill:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            engine.prefill(prompt)
+            end.record()
+            end.synchronize()
+            prefill_ms = round(start.elapsed_time(end), 3)
+        else:
+            engine.pos_host = p
+        step_ms = timed_steps(engine, steps)
     return {"with_prefill": with_prefill, "prefill_ms": prefill_ms, "step_ms": step_ms,
-            "clock": [[round(t - t0, 4), c, round(w, 1)] for t, c, w in sampler.samples]}
+            "clock": [[round(t - t0, 4), c, round(w, 1)] for t, c, w in sampler.stamped]}
 
 
 def recovery_runs(res: dict) -> list[dict]:

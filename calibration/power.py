@@ -35,12 +35,14 @@ def open_energy_counter(device_index: int = 0, uuid: str | None = None) -> Calla
 
 
 class PowerSampler:
-    """Samples `nvmlDeviceGetPowerUsage` every `period_s` seconds; use as a context manager."""
+    """Samples `nvmlDeviceGetPowerUsage` every `period_s` seconds; use as a context manager. With `clocks`, each
+    sample is also kept in `stamped` as (perf_counter seconds, SM clock MHz, watts)."""
 
-    def __init__(self, device_index: int = 0, period_s: float = 0.05):
-        self.device_index, self.period_s = device_index, period_s
+    def __init__(self, device_index: int = 0, period_s: float = 0.05, clocks: bool = False):
+        self.device_index, self.period_s, self.clocks = device_index, period_s, clocks
         self.label: str | None = None
         self.samples: list[tuple[str | None, float]] = []  # (label, watts)
+        self.stamped: list[tuple[float, int, float]] = []  # (seconds, SM MHz, watts), with `clocks`
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,6 +62,9 @@ class PowerSampler:
             try:
                 mw = self._nvml.nvmlDeviceGetPowerUsage(self._handle)
                 self.samples.append((self.label, mw / 1000.0))
+                if self.clocks:
+                    mhz = self._nvml.nvmlDeviceGetClockInfo(self._handle, self._nvml.NVML_CLOCK_SM)
+                    self.stamped.append((time.perf_counter(), mhz, mw / 1000.0))
             except Exception as e:  # noqa: BLE001
                 self.error = f"NVML read failed: {e}"
                 return

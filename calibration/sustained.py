@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 
 import numpy as np
+
+from calibration.power import PowerSampler
 
 COMPUTE_CLASSES = ("gemm", "prefill_attn")
 BIN_S = 0.01  # width of a time bin of the curve
@@ -42,24 +43,6 @@ def pick_ops(section: dict) -> list[dict]:
     return [best[k] for k in sorted(best)]
 
 
-class ClockSampler(threading.Thread):
-    """NVML SM clock (MHz) and board power (W) every `period_s`, stamped with perf_counter seconds."""
-
-    def __init__(self, period_s: float = 0.005):
-        super().__init__(daemon=True)
-        from calibration.power import nvml_handle
-
-        self.nvml, self.handle = nvml_handle(0)
-        self.period_s, self.samples, self.stop = period_s, [], threading.Event()
-
-    def run(self) -> None:
-        nv = self.nvml
-        while not self.stop.is_set():
-            self.samples.append((time.perf_counter(), nv.nvmlDeviceGetClockInfo(self.handle, nv.NVML_CLOCK_SM),
-                                 nv.nvmlDeviceGetPowerUsage(self.handle) / 1000.0))
-            time.sleep(self.period_s)
-
-
 def run_sustained(pt: dict, seconds: float, idle: float) -> dict:
     """Time every call of one op sustained for `seconds` after `idle` seconds of sleep."""
     import torch
@@ -70,16 +53,13 @@ def run_sustained(pt: dict, seconds: float, idle: float) -> dict:
     for i in range(3):  # compile and warm the caches
         bench.call(i)
     torch.cuda.synchronize()
-    sampler = ClockSampler()
-    sampler.start()
-    time.sleep(idle)
-    t0 = time.perf_counter()
-    starts, us = _timed_calls(_replay(bench, 1), 1, seconds)
-    sampler.stop.set()
-    sampler.join()
+    with PowerSampler(period_s=0.005, clocks=True) as sampler:
+        time.sleep(idle)
+        t0 = time.perf_counter()
+        starts, us = _timed_calls(_replay(bench, 1), 1, seconds)
     return {"op": pt["op"], "stack": pt["stack"], "shape": pt["shape"], "table_us": pt["table_us"],
             "intensity": pt["intensity"], "calls": len(us), **curve(starts, us),
-            "clock": [[round(t - t0, 4), c, round(w, 1)] for t, c, w in sampler.samples if t >= t0 - idle / 2]}
+            "clock": [[round(t - t0, 4), c, round(w, 1)] for t, c, w in sampler.stamped if t >= t0 - idle / 2]}
 
 
 def curve(starts: np.ndarray, us: np.ndarray) -> dict:

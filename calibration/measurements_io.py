@@ -204,8 +204,9 @@ def summary_table(paths: list[str]) -> str:
 def of_current_engine(rows: list[dict], any_version: bool = False) -> tuple[list[dict], str | None]:
     """The rows measured by the current engine code, and a note on what was left out (None: nothing).
 
-    When any row carries `engine_version`, only rows of the current version are kept; rows of another
-    version or of none are left out unless `any_version`. When no row carries one (files written before
+    When any row carries `engine_version`, only rows of the current version (that of the row's
+    `engine_variant`, if any: calibration/engine_variants) are kept; rows of another version, of none or of
+    an unknown variant are left out unless `any_version`. When no row carries one (files written before
     the field existed), all rows are kept.
     """
     from calibration.engine_version import engine_version
@@ -213,8 +214,14 @@ def of_current_engine(rows: list[dict], any_version: bool = False) -> tuple[list
     if any_version or not any("engine_version" in r for r in rows):
         return rows, None
     now = engine_version()
-    kept = [r for r in rows if r.get("engine_version") == now]
-    other = Counter(r.get("engine_version", "none") for r in rows if r.get("engine_version") != now)
+
+    def current(r: dict) -> bool:
+        try:
+            return r.get("engine_version") == engine_version(r.get("engine_variant"))
+        except ValueError:  # a variant this checkout does not have
+            return False
+    kept = [r for r in rows if current(r)]
+    other = Counter(r.get("engine_version", "none") for r in rows if not current(r))
     if not other:
         return kept, None
     what = ", ".join(f"{n} of version {v}" if v != "none" else f"{n} without a version" for v, n in sorted(other.items()))

@@ -24,6 +24,7 @@ ENGINES = ("idealrt", "hf-eager")
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     from calibration.engine.backends import BACKENDS
+    from calibration.engine_variants import BACKEND_VARIANTS
     from calibration.queries import GRIDS
 
     parser.add_argument("--arch", action="append", default=[], metavar="NAME",
@@ -34,7 +35,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default="h100", choices=sorted(GRIDS), help="query grid (calibration/queries.py)")
     parser.add_argument("--queries", metavar="P,O,B;...", help="explicit queries instead of --grid")
     parser.add_argument("--t", type=int, default=None, help="tensor-parallel degree (default: torchrun's world size)")
-    parser.add_argument("--backend", default="triton", choices=BACKENDS, help="kernels: ours (triton) or torch's")
+    parser.add_argument("--backend", default="triton", choices=BACKENDS + BACKEND_VARIANTS,
+                        help="kernels: ours (triton), torch's, or an engine variant's (calibration/engine_variants)")
     parser.add_argument("--engine", default="idealrt", choices=ENGINES, help="idealrt, or transformers' eager generate")
     parser.add_argument("--repeats", type=int, default=MIN_REPEATS,
                         help=f"timed runs per query, at least {MIN_REPEATS} (median kept, min/max as spread; "
@@ -98,7 +100,19 @@ def _make_engine(arch, args, rank: int, t: int, group):
         return HFEngine(arch, device=args.device)
     from calibration.engine.runner import Engine
     dtype = torch.float32 if args.device == "cpu" else torch.bfloat16
+    variant = _variant(args.backend)
+    if variant is not None:
+        return variant.make_engine(arch, t=t, rank=rank, group=group, device=args.device, dtype=dtype)
     return Engine(arch, args.backend, t, rank, group, device=args.device, dtype=dtype)
+
+
+def _variant(backend: str):
+    """The engine-variant module of a variant backend (calibration/engine_variants), None for the engine's own."""
+    import importlib
+
+    from calibration.engine_variants import BACKEND_VARIANTS
+
+    return importlib.import_module(f"calibration.engine_variants.{backend}") if backend in BACKEND_VARIANTS else None
 
 
 class _Bar:
@@ -163,11 +177,14 @@ class _Session:
 
         prov = dict(self.prov, date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         spec = {"arch_spec": arch_spec_fields(arch)} if arch.name in self.from_config else {}
+        variant = _variant(self.backend)
+        name = None if variant is None else self.backend
         return {"arch": arch.name, **spec, "gpu": self.gpu, "gpu_name": self.prov["gpu_name"], "t": q.t,
                 "b": q.b, "p": q.p, "o": q.o, **res, "engine": self.args.engine, "backend": self.backend,
-                "engine_version": engine_version(),
-                # the reference engine's Triton stack fuses its elementwise kernels (kernels/fused.py)
-                "fused": self.args.engine == "idealrt" and self.backend == "triton",
+                **({} if name is None else {"engine_variant": name}), "engine_version": engine_version(name),
+                # the reference engine's Triton stack fuses its elementwise kernels (kernels/fused.py), and so
+                # does a variant built on it (its FUSED)
+                "fused": self.args.engine == "idealrt" and (self.backend == "triton" or getattr(variant, "FUSED", False)),
                 "split": split_of(arch.name, q), "provenance": prov}
 
     def late(self, arch, q) -> bool:

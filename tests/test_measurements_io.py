@@ -238,3 +238,36 @@ def test_engine_version_covers_the_engine_and_the_kernels_it_imports(tmp_path, m
     ev.engine_version.cache_clear()
     assert ev.engine_version() != before
     ev.engine_version.cache_clear()
+
+
+def test_a_variant_has_its_own_version_and_leaves_the_engines_alone(tmp_path, monkeypatch):
+    import calibration.engine_version as ev
+
+    for d in ("calibration/engine", "calibration/engine_variants", "kernels"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "calibration/engine/runner.py").write_text("from kernels.gemm import matmul\n")
+    (tmp_path / "kernels/__init__.py").write_text("")
+    (tmp_path / "kernels/gemm.py").write_text("X = 1\n")
+    (tmp_path / "kernels/slots.py").write_text("Y = 1\n")
+    (tmp_path / "calibration/engine_variants/base.py").write_text("Z = 1\n")
+    (tmp_path / "calibration/engine_variants/serving.py").write_text(
+        "from calibration.engine_variants.base import Z\nfrom kernels import slots\n")
+    monkeypatch.setattr(ev, "REPO", tmp_path)
+    ev.engine_version.cache_clear()
+    names = [p.relative_to(tmp_path).as_posix() for p in ev.sources("serving")]
+    assert names == ["calibration/engine/runner.py", "calibration/engine_variants/base.py",
+                     "calibration/engine_variants/serving.py", "kernels/__init__.py", "kernels/gemm.py",
+                     "kernels/slots.py"]
+    engine, serving = ev.engine_version(), ev.engine_version("serving")
+    assert engine != serving
+    (tmp_path / "kernels/slots.py").write_text("Y = 2\n")  # the variant's kernel: only its version moves
+    ev.engine_version.cache_clear()
+    assert ev.engine_version() == engine and ev.engine_version("serving") != serving
+    rows = [{**MINIMUM, "engine_version": engine}, {**MINIMUM, "engine_version": serving, "engine_variant": "serving"},
+            {**MINIMUM, "engine_version": ev.engine_version("serving"), "engine_variant": "serving"},
+            {**MINIMUM, "engine_version": engine, "engine_variant": "gone"}]
+    kept, note = mio.of_current_engine(rows)
+    assert kept == [rows[0], rows[2]] and "left out 2 of 4" in note
+    with pytest.raises(ValueError, match="gone"):
+        ev.engine_version("gone")
+    ev.engine_version.cache_clear()

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from simulator.derive import derive_table, nearest_measured
 from simulator.errors import UserError
@@ -31,7 +32,7 @@ def load_table(path: str | Path) -> dict:
     """Load a throughput table file; a missing or malformed file is a UserError naming it."""
     path = Path(path)
     try:
-        table = json.loads(path.read_text())
+        table = orjson.loads(path.read_bytes())  # a table is megabytes: orjson parses it ~4x faster than json
     except FileNotFoundError:
         raise UserError(f"table file {path} does not exist; run 'idealrt calibrate --out {path}' on the GPU") from None
     except json.JSONDecodeError as e:

@@ -9,6 +9,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from simulator.gpus import GPUSpec
+from simulator.hostmodel import host_mode_seconds, is_host_mode
 from simulator.opclasses import gpu_roofline_s
 from simulator.ops import Op
 
@@ -69,6 +70,8 @@ class RooflineModel(TimeModel):
         self.warn(f"no throughput table for {self.gpu.name}: roofline from datasheet peaks, "
                   "assumed launch and all-reduce latencies")
         if op_class == "launch":
+            if is_host_mode(shape["mode"]):
+                return np.asarray(host_mode_seconds(None, shape["mode"]))  # raises: measured only
             return np.asarray(LAUNCH_S[shape["mode"]])
         time_s = gpu_roofline_s(op_class, shape, self.gpu)
         if op_class == "allreduce":  # plus one call's fixed cost

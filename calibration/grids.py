@@ -85,6 +85,7 @@ FULL = {
                                                              65536, 128000, 128256, 151936, 152064, 250880, 256000]},
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
     "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
+    "strided": {"bytes": [2**i for i in range(12, 33, 2)]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     "gemm_fp8": _LOWP_GEMM,
     "gemm_int4": _LOWP_GEMM,
@@ -104,6 +105,7 @@ QUICK = {
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
     "transpose": {"bytes": [2**15, 2**25]},
+    "strided": {"bytes": [2**i for i in range(12, 33, 10)]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     "gemm_fp8": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
     "gemm_int4": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
@@ -111,7 +113,8 @@ QUICK = {
 
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
-ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "add_norm": "triton",
+ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "strided": "torch",
+             "add_norm": "triton",
              "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.

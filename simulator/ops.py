@@ -111,15 +111,16 @@ def expected_experts_touched(n_experts: int, k: int, tokens: Num) -> Num:
 
 def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """The activation between up and down projections on m tokens of f (sharded) columns. Fused: one
-    kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half): SwiGLU is silu(g)
-    then g·u, two kernels; GELU one."""
+    kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half, class `strided`): SwiGLU
+    is silu(g) then g·u, two kernels; GELU one, on the contiguous output (`elementwise`)."""
     f_bytes = ACT_BYTES * m * f  # one (m, f) tensor
     swiglu = arch.ffn_kind == "swiglu"
     if fused:
         return [_op(f"{prefix}_act", "act", {"bytes": (3 if swiglu else 2) * f_bytes}, count)]
     if not swiglu:
         return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
-    return [_elementwise(f"{prefix}_silu", 2 * f_bytes, count), _elementwise(f"{prefix}_mul", 3 * f_bytes, count)]
+    return [_op(f"{prefix}_silu", "strided", {"bytes": 2 * f_bytes}, count),
+            _op(f"{prefix}_mul", "strided", {"bytes": 3 * f_bytes}, count)]
 
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
@@ -168,8 +169,8 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> lis
     qk = ACT_BYTES * tokens * (hq + hkv) * d  # bytes of q and k
     ops = []
     if arch.positions == "rotary":
-        ops += [_elementwise("rotary_mul", 2 * qk, L), _elementwise("rotary_swap", 2 * qk, L),
-                _elementwise("rotary_addcmul", 3 * qk, L)]
+        ops += [_op("rotary_mul", "strided", {"bytes": 2 * qk}, L), _op("rotary_swap", "strided", {"bytes": 2 * qk}, L),
+                _op("rotary_addcmul", "strided", {"bytes": 3 * qk}, L)]
     return ops + [_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * hkv * d, 2 * L)]
 
 

@@ -27,6 +27,8 @@ multiples of CHUNK_GRID positions, between which a chunk boundary inside a promp
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -63,8 +65,8 @@ def _grow(have: int, need: int) -> int:
 
 class StepCost:
     """Iteration times and energy of one architecture on one GPU at tensor-parallel degree t (and pp pipeline
-    stages), under a time model and fit. It keeps, for `serve`, the sums over the iterations run since `reset`:
-    `time_s` and, per GPU of a stage, `busy_s` (kernels running) and `work_j` (their joules)."""
+    stages), under a time model and fit. It keeps, for `serve`, the sums over the iterations run since `reset`
+    (with a power model), per GPU of a stage: `busy_s` (kernels running) and `work_j` (their joules)."""
 
     def __init__(self, arch: ArchSpec, gpu: GPUSpec, t: int, model: TimeModel, coefficients: dict | None = None,
                  *, fused: bool | None = None, host: str = "graph", pp: int = 1, recovery: bool = True) -> None:
@@ -78,7 +80,11 @@ class StepCost:
         self.idle_w = self.power.idle_w if self.power is not None else 0.0
         gemm = model.throttles.get("gemm")
         self._recovery = model.recovery if recovery and gemm is not None else None
+        if self._recovery is not None:  # past the last time the measured excess is positive, nothing more to add
+            rising = np.flatnonzero(np.diff(self._recovery.integral) > 0)
+            self._recovery_end = float(self._recovery.times_s[rising[-1] + 1]) if rising.size else 0.0
         self._gemm = gemm
+        self._curves = [(th.times_s.tolist(), th.integral.tolist()) for th in model.throttles.values()]
         self._body, self._head = np.zeros((1, PART)), np.zeros((1, PART))  # index 0 is size 0 (nothing)
         self._prefill_attn: dict[tuple[int, int], np.ndarray] = {(1, 0): np.zeros(PART)}  # (batch, prompt) -> part
         self._grid_top = 0  # multiples of CHUNK_GRID computed up to here
@@ -92,7 +98,7 @@ class StepCost:
 
     def reset(self) -> None:
         """Start the sums of a new run (a replica), its clocks rested."""
-        self.time_s = self.busy_s = self.work_j = 0.0
+        self.busy_s = self.work_j = 0.0
         self._level, self._since, self._pending = 0.0, 0.0, None
 
     # -- the parts, over their ranges ---------------------------------------------------------------------
@@ -194,12 +200,26 @@ class StepCost:
 
     def _settle(self, v: np.ndarray, fixed: float, tokens) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(seconds, GPU busy seconds, joules of the kernels, per GPU) of iterations of summed parts v (..., PART)."""
-        onset = mean_onset(self.model.throttles, v[..., RAW]) if self.model.throttles else 0.0
+        if not self._curves:
+            onset = 0.0
+        else:
+            onset = self._onset1(float(v[RAW])) if v.ndim == 1 else mean_onset(self.model.throttles, v[..., RAW])
         busy = v[..., DEV] + onset * v[..., EXT]
         time = np.maximum(busy, v[..., HOST] + self._graph_launch_s) + fixed
         if self.pp > 1:
             time = time + self._p2p(tokens)
         return time, busy, v[..., JB] + onset * v[..., JE]
+
+    def _onset1(self, duration_s: float) -> float:
+        """simulator.sustained.mean_onset of one duration, on Python numbers (the simulator's inner loop)."""
+        t, total = max(duration_s, 1e-12), 0.0
+        for times, integral in self._curves:
+            if t >= times[-1]:
+                total += (integral[-1] + t - times[-1]) / t
+                continue
+            i = bisect_right(times, t) - 1
+            total += (integral[i] + (t - times[i]) / (times[i + 1] - times[i]) * (integral[i + 1] - integral[i])) / t
+        return total / len(self._curves)
 
     def _recovered(self, since, time) -> np.ndarray:
         """Seconds the post-prefill recovery adds to decode iterations of `time` that start `since` unslowed
@@ -224,21 +244,26 @@ class StepCost:
                 c = self._decode(n_decode, lo + 1)
             v = v + c[lo] + (mean - lo) * (c[lo + 1] - c[lo])
         fixed = self.coef["prefill_fixed_s"] if chunks else self.coef["decode_fixed_s"]
-        time, busy, work = (float(x) for x in self._settle(v, fixed, tokens))
+        time, busy, work = self._settle(v, fixed, tokens)
+        time = float(time)
         slow = 1.0
         if chunks:  # the clocks this iteration lowered come back during the decode iterations after it
             self._level = float(onset_level(self._gemm, time)) if self._recovery is not None else 0.0
             self._since = 0.0
-        else:
+        elif self._level:
             slow += float(self._recovered(self._since, time)) / time
-            self._since += time
-        self._add(time * slow, busy * slow, work * slow)
+            self._passed(time)
+        if self.power is not None:
+            self.busy_s += float(busy) * slow
+            self.work_j += float(work) * slow
         return time * slow
 
-    def _add(self, time, busy, work) -> None:
-        self.time_s += float(np.sum(time))
-        self.busy_s += float(np.sum(busy))
-        self.work_j += float(np.sum(work))
+    def _passed(self, seconds: float) -> None:
+        """Unslowed decode seconds since the last prefill iteration went by; past the measured recovery curve the
+        clocks are back (nothing more to add)."""
+        self._since += seconds
+        if self._since > self._recovery_end:
+            self._level = 0.0
 
     def decode_run(self, n: int, context_sum: int, steps: int) -> np.ndarray:
         """Seconds of `steps` consecutive decode-only iterations of the same n sequences, the first at contexts
@@ -250,21 +275,34 @@ class StepCost:
         if cached is None or lo + steps + 1 > cached[0].size:  # whole steps (body, head, attention) at contexts 0..
             self._ensure(n, n)
             v = self._decode(n, lo + steps + 1) + self._body[n] + self._head[n]
-            cached = self._settle(v, self.coef["decode_fixed_s"], n)
+            time, busy, work = self._settle(v, self.coef["decode_fixed_s"], n)
+            cached = (time, busy, work, *(np.concatenate(([0.0], np.cumsum(x))) for x in (busy, work)))
             self._decode_steps[n] = cached
+        time = cached[0][lo:lo + steps]
         if frac:
-            parts = [x[lo:lo + steps] + frac * (x[lo + 1:lo + steps + 1] - x[lo:lo + steps]) for x in cached]
-        else:
-            parts = [x[lo:lo + steps] for x in cached]
-        time = parts[0]
-        ends = np.cumsum(time)
-        slow = 1.0 + self._recovered(self._since + ends - time, time) / time
-        self._pending = (ends, time * slow, parts[1] * slow, parts[2] * slow)
-        return time * slow
+            time = time + frac * (cached[0][lo + 1:lo + steps + 1] - time)
+        slow = None
+        if self._level:
+            ends = np.cumsum(time)
+            slow = 1.0 + self._recovered(self._since + ends - time, time) / time
+            time = time * slow
+        self._pending = (n, lo, frac, slow, ends if slow is not None else None)
+        return time
 
     def advance(self, steps: int) -> None:
         """The first `steps` iterations of the last decode_run ran: add them to the run's sums."""
-        ends, time, busy, work = self._pending
-        self._since += float(ends[steps - 1])
-        self._add(time[:steps], busy[:steps], work[:steps])
+        n, lo, frac, slow, ends = self._pending
         self._pending = None
+        _, busy, work, cum_busy, cum_work = self._decode_steps[n]
+        if slow is None:  # sums of the interpolated steps from the running sums
+            if self.power is not None:
+                self.busy_s += (1 - frac) * (cum_busy[lo + steps] - cum_busy[lo]) + frac * (
+                    cum_busy[lo + steps + 1] - cum_busy[lo + 1])
+                self.work_j += (1 - frac) * (cum_work[lo + steps] - cum_work[lo]) + frac * (
+                    cum_work[lo + steps + 1] - cum_work[lo + 1])
+            return
+        self._passed(float(ends[steps - 1]))
+        if self.power is not None:
+            for name, x in (("busy_s", busy), ("work_j", work)):
+                step_x = x[lo:lo + steps] + frac * (x[lo + 1:lo + steps + 1] - x[lo:lo + steps])
+                setattr(self, name, getattr(self, name) + float(step_x @ slow[:steps]))

@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from simulator.arch import ArchSpec
 from simulator.errors import UserError
-from simulator.gpus import GPUSpec
+from simulator.gpus import GIB, GPUSpec
 from simulator.memory import (
     check_pp,
     check_tp,
@@ -36,7 +36,7 @@ from simulator.memory import (
 from simulator.network import note, p2p_s, stage_boundaries
 from simulator.opclasses import ACT_BYTES
 from simulator.power import power_model
-from simulator.predict import Prediction, board_power, memory_warning, predict
+from simulator.predict import Prediction, board_power, predict
 from simulator.tables import default_model
 
 
@@ -111,9 +111,12 @@ def _combine(arch: ArchSpec, gpu: GPUSpec, whole: Prediction, stage: Prediction,
     memory = memory_per_gpu(arch, b, whole.p, whole.o, t, pp)
     fits = memory.total_bytes <= gpu.mem_bytes
     warned = {k: v for k, v in whole.warned.items() if not k.startswith("memory:")}
-    warned[note(gpu)] = np.ones(whole.p.shape, bool)
+    nodes = -(-n_gpus // gpu.gpus_per_node)
+    if pp > 1 or nodes > 1:
+        warned[note(gpu)] = np.ones(whole.p.shape, bool)
     if not fits.all():
-        warned[memory_warning(gpu, t, float(memory.total_bytes.max()), 0)] = ~fits
+        warned[f"memory: {float(memory.total_bytes.max()) / GIB:.1f} GiB per GPU at tp={t}, pp={pp} exceeds the "
+               f"{gpu.mem_gib:.0f} GiB of {gpu.name}"] = ~fits
     info = {"stage_layers": -(-arch.n_layers // pp), "boundaries_across_nodes": stage_boundaries(gpu, t, pp)[1],
             "pass_prefill_s": pass_s[0], "stage_prefill_s": stage_s[0], "p2p_prefill_s": all_pre,
             "pass_decode_s": pass_s[1], "stage_decode_s": stage_s[1], "p2p_decode_step_s": all_dec,
@@ -121,7 +124,7 @@ def _combine(arch: ArchSpec, gpu: GPUSpec, whole: Prediction, stage: Prediction,
             "bubble_prefill": 1.0 - m * stage_s[0] / prefill_s,
             "bubble_decode": 1.0 - m * stage_s[1] / np.where(decode_s > 0, decode_s, np.inf)}
     return replace(
-        whole, b=b, pp=pp, microbatches=m, n_gpus=n_gpus, nodes=-(-n_gpus // gpu.gpus_per_node),
+        whole, b=b, pp=pp, microbatches=m, n_gpus=n_gpus, nodes=nodes,
         prefill_s=prefill_s, decode_s=decode_s, decode_first_step_s=first, decode_last_step_s=last,
         decode_step_s=np.where(whole.o > 1, decode_s / np.maximum(steps, 1), first), total_s=total_s,
         tokens_per_s=b * whole.o / total_s,
@@ -129,7 +132,7 @@ def _combine(arch: ArchSpec, gpu: GPUSpec, whole: Prediction, stage: Prediction,
         decode_by_class={c: m * v for c, v in whole.decode_by_class.items()},
         memory=memory, fits=fits, cost_usd=total_s * n_gpus * whole.price_per_hour_usd / 3600.0, **energy,
         warnings=tuple(sorted(warned)), warned=warned, expected_error=None,
-        outside_validated=(*whole.outside_validated, f"pipeline parallelism (pp={pp}): modelled, not validated"),
+        outside_validated=(*whole.outside_validated, f"pipeline (pp={pp}, {m} micro-batches): modelled, not validated"),
         pipeline=info)
 
 

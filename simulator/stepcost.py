@@ -221,12 +221,12 @@ class StepCost:
             total += (integral[i] + (t - times[i]) / (times[i + 1] - times[i]) * (integral[i + 1] - integral[i])) / t
         return total / len(self._curves)
 
-    def _recovered(self, since, time) -> np.ndarray:
-        """Seconds the post-prefill recovery adds to decode iterations of `time` that start `since` unslowed
-        seconds after the last prefill iteration ended."""
-        if not self._level:
-            return np.zeros_like(np.asarray(time, dtype=float))
-        return self._recovery.extra_s(self._level, since + time) - self._recovery.extra_s(self._level, since)
+    def _recovered(self, ends: np.ndarray) -> np.ndarray:
+        """Seconds the post-prefill recovery adds to consecutive decode iterations ending `ends` unslowed seconds
+        after the current ones began (Recovery.extra_s over each iteration's span since the last prefill)."""
+        rec = self._recovery
+        spans = np.interp(self._since + np.concatenate(([0.0], ends)), rec.times_s, rec.integral)
+        return self._level / rec.onset_at_calibration * np.diff(spans)
 
     def one(self, n_decode: int, context_sum: int, chunks: list[tuple[int, int]]) -> float:
         """Seconds of one iteration that decodes n_decode sequences whose contexts sum to context_sum and prefills
@@ -251,7 +251,7 @@ class StepCost:
             self._level = float(onset_level(self._gemm, time)) if self._recovery is not None else 0.0
             self._since = 0.0
         elif self._level:
-            slow += float(self._recovered(self._since, time)) / time
+            slow += float(self._recovered(np.array([time]))[0]) / time
             self._passed(time)
         if self.power is not None:
             self.busy_s += float(busy) * slow
@@ -284,7 +284,7 @@ class StepCost:
         slow = None
         if self._level:
             ends = np.cumsum(time)
-            slow = 1.0 + self._recovered(self._since + ends - time, time) / time
+            slow = 1.0 + self._recovered(ends) / time
             time = time * slow
         self._pending = (n, lo, frac, slow, ends if slow is not None else None)
         return time

@@ -252,6 +252,7 @@ def test_static_batch_served_as_predicted(b, p, o):
               Deployment(gpu.name, 1, 1, b), model=model, coefficients=coef)
     np.testing.assert_allclose(r.ttft_s, float(pred.prefill_s), rtol=1e-9)
     np.testing.assert_allclose(r.e2e_s, float(pred.total_s), rtol=1e-9)
+    # joules of the throttled time are scaled per part here, per class over the whole phase in predict
     assert r.energy_j == pytest.approx(float(pred.energy_j), rel=1e-4)
     assert r.power_source == pred.power_source
     assert r.joules_per_1k_tokens == pytest.approx(r.energy_j / (b * o) * 1000)

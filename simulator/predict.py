@@ -70,6 +70,10 @@ class Prediction:
     outside_validated: tuple[str, ...]  # how the request lies outside what was validated
     precision: Precision = BF16  # dtypes served (simulator/precision.py)
     derived_classes: tuple[str, ...] = ()  # op classes timed by the roofline ratio to a measured one, not measured
+    pp: int = 1  # pipeline stages (simulator/pipeline.py); n_gpus = t · pp
+    microbatches: int = 1  # of the batch, in flight through the stages
+    nodes: int = 1  # nodes the n_gpus occupy (GPUSpec.gpus_per_node each)
+    pipeline: dict | None = None  # pp > 1: stage and pass times, point-to-point seconds, bubble fractions
 
     @property
     def mem_per_gpu_bytes(self) -> np.ndarray:
@@ -166,7 +170,7 @@ def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float
 def memory_warning(gpu: GPUSpec, t: int, need_bytes: float, fitting_tp: int) -> str:
     """The warning of requests needing `need_bytes` a GPU at tp=t, more than the GPU holds; fitting_tp: the
     smallest tp that fits them (0: none)."""
-    fix = f"tp={fitting_tp} fits" if fitting_tp > 0 else "no tp <= 8 fits"
+    fix = f"tp={fitting_tp} fits" if fitting_tp > 0 else "no tp <= 8 fits: use pp stages"
     return f"memory: {need_bytes / GIB:.1f} GiB per GPU at tp={t} exceeds the {gpu.mem_gib:.0f} GiB of {gpu.name} ({fix})"
 
 
@@ -290,7 +294,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         time_model=describe(model), fit=fit,
         warnings=tuple(sorted(warned)), warned=warned,
         expected_error=expected, outside_validated=outside, precision=arch.precision,
-        derived_classes=derived)
+        derived_classes=derived, nodes=-(-t // gpu.gpus_per_node))
 
 
 def _host_mode(host: str, model: TimeModel, arch: ArchSpec) -> tuple[str, str | None]:

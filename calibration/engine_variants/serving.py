@@ -16,6 +16,7 @@ decoding requests and their contexts' sum), its start and end.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import deque
 
@@ -43,6 +44,16 @@ def _wait_until(t0: float, when_s: float) -> None:
         pass
 
 
+def max_token_gap(first_s: np.ndarray, finish_s: np.ndarray, decode_end_s: np.ndarray) -> np.ndarray:
+    """Per request, the longest time between two of its tokens: its first token, then one at the end of every
+    decode iteration up to its last (NaN with one token)."""
+    gap = np.full(first_s.size, np.nan)
+    for r in np.flatnonzero(np.isfinite(finish_s) & (finish_s > first_s)):
+        times = decode_end_s[(decode_end_s > first_s[r]) & (decode_end_s <= finish_s[r])]
+        gap[r] = float(np.diff(times, prepend=first_s[r]).max())
+    return gap
+
+
 def serve(engine: SlotEngine, arrival_s, prompt, output, max_batch: int, seed: int = 0,
           deadline_s: float = float("inf")) -> dict:
     """Serve requests (arrival order; arrays of seconds and tokens) on `engine` (module docstring); random prompt
@@ -56,22 +67,14 @@ def serve(engine: SlotEngine, arrival_s, prompt, output, max_batch: int, seed: i
     g = torch.Generator(device="cpu").manual_seed(seed)
     tokens = torch.randint(0, engine.arch.vocab, (sum(p),), generator=g).to(engine.device)
     offsets = np.concatenate(([0], np.cumsum(p)))
-    start, first, finish, gap = (np.full(n, np.nan) for _ in range(4))
-    last_token = np.full(n, np.nan)
+    start, first, finish = ([math.nan] * n for _ in range(3))
     left = o.copy()  # output tokens still to come
     free = list(range(max_batch))  # a heap: the lowest free slot first, keeps the decode rows few
     pending: deque[tuple[int, int]] = deque()  # admitted, not prefilled: (request, slot)
     running: dict[int, int] = {}  # slot -> request
-    pos: dict[int, int] = {}  # slot -> position of its next decode input
+    positions = [0] * max_batch  # per slot: position of its next decode input (0 when free)
     log_kind, log_ctx, log_start, log_end = [], [], [], []  # kind: prompt tokens (> 0) or -(decoding requests)
     head = done = 0
-
-    def token(r: int, now: float) -> None:
-        if np.isfinite(last_token[r]):
-            gap[r] = max(0.0 if np.isnan(gap[r]) else gap[r], now - last_token[r])
-        last_token[r] = now
-        left[r] -= 1
-
     engine.sync()
     t0 = time.perf_counter()
     while done < head or head < n:
@@ -91,28 +94,31 @@ def serve(engine: SlotEngine, arrival_s, prompt, output, max_batch: int, seed: i
             engine.sync()
             end = time.perf_counter() - t0
             first[r] = end
-            token(r, end)
+            left[r] -= 1
             log_kind.append(p[r])
             log_ctx.append(0)
             if left[r] == 0:
                 finish[r], done = end, done + 1
                 heapq.heappush(free, slot)
             else:
-                running[slot], pos[slot] = r, p[r]
+                running[slot], positions[slot] = r, p[r]
         else:
-            engine.decode([pos.get(s, 0) for s in range(max(running) + 1)])
+            engine.decode(positions[:max(running) + 1])
             engine.sync()
             end = time.perf_counter() - t0
             log_kind.append(-len(running))
-            log_ctx.append(sum(pos.values()) + len(running))
+            log_ctx.append(sum(positions) + len(running))
             for slot, r in list(running.items()):
-                token(r, end)
-                pos[slot] += 1
+                left[r] -= 1
+                positions[slot] += 1
                 if left[r] == 0:
                     finish[r], done = end, done + 1
-                    del running[slot], pos[slot]
+                    del running[slot]
+                    positions[slot] = 0
                     heapq.heappush(free, slot)
         log_start.append(now)
         log_end.append(end)
-    return {"start_s": start, "first_token_s": first, "finish_s": finish, "max_gap_s": gap,
+    first_s, finish_s = np.array(first), np.array(finish)
+    gap = max_token_gap(first_s, finish_s, np.array(log_end)[np.array(log_kind) < 0])
+    return {"start_s": np.array(start), "first_token_s": first_s, "finish_s": finish_s, "max_gap_s": gap,
             "iterations": {"kind": log_kind, "context_sum": log_ctx, "start_s": log_start, "end_s": log_end}}

@@ -54,6 +54,7 @@ class SlotEngine:
         self.slot_ids = torch.arange(max_batch, device=self.device)
         self.slot = torch.zeros(1, dtype=torch.long, device=self.device)  # the slot a prefill writes
         self._pos_host = torch.zeros(max_batch, dtype=torch.long, pin_memory=self.use_graphs)
+        self._pos_np = self._pos_host.numpy()  # the same memory, written without torch's per-call overhead
         self.decode_graphs: dict = {}  # (rows, context bucket) -> (graph, logits)
         self.prefill_graphs: dict = {}  # prompt length -> (graph, logits, static prompt, positions)
 
@@ -125,8 +126,8 @@ class SlotEngine:
         -> logits (rows, vocab), rows a slot bucket (rows past the list: free slots at position 0)."""
         n = slot_bucket(len(positions), self.max_batch)
         c = bucket_for(max(positions) + 1, self.s_rows)
-        self._pos_host.zero_()
-        self._pos_host[:len(positions)] = torch.tensor(positions, dtype=torch.long)
+        self._pos_np[len(positions):] = 0
+        self._pos_np[:len(positions)] = positions
         self.pos.copy_(self._pos_host, non_blocking=True)
         if (n, c) not in self.decode_graphs:
             return self._decode_body(n, c)

@@ -106,6 +106,13 @@ def print_table(result: dict) -> None:
         cells = "  ".join(f"{r['measured'][k]:9.4g} {r['table']['error_pct'][k]:+5.0f} {r['fitted']['error_pct'][k]:+5.0f}"
                           for k in SUMMARY_KEYS)
         print(f"{r['arch']:14} {r['lengths'] or '':34} {r['rate_label'] or '':6} {r['requests']:4d}  {cells}")
+    print("iterations, simulator against measured (fitted): median % error of prefill and decode steps, host gap")
+    for r in result["rows"]:
+        it = r["fitted"]["iterations"]
+        if it:
+            print(f"{r['arch']:14} {r['lengths'] or '':34} {r['rate_label'] or '':6} prefill {it['prefill_median_pct']:+6.1f}"
+                  f" ({it['prefill_iterations']}), decode {it['decode_median_pct']:+6.1f} ({it['decode_iterations']}), "
+                  f"gap {it['host_gap_median_s'] * 1e6:.0f} us")
     for method, o in result["overall"].items():
         print(f"median |error| %, {method:6}: " + ", ".join(f"{k} {v:.1f}" for k, v in o["median_abs_pct"].items()))
 

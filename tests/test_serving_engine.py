@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from calibration.engine.runner import Engine
-from calibration.engine_variants.serving import serve
+from calibration.engine_variants.serving import max_token_gap, serve
 from calibration.engine_variants.slot_engine import SlotEngine, slot_bucket
 from kernels.rope_slots import rope_slots, rope_slots_ref, rope_slots_torch
 from tests.test_engine import tiny
@@ -112,3 +112,10 @@ def test_driver_serves_every_request_in_order() -> None:
     decodes = sum(-k for k in it["kind"] if k < 0)
     assert decodes == int((output - 1).sum())
     assert res["start_s"][2] >= res["finish_s"][1]
+
+
+def test_max_token_gap_from_the_iteration_log() -> None:
+    decode_end = np.array([1.0, 1.5, 3.5, 4.0])
+    gap = max_token_gap(np.array([0.5, 1.2, 2.0]), np.array([4.0, 1.5, 2.0]), decode_end)
+    np.testing.assert_allclose(gap[:2], [2.0, 0.3])  # tokens at 0.5, 1, 1.5, 3.5, 4; at 1.2, 1.5
+    assert np.isnan(gap[2])  # one token

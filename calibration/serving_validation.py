@@ -88,15 +88,23 @@ def validate(paths: list[Path]) -> dict:
         arch, gpu = _arch(data), get_gpu(data["gpu"])
         files.append({"file": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
                       "arch": data["arch"], "engine_version": data["engine_version"], "runs": len(runs)})
-        rows += [{"arch": data["arch"], "gpu": gpu.name, **validate_run(arch, gpu, int(data["max_batch"]), run)}
-                 for run in runs]
+        rows += [{"arch": data["arch"], "gpu": gpu.name, "max_batch": int(data["max_batch"]), "file": path.name,
+                  **validate_run(arch, gpu, int(data["max_batch"]), run)} for run in runs]
     if not rows:
         raise UserError("no complete serving runs in the files given; run benchmarks/gpu_h200_serving.sh first")
     overall = {}
     for method in METHODS:
-        med = {k: float(np.nanmedian([abs(r[method]["error_pct"][k]) for r in rows])) for k in SUMMARY_KEYS}
-        overall[method] = {"median_abs_pct": med, "within_bar": {k: v <= BAR_PCT for k, v in med.items()}}
+        med = _medians(rows, method)
+        by_file = {f["file"]: _medians([r for r in rows if f["file"].endswith(r["file"])], method) for f in files}
+        overall[method] = {"median_abs_pct": med, "within_bar": {k: v <= BAR_PCT for k, v in med.items()},
+                           "median_abs_pct_by_file": by_file}
     return {"runs": len(rows), "bar_pct": BAR_PCT, "overall": overall, "files": files, "rows": rows}
+
+
+def _medians(rows: list[dict], method: str) -> dict:
+    """Median absolute % error over rows of each SUMMARY_KEYS (NaN without rows)."""
+    return {k: float(np.nanmedian([abs(r[method]["error_pct"][k]) for r in rows])) if rows else math.nan
+            for k in SUMMARY_KEYS}
 
 
 def print_table(result: dict) -> None:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One lent H200: the continuous-batching engine variant checked, then served request streams measured; ends within
 # 480 s of wall time.
-#   bash benchmarks/gpu_h200_serving.sh [base] [wide]     # from the repository root; default: wide
-# base: llama-3.2-1b, llama-3.1-8b, qwen2.5-7b at max batch 32, seed 0 (serving_<arch>.json);
-# wide: phi-3-mini (MHA) at max batch 32, llama-3.1-8b at 64, qwen2.5-1.5b at 16, seed 1 (serving_<arch>_b<B>_s1.json).
+#   bash benchmarks/gpu_h200_serving.sh [base] [wide]     # from the repository root; default: base
+# base: llama-3.2-1b, llama-3.1-8b, qwen2.5-7b at max batch 32, seed 0 (serving_<arch>.json; measured 2026-12-04);
+# wide: phi-3-mini (MHA) at max batch 32, llama-3.1-8b at 64, qwen2.5-1.5b at 16, seed 1 (serving_<arch>_b<B>_s1.json;
+# written, not measured yet).
 # Each: 2 length distributions x rates light, near, over (fractions of the simulator's predicted capacity).
 # Writes into $OUT: serving_check_h200.json (per-slot rotary + KV write against its reference; a slot's logits against
 # the static engine and a float32 forward), the run files, serving.log, nvidia_smi.csv.
@@ -13,7 +14,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
 CAP=480
 LOG="$OUT/serving.log"
-SETS=${*:-wide}
+SETS=${*:-base}
 LENGTHS=(--lengths "lognormal:p=512,o=128,sigma=0.6" --lengths "uniform:p=32-256,o=32-256")
 nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm,temperature.gpu --format=csv > "$OUT/nvidia_smi.csv"
 

@@ -39,7 +39,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", default="1,2,4,8", help="replica counts: list or range (default 1,2,4,8)")
     parser.add_argument("--max-batch", default="8,16,32,64,128,256", help="max batch sizes: list or range")
     parser.add_argument("--chunk", default=None, metavar="TOKENS", help="chunked prefill: token budget per iteration")
-    parser.add_argument("--policy", default="prefill-first", help="prefill-first (default) or decode-first")
+    parser.add_argument("--policy", default="prefill-first", help="prefill-first (default), decode-first or prefill-one (one prompt an iteration)")
     add_common_args(parser)
     parser.add_argument("--top", default=str(SCREEN_ROWS), help=f"rows shown (default {SCREEN_ROWS})")
     parser.add_argument("--html", default=None, metavar="FILE", help="also write the serving what-if HTML page")

@@ -10,6 +10,8 @@ The schedule, at the start of every iteration:
    - "prefill-first": while any admitted prompt is not fully prefilled, the iteration prefills only (in
      admission order, up to the budget); otherwise it decodes every running request.
    - "decode-first": every decoding request decodes one token, and prompts fill what is left of the budget.
+   - "prefill-one": as prefill-first, but one prompt (or chunk) an iteration: the reference engine's
+     continuous-batching mode (calibration/engine_variants/serving.py), which prefills one slot at a time.
 3. The iteration takes `step.one(decoding, their context sum, chunks)` seconds (simulator/stepcost.py). A prompt
    whose last chunk ran yields its first token at the iteration's end; a decode yields one token; a request
    with all its output tokens leaves the batch.
@@ -30,7 +32,7 @@ import numpy as np
 
 from simulator.errors import UserError
 
-POLICIES = ("prefill-first", "decode-first")
+POLICIES = ("prefill-first", "decode-first", "prefill-one")
 
 
 class Step(Protocol):
@@ -112,6 +114,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, step
             take = int(min(p[r] - done_prefill[r], left))
             chunks.append((r, done_prefill[r], done_prefill[r] + take))
             left -= take
+            if policy == "prefill-one":
+                break
         if not chunks:  # decode only: run until the first request ends or the queue's head could enter
             context_sum = base_sum + n_decoding * steps
             run = decode_heap[0][0] - steps

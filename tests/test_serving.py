@@ -84,6 +84,16 @@ def test_memory_limits_admission():
         _sim([0.0], [100], [3], kv_tokens=50)
 
 
+def test_prefill_one_prefills_one_prompt_an_iteration():
+    # the engine's policy: R0 prefills 0-2, R1 2-4, both decode 4-5 (R0 ends), R1 decodes 5-6
+    stub = Stub()
+    s = _sim([0.0, 0.0], [100, 100], [2, 3], max_batch=8, policy="prefill-one", step=stub)
+    assert stub.calls == [(0, [(0, 100)]), (0, [(0, 100)]), (2, []), (1, [])]
+    np.testing.assert_allclose(s.start_s, [0, 2])
+    np.testing.assert_allclose(s.first_token_s, [2, 4])
+    np.testing.assert_allclose(s.finish_s, [5, 6])
+
+
 def test_chunked_prefill_decode_first():
     stub = Stub()
     s = _sim([0.0, 0.0], [100, 50], [2, 2], chunk=64, policy="decode-first", step=stub)

@@ -79,6 +79,8 @@ FULL = {
     "add_norm": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "hidden": [1024, 2048, 4096, 8192, 16384]},
     "rope_kv_write": {"rows": [6, 48, 384, 3072, 24576, 196608, 786432], "d": [64, 128, 256]},
     "act": {"bytes": [2**i for i in range(12, 33, 2)]},
+    # quant_fp8: tokens by in-features of the layers' GEMMs (hidden sizes, FFN and attention widths per GPU)
+    "quant_fp8": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "k": [1024, 2048, 4096, 8192, 16384, 32768]},
     # sample: the catalog's vocabularies (torch's argmax picks its reduction by the exact length: 65536 took
     # longer than 131072 on the H200)
     "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 32064, 50257, 50272, 50304, 50400, 50432, 65024,
@@ -101,6 +103,7 @@ QUICK = {
     "add_norm": {"rows": [1, 512, 8192], "hidden": [2048, 8192]},
     "rope_kv_write": {"rows": [48, 24576], "d": [128]},
     "act": {"bytes": [2**i for i in range(12, 33, 10)]},
+    "quant_fp8": {"rows": [1, 512], "k": [4096]},
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
     "transpose": {"bytes": [2**15, 2**25]},
@@ -112,7 +115,7 @@ QUICK = {
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
 ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "add_norm": "triton",
-             "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton"}
+             "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton", "quant_fp8": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.
 ALLREDUCE_BYTES = [2**i for i in range(12, 30)]

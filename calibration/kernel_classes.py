@@ -13,6 +13,7 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"_prefill_kernel|flash_fwd(?!.*splitkv_combine)|fmha.*fwd|pytorch_flash", "prefill_attn"),
     (r"_decode|cudnn|flash_fwd_splitkv_combine|fmha", "decode_attn"),
     (r"_add_norm_kernel", "add_norm"),
+    (r"_quant_rows_kernel", "quant_fp8"),
     (r"_rope_write_kernel", "rope_kv_write"),
     (r"_act_kernel", "act"),
     (r"ArgMaxOps|argmax", "sample"),

@@ -231,6 +231,14 @@ def act(stack: str, shape: dict, device: str = "cuda") -> Bench:
     return Bench(_cycle(lambda up: fused_act(up, "swiglu"), sets), len(sets), "kernels.fused.act swiglu")
 
 
+def quant_fp8(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """Per-token FP8 quantization of a w8a8 GEMM's input (kernels.quant_fp8.quantize_rows): `rows` rows of k bf16."""
+    from kernels.quant_fp8 import quantize_rows
+
+    sets = _random_sets(_copies("quant_fp8", shape, device), [(int(shape["rows"]), int(shape["k"]))], device)
+    return Bench(_cycle(quantize_rows, sets), len(sets), "kernels.quant_fp8.quantize_rows")
+
+
 def sample(stack: str, shape: dict, device: str = "cuda") -> Bench:
     """Greedy sampling as the engine runs it: torch.argmax over the vocabulary of `rows` logit rows."""
     import torch
@@ -295,6 +303,7 @@ BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
     "gemm": gemm, "gemm_fp8": gemm_fp8, "gemm_int4": gemm_int4, "prefill_attn": prefill_attn,
     "decode_attn": decode_attn,
     "elementwise": elementwise, "add_norm": add_norm, "rope_kv_write": rope_kv_write, "act": act,
+    "quant_fp8": quant_fp8,
     "sample": sample, "embed": embed, "transpose": transpose, "launch": launch,
 }
 

@@ -1,4 +1,4 @@
-"""`idealrt calibrate --merge-allreduce`: measured all-reduce points move between tables unchanged."""
+"""`idealrt calibrate --merge-allreduce` and `--merge`: measured points move between tables unchanged."""
 import json
 
 from calibration.table_io import new_table, write_json_atomic
@@ -35,3 +35,15 @@ def test_merge_refuses_tables_of_different_gpus(tmp_path, capsys):
     _table(new, "H", [])
     assert main(["calibrate", "--merge-allreduce", str(old), "--out", str(new)]) == 2
     assert "different GPUs" in capsys.readouterr().err
+
+
+def test_merge_ops_carries_only_the_named_classes(tmp_path, capsys):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    quant = {"op": "quant_fp8", "stack": "triton", "shape": {"rows": 1, "k": 1024}, "median_us": 3.0}
+    _table(old, "G", [_ar(1024, 9.0), quant])
+    _table(new, "G", [])
+    assert main(["calibrate", "--merge", str(old), "--ops", "quant_fp8", "--out", str(new)]) == 0
+    (pt,) = json.loads(new.read_text())["points"]
+    assert pt["op"] == "quant_fp8" and pt["median_us"] == 3.0 and pt["provenance"]["gpu_name"] == "G"
+    assert main(["calibrate", "--merge", str(old), "--ops", "gemm", "--out", str(new)]) == 2
+    assert "no points of gemm" in capsys.readouterr().err

@@ -4,11 +4,13 @@
 # configuration queries of several architectures.
 #   bash benchmarks/gpu_h200_fp8.sh          # from the repository root; everything lands in $OUT (7 min cap)
 # Writes $OUT/fp8_check.json (kernels against torch references, FP8 engine logits against the bf16 engine's),
-# $OUT/h200_quant_fp8.json (the quant_fp8 class: kernels.quant_fp8 over tokens x in-features), $OUT/h200_t1_fp8.jsonl
+# $OUT/h200_quant_fp8.json (the quant_fp8 class: kernels.quant_fp8 over tokens x in-features),
+# $OUT/h200_fp8_classes.json (gemm_fp8 ours and decode_attn_fp8), $OUT/h200_t1_fp8.jsonl
 # (rows of `idealrt measure --backend fp8|fp8_kv`, grid t1), $OUT/h200_fp8.log and $OUT/summary_h200_fp8.md.
 # - Each step and each architecture runs in its own process with its own time limit: a failing one loses only its
 #   own results, and the script ends within BUDGET_S.
-# Afterwards: merge h200_quant_fp8.json's points into calibration/tables/h200.json, copy h200_t1_fp8.jsonl to
+# Afterwards: merge the tables' points into calibration/tables/h200.json (`idealrt calibrate --merge FILE --ops
+# CLASSES --out calibration/tables/h200.json`), copy h200_t1_fp8.jsonl to
 # calibration/measurements/, then `idealrt fit --stack fp8` and `idealrt validate --stack fp8` (and fp8_kv).
 set -uo pipefail
 OUT=${OUT:-/tmp/idealrt-out}
@@ -38,17 +40,40 @@ measure_one() {
   return 0
 }
 
+# has the shipped table points of op class $1 (stack triton)?
+in_table() { grep -q "\"op\": \"$1\", \"stack\": \"triton\"" calibration/tables/h200.json; }
+# rows of ($1 backend, $2 arch) already in $ROWS
+rows_of() { grep "\"arch\": \"$2\"" "$ROWS" 2>/dev/null | grep -c "\"backend\": \"$1\""; }
+
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$LOG"
-step "checks: quantization kernel, FP8 linear, FP8-KV kernels, FP8 engines' logits against bf16 (llama-3.2-1b)"
-timeout 120 python3 -m calibration.fp8_check --out "$OUT/fp8_check.json" --arch llama-3.2-1b 2>&1 | tee -a "$LOG"
-[ "${PIPESTATUS[0]}" -ne 0 ] && step "CHECKS FAILED or timed out (see fp8_check.json); measuring anyway"
-step "table class quant_fp8 (kernels.quant_fp8.quantize_rows)"
-timeout 75 python3 -m idealrt calibrate --ops quant_fp8 --stack triton --out "$OUT/h200_quant_fp8.json" \
-  --max-seconds 30 2>&1 | tee -a "$LOG"
-[ "${PIPESTATUS[0]}" -ne 0 ] && step "FAILED: calibrate --ops quant_fp8"
-# FP8 weights on four architectures first (head dims 64, 128, 96; GQA 4 and 7, MHA), then the FP8 KV cache
+# Steps whose results are shipped already (benchmarks/results/fp8_check_h200.json, the table's classes, an
+# architecture's rows) are skipped; FORCE=1 runs them all again.
+if [ "${FORCE:-0}" = 1 ] || [ ! -f benchmarks/results/fp8_check_h200.json ]; then
+  step "checks: quantization kernel, FP8 linear, FP8-KV kernels, FP8 engines' logits against bf16 (llama-3.2-1b)"
+  timeout 120 python3 -m calibration.fp8_check --out "$OUT/fp8_check.json" --arch llama-3.2-1b 2>&1 | tee -a "$LOG"
+  [ "${PIPESTATUS[0]}" -ne 0 ] && step "CHECKS FAILED or timed out (see fp8_check.json); measuring anyway"
+fi
+if [ "${FORCE:-0}" = 1 ] || ! in_table quant_fp8; then
+  step "table class quant_fp8 (kernels.quant_fp8.quantize_rows)"
+  timeout 75 python3 -m idealrt calibrate --ops quant_fp8 --stack triton --out "$OUT/h200_quant_fp8.json" \
+    --max-seconds 30 2>&1 | tee -a "$LOG"
+  [ "${PIPESTATUS[0]}" -ne 0 ] && step "FAILED: calibrate --ops quant_fp8"
+fi
+if [ "${FORCE:-0}" = 1 ] || ! in_table decode_attn_fp8; then
+  step "table classes gemm_fp8 (ours: the nodes the shipped table lacks) and decode_attn_fp8"
+  CMD="idealrt calibrate --ops gemm_fp8,decode_attn_fp8 --stack triton --out $OUT/h200_fp8_classes.json"
+  python3 -c "from calibration.provenance import provenance; from calibration.table_io import seed_table; \
+print(seed_table('calibration/tables/h200.json', '$OUT/h200_fp8_classes.json', ('gemm_fp8',), 'triton', \
+dict(provenance('$CMD'), gpu='h200', grid='full', stacks=['triton'])), 'shipped gemm_fp8 points kept')" 2>&1 | tee -a "$LOG"
+  timeout 150 python3 -m $CMD --max-seconds 110 2>&1 | tee -a "$LOG"
+  [ "${PIPESTATUS[0]}" -ne 0 ] && step "FAILED: calibrate --ops gemm_fp8,decode_attn_fp8"
+fi
+# FP8 weights on four architectures first (head dims 64, 128, 96; GQA 4 and 7, MHA), then the FP8 KV cache, then
+# more architectures (MQA with a parallel block, head dim 256); an architecture measured already is skipped
 for run in fp8:llama-3.2-1b fp8:qwen2.5-7b fp8:llama-3.1-8b fp8:phi-3-mini fp8_kv:llama-3.1-8b fp8_kv:qwen2.5-7b \
-           fp8:mistral-7b fp8_kv:llama-3.2-1b; do
+           fp8:mistral-7b fp8_kv:llama-3.2-1b fp8:falcon-7b fp8:gemma-2-9b fp8_kv:mistral-7b fp8_kv:phi-3-mini \
+           fp8:llama-3.2-3b; do
+  if [ "$(rows_of "${run%%:*}" "${run#*:}")" -ge 33 ]; then continue; fi
   measure_one "${run%%:*}" "${run#*:}"
 done
 python3 -m idealrt measure --summary "$ROWS" > "$OUT/summary_h200_fp8.md" 2>>"$LOG"

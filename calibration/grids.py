@@ -88,8 +88,14 @@ FULL = {
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
     "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
-    "gemm_fp8": _LOWP_GEMM,
+    # ours also at m = 8192 and above _LOWP_GEMM's work cap up to 2e13 FLOPs: the prefill GEMMs of 7-8B models at
+    # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency
+    "gemm_fp8": [{**_LOWP_GEMM, "stacks": ["torch"]},
+                 {**_LOWP_GEMM, "m": sorted(_LOWP_GEMM["m"] + [8192]), "max_flops": 2.0e13, "stacks": ["triton"]}],
     "gemm_int4": _LOWP_GEMM,
+    # decode attention over an FP8 KV cache (kernels/decode_attention_fp8.py): coarser than decode_attn's
+    "decode_attn_fp8": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "g": [1, 4, 8, 64],
+                        "c": [128, 512, 2048, 8192, 32768, 131072], "d": [64, 128, 256], "max_bytes": 4.0e9},
 }
 
 QUICK = {
@@ -110,12 +116,14 @@ QUICK = {
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     "gemm_fp8": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
     "gemm_int4": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
+    "decode_attn_fp8": {"bkv": [1, 16], "g": [1, 8], "c": [512, 4096], "d": [128]},
 }
 
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
 ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "add_norm": "triton",
-             "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton", "quant_fp8": "triton"}
+             "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton", "quant_fp8": "triton",
+             "decode_attn_fp8": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.
 ALLREDUCE_BYTES = [2**i for i in range(12, 30)]
@@ -178,7 +186,7 @@ def _spec_shapes(op: str, spec: dict) -> list[dict]:
         shapes = [dict(m=m, n=n, k=k) for m, n, k in itertools.product(spec["m"], spec["n"], spec["k"])]
     elif op == "prefill_attn":
         shapes = [prefill_shape(*v) for v in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
-    elif op == "decode_attn":
+    elif op in ("decode_attn", "decode_attn_fp8"):
         shapes = [decode_shape(*v) for v in itertools.product(spec["bkv"], spec["g"], spec["c"], spec["d"])]
     elif op == "launch":
         shapes = [dict(mode=m) for m in spec["mode"]]

@@ -148,13 +148,14 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
             per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True),
-    # decode attention over an FP8 KV cache (one byte an element); no kernel of ours yet: derived from decode_attn
+    # decode attention over an FP8 KV cache (one byte an element; kernels/decode_attention_fp8.py): derived from
+    # decode_attn where a table has no points of it
     OpClass("decode_attn_fp8", ("b*kv_h", "h/kv_h", "c", "d"),
             lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"], kv_bytes=1.0),
             per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True, fit_group="decode_attn",
-            derived_from="decode_attn", unmeasured=True),
+            derived_from="decode_attn"),
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
     # per-token FP8 quantization of a w8a8 GEMM's input (kernels/quant_fp8.py): `rows` rows of k bf16 values read,
     # written as e4m3 with a fp32 scale a row

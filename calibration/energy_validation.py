@@ -1,6 +1,8 @@
 """Predicted energy per query against the GPU energy measured with it (NVML's counter, `energy_j` of a row).
 
-For every measured row with `energy_j`: the simulator's energy (simulator/power.py: the table's `op_power`
+For every measured row with `energy_j`: the measured energy of a run is its timed runs' energy over their time
+(`mean_power_w` x `total_s`), since the counter advances in 100 ms steps (calibration/energy_meter.py); the median
+run's reading (`energy_j`) is kept beside it. The simulator's energy (simulator/power.py: the table's `op_power`
 section, measured on microbenchmarks; nothing is fitted to these rows) beside the measured one, with the two
 factors it is made of — time, and mean board power (energy / time) — and beside the baseline of one board power
 figure for every op (the table's NVML p90, else the datasheet). Methods: `table` (the table alone, every row) and
@@ -29,7 +31,9 @@ from simulator.paths import MEASUREMENTS_DIR, REPO
 
 METHODS = ("table", "fitted", "table_loao_scale")
 OUT = REPO / "benchmarks" / "results" / "validate_energy.json"
-# signed % error fields of a record, "<name>_err_pct"; "meter": the median run's power (energy_j / total_s) against
+METER = REPO / "benchmarks" / "results" / "energy_meter_{gpu}.json"  # the counter's step (calibration/energy_meter.py)
+STEPS_BAR = 10  # counter steps a run spans for its one-step reading error to be within the 10 % energy bar
+# signed % error fields of a record, "<name>_err_pct"; "meter": the median run's reading (energy_j) against
 # all runs' (mean_power_w), how far the measurement disagrees with itself
 ERRORS = ("energy", "time", "power", "baseline_energy", "meter")
 
@@ -62,16 +66,20 @@ def predict_rows(rows: Sequence[dict], method: str) -> list[dict]:
     out = []
     for i, r in enumerate(rows):
         energy, total = float(pred.energy_j[i]), float(pred.total_s[i])
-        measured_w, predicted_w = r["energy_j"] / r["total_s"], energy / total
+        # all timed runs' energy over their time (back to back: one counter step of error over the whole window),
+        # not the median run's reading (one step of error over one run: the counter advances every 100 ms)
+        measured_w = r.get("mean_power_w", r["energy_j"] / r["total_s"])
+        measured_j, predicted_w = measured_w * r["total_s"], energy / total
         baseline = total * pred.n_gpus * baseline_w
         out.append({"gpu": gpu.name, "t": r["t"], "stack": stack_of(r), "arch": r["arch"], "b": r["b"], "p": r["p"],
-                    "o": r["o"], "split": r.get("split"), "method": method, "measured_j": r["energy_j"],
+                    "o": r["o"], "split": r.get("split"), "method": method, "measured_j": measured_j,
+                    "median_run_j": r["energy_j"], "window_s": r["total_s"] * r.get("repeats", 1),
                     "predicted_j": energy, "baseline_j": baseline, "measured_s": r["total_s"], "predicted_s": total,
                     "measured_w": measured_w, "predicted_w": predicted_w,
-                    "energy_err_pct": _pct(energy, r["energy_j"]), "time_err_pct": _pct(total, r["total_s"]),
+                    "energy_err_pct": _pct(energy, measured_j), "time_err_pct": _pct(total, r["total_s"]),
                     "power_err_pct": _pct(predicted_w, measured_w),
-                    "baseline_energy_err_pct": _pct(baseline, r["energy_j"]),
-                    "meter_err_pct": _pct(measured_w, r.get("mean_power_w", measured_w)),
+                    "baseline_energy_err_pct": _pct(baseline, measured_j),
+                    "meter_err_pct": _pct(r["energy_j"], measured_j),
                     "idle_j": float(pred.energy_by_class.get("idle", np.zeros(p.shape))[i]),
                     "power_source": pred.power_source, "fit": None if fit is None else fit.get("path")})
     return out
@@ -204,7 +212,28 @@ def report(rows: list[dict], notes: list[str], command: str) -> dict:
             "by_batch": summarize(recs, keys + ["b"]),
             "by_above_board_limit": summarize([{**r, "above_limit": r["measured_w"] > _limit(r["gpu"])} for r in recs],
                                               keys + ["above_limit"]),
+            # a run of a few counter steps reads whole steps: its energy is uncertain by up to one step
+            "by_counter_steps": summarize([{**r, "counter_steps": _counter_steps(r)} for r in recs],
+                                          keys + ["counter_steps"]),
             "records": [_slim(r) for r in recs if r["method"] != "table_loao_scale"]}
+
+
+def counter_step_s(gpu_name: str) -> float | None:
+    """The measured interval between the GPU's energy counter updates under load (None: not measured)."""
+    import json
+
+    path = Path(str(METER).format(gpu=gpu_name))
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["gemm_load"]["interval_ms_median"] / 1e3
+
+
+def _counter_steps(rec: dict) -> str:
+    """Whether a row's metered runs span STEPS_BAR counter steps, fewer, or the counter's step is unknown."""
+    step = counter_step_s(rec["gpu"])
+    if step is None:
+        return "unknown"
+    return f">= {STEPS_BAR}" if rec["window_s"] >= STEPS_BAR * step else f"< {STEPS_BAR}"
 
 
 def _limit(gpu_name: str) -> float:

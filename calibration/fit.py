@@ -218,9 +218,10 @@ TABLE_STACK = {"transformers": "torch", "fp8": "triton", "fp8_kv": "triton"}
 
 
 def host_of(row: dict) -> str:
-    """How the row's engine launches its kernels: the row's `host`, else "eager" for transformers' eager
-    generate and "graph" for engines that replay CUDA graphs (simulator.ops HOST_MODES)."""
-    return row.get("host") or ("eager" if row.get("engine") == "hf-eager" else "graph")
+    """How the row's engine launches its kernels: the row's `host`, else "hf-eager" (its measured host model,
+    simulator.hostmodel) for transformers' eager generate and "graph" for engines that replay CUDA graphs
+    (simulator.ops HOST_MODES)."""
+    return row.get("host") or ("hf-eager" if row.get("engine") == "hf-eager" else "graph")
 
 
 def fused_elementwise(row: dict) -> bool:

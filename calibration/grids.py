@@ -87,6 +87,7 @@ FULL = {
                                                              65536, 128000, 128256, 151936, 152064, 250880, 256000]},
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
     "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
+    "strided": {"bytes": [2**i for i in range(12, 33, 2)]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     # ours also at m = 8192 and above _LOWP_GEMM's work cap up to 2e13 FLOPs: the prefill GEMMs of 7-8B models at
     # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency
@@ -113,6 +114,7 @@ QUICK = {
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
     "transpose": {"bytes": [2**15, 2**25]},
+    "strided": {"bytes": [2**i for i in range(12, 33, 10)]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     "gemm_fp8": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
     "gemm_int4": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
@@ -121,9 +123,9 @@ QUICK = {
 
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
-ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "add_norm": "triton",
-             "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton", "quant_fp8": "triton",
-             "decode_attn_fp8": "triton"}
+ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "strided": "torch",
+             "add_norm": "triton", "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton",
+             "quant_fp8": "triton", "decode_attn_fp8": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.
 ALLREDUCE_BYTES = [2**i for i in range(12, 30)]

@@ -11,9 +11,11 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"_rope_write_fp8_kernel", "rope_kv_write"),
     (r"_fp8_kernel|_fp8_tma_kernel|e4m3", "gemm_fp8"),  # ours, and cuBLASLt's FP8 kernels (torch._scaled_mm)
     (r"_int4_kernel", "gemm_int4"),
-    (r"_matmul|gemm|cutlass|sm90_xmma|nvjet|cublas|_moe_.*gemm|_grouped", "gemm"),
+    # attention before GEMMs: torch's flash kernels name their cutlass tile types
     (r"_prefill_kernel|flash_fwd(?!.*splitkv_combine)|fmha.*fwd|pytorch_flash", "prefill_attn"),
-    (r"_decode|cudnn|flash_fwd_splitkv_combine|fmha", "decode_attn"),
+    # the torch stack's decode attention: SDPA (cuDNN), and the valid-row mask it builds each call (arange, <)
+    (r"_decode|cudnn|flash_fwd_splitkv_combine|fmha|arange_cuda_out|CompareFunctor", "decode_attn"),
+    (r"_matmul|gemm|cutlass|sm90_xmma|nvjet|cublas|_moe_.*gemm|_grouped", "gemm"),
     (r"_add_norm_kernel", "add_norm"),
     (r"_quant_rows_kernel", "quant_fp8"),
     (r"_rope_write_kernel", "rope_kv_write"),
@@ -22,7 +24,9 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"gather_kernel|embedding|index_select", "embed"),
     (r"_align|_route|topk|softmax", "elementwise"),
     (r"direct_copy_kernel_cuda.*elementwise_kernel<128, 4|elementwise_kernel<128, 4.*direct_copy", "transpose"),
-    (r"CUDAFunctor_add<c10::BFloat16>|mul|silu|gelu|norm|rsqrt|pow|mean|cat|neg|cos|sin", "elementwise"),
+    # torch's non-vectorized kernels on strided or broadcast operands, and the concatenation of two strided halves
+    (r"gpu_kernel_impl_nocast<.*(MulFunctor|silu|addcmul)|CatArrayBatchedCopy", "strided"),
+    (r"CUDAFunctor_add<c10::BFloat16>|[Mm]ul|silu|gelu|norm|rsqrt|pow|mean|[Cc]at|neg|cos|sin", "elementwise"),
     (r"Memcpy|Memset|memcpy|FillFunctor|index_elementwise|CUDAFunctorOnSelf_add<long>|direct_copy", "step"),
 )
 _COMPILED = [(re.compile(p), c) for p, c in KERNEL_CLASSES]

@@ -257,6 +257,15 @@ def quant_fp8(stack: str, shape: dict, device: str = "cuda") -> Bench:
     return Bench(_cycle(quantize_rows, sets), len(sets), "kernels.quant_fp8.quantize_rows")
 
 
+def strided(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """The torch stack's element-wise ops on strided halves (the SwiGLU product of calibration.engine.backends):
+    [gate | up] (rows, 2F) -> gate half x up half, (rows, F), 6 bytes an output."""
+    n = max(1, int(shape["bytes"]) // 6)
+    f = min(ACT_WIDTH, n)
+    sets = _random_sets(_copies("strided", shape, device), [(max(1, n // f), 2 * f)], device)
+    return Bench(_cycle(lambda up: up[:, :f] * up[:, f:], sets), len(sets), "torch.mul of the halves of (rows, 2F)")
+
+
 def sample(stack: str, shape: dict, device: str = "cuda") -> Bench:
     """Greedy sampling as the engine runs it: torch.argmax over the vocabulary of `rows` logit rows."""
     import torch
@@ -322,7 +331,7 @@ BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
     "decode_attn": decode_attn, "decode_attn_fp8": decode_attn_fp8,
     "elementwise": elementwise, "add_norm": add_norm, "rope_kv_write": rope_kv_write, "act": act,
     "quant_fp8": quant_fp8,
-    "sample": sample, "embed": embed, "transpose": transpose, "launch": launch,
+    "sample": sample, "embed": embed, "transpose": transpose, "strided": strided, "launch": launch,
 }
 
 

@@ -91,3 +91,13 @@ class PowerSampler:
         out["by_op"] = {lab: stats([w for l2, w in busy if l2 == lab]) for lab in sorted({lab for lab, _ in busy})}
         out["source"] = "nvml nvmlDeviceGetPowerUsage, sampled while points were measured"
         return out
+
+
+def merge_power(old: dict | None, new: dict | None) -> dict | None:
+    """A table's sampled board power after a resumed run: per op class the latest run's figures, overall those
+    of whichever run sampled more (a short resume of one class does not replace a whole sweep's figure)."""
+    if not old or not new:
+        return new or old
+    top = new if new.get("samples", 0) >= old.get("samples", 0) else old
+    return {**top, "by_op": {**(old.get("by_op") or {}), **(new.get("by_op") or {})}}
+

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from calibration.grids import GridPoint, estimate_s, point, work
+from calibration.power import merge_power
 from calibration.recheck import keep_faster, suspects
 from calibration.table_io import TableWriter, point_key
 
@@ -164,5 +165,5 @@ def _account(writer: TableWriter, res: SweepResult, power) -> None:
         prov[key] = round(prov.get(key, 0.0) + val, 2)
     writer.table["ceilings"] = ceilings(writer.table["points"])
     if power is not None and power.summary() is not None:
-        writer.table["power_w"] = power.summary()
+        writer.table["power_w"] = merge_power(writer.table.get("power_w"), power.summary())
     writer.finish(complete=not res.stopped_early and not writer.table["errors"])

@@ -20,9 +20,9 @@ from simulator.arch import ArchSpec
 from simulator.defaults import model_and_fit, resolve_arch, with_precision
 from simulator.errors import UserError
 from simulator.gpus import GIB, GPUSpec, get_gpu
-from simulator.memory import check_tp, smallest_fitting_tp, tp_per_request
+from simulator.memory import check_pp, check_tp, smallest_fitting_layout, tp_per_request
+from simulator.pipeline import predict_parallel
 from simulator.predict import Prediction, memory_warning
-from simulator.predict import predict as _predict
 from simulator.predictor import Predictor
 from simulator.tables import derived_classes
 
@@ -51,15 +51,18 @@ def _gpu(gpu: str | GPUSpec) -> GPUSpec:
 
 
 def predict(model: str | Path | ArchSpec, gpu: str | GPUSpec, prompt: ArrayLike, output: ArrayLike,
-            batch: ArrayLike = 1, tp: int | None = None, *, stack: str = "triton", fit: bool = True,
-            price_per_hour_usd: float | None = None, weights: str | None = None, kv: str | None = None) -> Prediction:
+            batch: ArrayLike = 1, tp: int | None = None, *, pp: int | None = None, microbatches: int = 1,
+            stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None,
+            weights: str | None = None, kv: str | None = None) -> Prediction:
     """Idealized runtime of `batch` sequences of `prompt` and `output` tokens (arrays broadcast) of a catalog
-    model, a config.json or an ArchSpec on a catalog GPU; tp None: the smallest that fits. weights ("bf16", "fp8",
-    "int4") and kv ("bf16", "fp8"): the precision served (None: as the model's config says)."""
+    model, a config.json or an ArchSpec on a catalog GPU; tp (across nodes above a node's GPUs) and pp (pipeline
+    stages, with `microbatches`; simulator/pipeline.py) None: the fewest GPUs that fit, one stage when tp is given.
+    weights ("bf16", "fp8", "int4") and kv ("bf16", "fp8"): the precision served (None: as the model's config
+    says)."""
     arch, spec = with_precision(_arch(model), weights, kv), _gpu(gpu)
     time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
-    return _predict(arch, spec, prompt, output, batch, tp, model=time_model, coefficients=coefficients,
-                    price_per_hour_usd=price_per_hour_usd)
+    return predict_parallel(arch, spec, prompt, output, batch, tp, pp, microbatches, model=time_model,
+                            coefficients=coefficients, price_per_hour_usd=price_per_hour_usd)
 
 
 def predictor(model: str | Path | ArchSpec, gpu: str | GPUSpec, tp: int | None = None, *, stack: str = "triton",
@@ -71,23 +74,38 @@ def predictor(model: str | Path | ArchSpec, gpu: str | GPUSpec, tp: int | None =
     return Predictor(_arch(model), spec, tp, model=time_model, coefficients=coefficients)
 
 
-def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...], setting: tuple,
-          price: float | None) -> list[dict]:
-    """Rows of one (arch, GPU, tp) over the flat request arrays (p, o, b); tp 0 is auto, per request.
-    `setting` is (time model, coefficients, fit label) as `model_and_fit` returns it."""
+def _layouts(arch: ArchSpec, gpu: GPUSpec, tp: int, pp: int | None, requests: tuple[np.ndarray, ...]
+             ) -> list[tuple[int, int, np.ndarray]]:
+    """(t, pp, flat indices) groups of the requests: tp 0 is auto, per request on one stage; pp None: one stage,
+    and the requests no t fits on one stage on the fewest GPUs that fit them all (simulator.memory)."""
+    p, o, b = requests
+    if pp is not None:
+        t, pp = smallest_fitting_layout(arch, gpu, b, p, o, tp or None, check_pp(arch, pp)) if tp == 0 else \
+            (check_tp(arch, tp), pp)
+        return [(t, check_pp(arch, pp), np.arange(p.size))]
+    if tp:
+        return [(check_tp(arch, tp), 1, np.arange(p.size))]
+    tps = tp_per_request(arch, gpu, b, p, o)
+    groups = [(int(t), 1, np.flatnonzero(tps == t)) for t in np.unique(tps) if t > 0]
+    short = np.flatnonzero(tps == 0)
+    if short.size:
+        t, pp = smallest_fitting_layout(arch, gpu, b[short], p[short], o[short])
+        groups.append((t, pp, short))
+    return groups
+
+
+def _rows(arch: ArchSpec, gpu: GPUSpec, layout: tuple[int, int | None, int], requests: tuple[np.ndarray, ...],
+          setting: tuple, price: float | None) -> list[dict]:
+    """Rows of one (arch, GPU, layout) over the flat request arrays (p, o, b); layout (tp, pp, microbatches), tp 0
+    auto and pp None one stage where one fits (_layouts). `setting` is (time model, coefficients, fit label) as
+    `model_and_fit` returns it."""
     p, o, b = requests
     model, coefficients, fit_label = setting
-    if tp == 0:
-        tps = tp_per_request(arch, gpu, b, p, o)
-        if not tps.all():
-            smallest_fitting_tp(arch, gpu, b, p, o)  # raises, saying what is needed
-    else:
-        tps = np.full(p.shape, check_tp(arch, tp))
+    tp, pp, micro = layout
     rows = []
-    for t in np.unique(tps):
-        sel = np.flatnonzero(tps == t)
-        pred = _predict(arch, gpu, p[sel], o[sel], b[sel], int(t), model=model, coefficients=coefficients,
-                        price_per_hour_usd=price)
+    for t, stages, sel in _layouts(arch, gpu, tp, pp, requests):
+        pred = predict_parallel(arch, gpu, p[sel], o[sel], b[sel], t, stages, micro, model=model,
+                                coefficients=coefficients, price_per_hour_usd=price)
         notes = _row_warnings(arch, gpu, int(t), pred)
         cols = {"prefill_s": pred.prefill_s, "decode_step_s": pred.decode_step_s, "decode_s": pred.decode_s,
                 "total_s": pred.total_s, "tokens_per_s": pred.tokens_per_s,
@@ -95,7 +113,8 @@ def _rows(arch: ArchSpec, gpu: GPUSpec, tp: int, requests: tuple[np.ndarray, ...
                 "cost_usd": pred.cost_usd, "energy_j": pred.energy_j}
         cols = {k: v.tolist() for k, v in cols.items()}
         for i, j in enumerate(sel):
-            rows.append({"_order": int(j), "arch": arch.name, "gpu": gpu.name, "t": int(t), "n_gpus": pred.n_gpus,
+            rows.append({"_order": int(j), "arch": arch.name, "gpu": gpu.name, "t": int(t), "pp": pred.pp,
+                         "microbatches": pred.microbatches, "nodes": pred.nodes, "n_gpus": pred.n_gpus,
                          "b": int(b[j]), "p": int(p[j]), "o": int(o[j]),
                          **{k: v[i] for k, v in cols.items()},
                          "time_model": pred.time_model, "fit": fit_label, "warnings": notes[i]})
@@ -122,10 +141,12 @@ def _row_warnings(arch: ArchSpec, gpu: GPUSpec, t: int, pred: Prediction) -> lis
 def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec], prompts: Iterable[int],
           outputs: Iterable[int], batches: Iterable[int] = (1,), tps: Iterable[int | None] = (None,), *,
           stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None,
-          weights: Iterable[str | None] = (None,), kvs: Iterable[str | None] = (None,)) -> list[dict]:
-    """One tidy row per (GPU, model, precision, tp, p, o, b), as `idealrt sweep` writes them; tp None: the smallest
-    that fits each request; weights and kvs: the precisions to serve each model at (None: as its config says)."""
-    archs, specs, tps = [_arch(m) for m in models], [_gpu(g) for g in gpus], list(tps)
+          weights: Iterable[str | None] = (None,), kvs: Iterable[str | None] = (None,),
+          pps: Iterable[int | None] = (None,), microbatches: int = 1) -> list[dict]:
+    """One tidy row per (GPU, model, precision, tp, pp, p, o, b), as `idealrt sweep` writes them; tp None: the
+    smallest that fits each request; pp None: one stage, or the fewest GPUs that fit where one stage cannot
+    (simulator/pipeline.py); weights and kvs: the precisions to serve each model at (None: as its config says)."""
+    archs, specs, tps, pps = [_arch(m) for m in models], [_gpu(g) for g in gpus], list(tps), list(pps)
     precisions = [(w, kv) for w in weights for kv in kvs]
     p, o, b = (a.ravel() for a in np.meshgrid(list(prompts), list(outputs), list(batches), indexing="ij"))
     rows = []
@@ -140,8 +161,9 @@ def sweep(models: Iterable[str | Path | ArchSpec], gpus: Iterable[str | GPUSpec]
         for gpu, (w, kv) in itertools.product(specs, precisions):
             # a fresh time model per model, GPU and precision, so its warnings are about these rows only
             setting, served = model_and_fit(gpu, stack, not fit), with_precision(arch, w, kv)
-            for t in tps:
-                new = _rows(served, gpu, t or 0, (p[keep], o[keep], b[keep]), setting, price_per_hour_usd)
+            for t, pp in itertools.product(tps, pps):
+                new = _rows(served, gpu, (t or 0, pp, microbatches), (p[keep], o[keep], b[keep]), setting,
+                            price_per_hour_usd)
                 rows += _with_precision(new, served, setting[0])
     order = {g.name: i for i, g in enumerate(specs)}
     rows.sort(key=lambda r: order[r["gpu"]])  # GPU-major, as before: stable within a GPU
@@ -181,16 +203,18 @@ def _workload(workload: Workload | str | Path) -> Workload:
 
 
 def serve(model: str | Path | ArchSpec, gpu: str | GPUSpec, workload: Workload | str | Path, tp: int, replicas: int = 1,
-          max_batch: int = 64, *, chunk_tokens: int | None = None, policy: str = "prefill-first",
+          max_batch: int = 64, *, pp: int = 1, chunk_tokens: int | None = None, policy: str = "prefill-first",
           stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> ServingResult:
-    """A workload (a Workload, or a trace CSV's path) served by `replicas` replicas of `tp` GPUs with continuous
-    batching (simulator/deployment.py): `idealrt.serve("llama-3.1-8b", "h100-sxm", trace, 1).row()`."""
+    """A workload (a Workload, or a trace CSV's path) served by `replicas` replicas of `tp` GPUs (times `pp`
+    pipeline stages) with continuous batching (simulator/deployment.py):
+    `idealrt.serve("llama-3.1-8b", "h100-sxm", trace, 1).row()`."""
     from simulator.deployment import Deployment
     from simulator.deployment import serve as _serve
 
     arch, spec = _arch(model), _gpu(gpu)
     time_model, coefficients, _ = model_and_fit(spec, stack, not fit)
-    deployment = Deployment(spec.name, check_tp(arch, tp), replicas, max_batch, chunk_tokens, policy)
+    deployment = Deployment(spec.name, check_tp(arch, tp), replicas, max_batch, chunk_tokens, policy,
+                            pp=check_pp(arch, pp))
     return _serve(arch, spec, _workload(workload), deployment, model=time_model, coefficients=coefficients,
                   price_per_hour_usd=price_per_hour_usd)
 
@@ -198,9 +222,10 @@ def serve(model: str | Path | ArchSpec, gpu: str | GPUSpec, workload: Workload |
 def plan(model: str | Path | ArchSpec, gpus: Iterable[str | GPUSpec], workload: Workload | str | Path,
          slo: str | dict[str, float], *, tps: Iterable[int] | None = None, replicas: Iterable[int] | None = None,
          max_batch: Iterable[int] | None = None, chunk_tokens: int | None = None, policy: str = "prefill-first",
-         stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None) -> PlanResult:
-    """The deployments of `idealrt plan` (simulator/plan.py; replicas and max_batch None: its defaults), SLO-meeting
-    and cheapest first; each row's "pareto" says whether no other deployment has both more tokens/s per GPU and
+         stack: str = "triton", fit: bool = True, price_per_hour_usd: float | None = None,
+         pps: Iterable[int] | None = None) -> PlanResult:
+    """The deployments of `idealrt plan` (simulator/plan.py; replicas and max_batch None: its defaults; pps None:
+    one pipeline stage, or the fewest that fit), SLO-meeting and cheapest first; each row's "pareto" says whether no other deployment has both more tokens/s per GPU and
     more tokens/s per user."""
     from reports.pareto import pareto_front
     from simulator.plan import DEFAULT_BATCHES, DEFAULT_REPLICAS, SLO_KEYS, parse_slo
@@ -216,7 +241,8 @@ def plan(model: str | Path | ArchSpec, gpus: Iterable[str | GPUSpec], workload: 
     check_policy(policy, chunk_tokens, 1)
     result = _plan(arch, specs, _workload(workload), slo, settings, tps=None if tps is None else list(tps),
                    replicas=tuple(replicas or DEFAULT_REPLICAS), batches=tuple(max_batch or DEFAULT_BATCHES),
-                   chunk_tokens=chunk_tokens, policy=policy, price_per_hour_usd=price_per_hour_usd)
+                   chunk_tokens=chunk_tokens, policy=policy, price_per_hour_usd=price_per_hour_usd,
+                   pps=None if pps is None else list(pps))
     ok = [i for i, r in enumerate(result.rows)
           if np.isfinite(r["tokens_per_s_per_gpu"]) and np.isfinite(r["tokens_per_s_per_user"])]
     front = {ok[i] for i in pareto_front([-result.rows[i]["tokens_per_s_per_gpu"] for i in ok],

@@ -33,7 +33,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", default="1000", help="requests drawn with --lengths (default 1000)")
     parser.add_argument("--seed", default="0", help="seed of the drawn workload (default 0)")
     parser.add_argument("--slo", required=True, help="latency target, e.g. ttft_p95=0.5,tpot_p95=0.05 (seconds)")
-    parser.add_argument("--tp", default=None, help="tensor-parallel degrees (default: every valid one)")
+    parser.add_argument("--tp", default=None, help="tensor-parallel degrees (default: every valid one on a node)")
+    parser.add_argument("--pp", default=None, help="pipeline stages (default: 1, or the fewest that fit); network "
+                        "figures modelled, not measured")
     parser.add_argument("--replicas", default="1,2,4,8", help="replica counts: list or range (default 1,2,4,8)")
     parser.add_argument("--max-batch", default="8,16,32,64,128,256", help="max batch sizes: list or range")
     parser.add_argument("--chunk", default=None, metavar="TOKENS", help="chunked prefill: token budget per iteration")
@@ -87,16 +89,17 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.html, "--html")
     workload = _workload(args)
     tps = parse_ints(args.tp, "--tp") if args.tp is not None else None
+    pps = parse_ints(args.pp, "--pp") if args.pp is not None else None
     replicas, batches = parse_ints(args.replicas, "--replicas"), parse_ints(args.max_batch, "--max-batch")
     chunk = _int(args.chunk, "--chunk") if args.chunk is not None else None
     top = _int(args.top, "--top")
     n_gpus = len([g for g in args.gpus.split(",") if g.strip()])
-    n_configs = max(n_gpus, 1) * len(tps or (1, 2, 4, 8)) * len(replicas) * len(batches)
+    n_configs = max(n_gpus, 1) * len(tps or (1, 2, 4, 8)) * len(pps or (1,)) * len(replicas) * len(batches)
     if n_configs > MAX_CONFIGS:
         raise UserError(f"the search has {n_configs:,} deployments, over {MAX_CONFIGS:,}; use fewer values")
     result = plan(args.model, args.gpus.split(","), workload, args.slo, tps=tps, replicas=replicas,
                   max_batch=batches, chunk_tokens=chunk, policy=args.policy, stack=args.stack, fit=not args.no_fit,
-                  price_per_hour_usd=args.price_per_hour)
+                  price_per_hour_usd=args.price_per_hour, pps=pps)
     if args.html:
         from reports.serving_report import write_serving
 
@@ -115,14 +118,14 @@ def _summary(result, workload, top: int) -> None:
     title = (f"{len(meeting)} of {len(result.rows)} deployments meet {slo}" if meeting
              else f"no deployment of {len(result.rows)} meets {slo}; the closest (cheapest first)")
     shown = (meeting or result.rows)[:top]
-    print_table(title, ["gpu", "t", "replicas", "GPUs", "max batch", "USD/1k tok", "tok/s/GPU", "tok/s/user",
+    print_table(title, ["gpu", "t", "pp", "replicas", "GPUs", "max batch", "USD/1k tok", "tok/s/GPU", "tok/s/user",
                         "TTFT p95", "TPOT p95", "E2E p95", "Pareto"],
-                [[r["gpu"], r["t"], r["replicas"], r["n_gpus"], r["max_batch"], _n(r["usd_per_1k_tokens"]),
+                [[r["gpu"], r["t"], r["pp"], r["replicas"], r["n_gpus"], r["max_batch"], _n(r["usd_per_1k_tokens"]),
                   _n(r["tokens_per_s_per_gpu"]), _n(r["tokens_per_s_per_user"]), _s(r["ttft_p95"]),
                   _s(r["tpot_p95"]), _s(r["e2e_p95"]), "yes" if r["pareto"] else ""] for r in shown])
     notes = [f"workload: {workload.source} ({len(workload)} requests)",
              f"{len(result.pruned)} deployments pruned by memory" if result.pruned else "none pruned by memory"]
-    notes += [f"pruned: {p['gpu']} t={p['t']}: {p['reason']}" for p in result.pruned[:3]]
+    notes += [f"pruned: {p['gpu']} t={p['t']} pp={p['pp']}: {p['reason']}" for p in result.pruned[:3]]
     print_lines(notes + [f"warning: {w}" for w in result.warnings])
 
 

@@ -10,9 +10,10 @@ from simulator.errors import UserError
 from simulator.defaults import model_and_fit, resolve_arch, with_precision
 from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.opclasses import OP_CLASS
-from simulator.memory import smallest_fitting_tp
+from simulator.memory import smallest_fitting_layout
 from idealrt.output import fmt_gib, fmt_num, fmt_s, print_json, print_lines, print_table
-from simulator.predict import Prediction, predict
+from simulator.pipeline import predict_parallel
+from simulator.predict import Prediction
 from simulator.tables import STACKS
 
 
@@ -22,7 +23,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", help="catalog name ('idealrt models' lists them)")
     src.add_argument("--config", help="a Hugging Face config.json (file or folder)")
     parser.add_argument("--gpu", required=True, help="catalog name ('idealrt gpus' lists them)")
-    parser.add_argument("--tp", type=int, default=None, help="tensor-parallel degree (default: smallest that fits)")
+    parser.add_argument("--tp", type=int, default=None, help="tensor-parallel degree, across nodes above a node's "
+                        "GPUs (default: smallest that fits)")
+    parser.add_argument("--pp", type=int, default=None, help="pipeline stages (default: 1 with --tp, else the fewest "
+                        "GPUs t x pp that fit); network figures modelled, not measured")
+    parser.add_argument("--microbatches", type=int, default=1,
+                        help="micro-batches the batch is split into through the stages (default 1)")
     parser.add_argument("--batch", type=int, default=1, help="sequences in the batch (default 1)")
     parser.add_argument("--prompt", type=int, required=True, help="prompt tokens p")
     parser.add_argument("--output", type=int, required=True, help="output tokens o (the first comes from prefill)")
@@ -60,15 +66,17 @@ def run(args: argparse.Namespace) -> int:
 
     arch, gpu = with_precision(resolve_arch(args.model, args.config), args.weights, args.kv), get_gpu(args.gpu)
     model, coefficients, fit_label = model_and_fit(gpu, args.stack, args.no_fit)
-    pred = predict(arch, gpu, args.prompt, args.output, args.batch, args.tp, model=model,
-                   coefficients=coefficients, price_per_hour_usd=args.price_per_hour)
+    pred = predict_parallel(arch, gpu, args.prompt, args.output, args.batch, args.tp, args.pp, args.microbatches,
+                            model=model, coefficients=coefficients, price_per_hour_usd=args.price_per_hour)
     if not pred.fits.all():
         need = float(pred.mem_per_gpu_bytes.max()) / GIB
-        best = smallest_fitting_tp(arch, gpu, args.batch, args.prompt, args.output)
-        raise UserError(f"--tp {pred.t}: {arch.name} needs {need:.1f} GiB per GPU, over the {gpu.mem_gib:.0f} GiB "
-                        f"of {gpu.name}; use --tp {best} ({best} GPUs) or leave --tp out")
-    prof = fit_profile(arch, gpu, pred.t, args.batch, model=model, coefficients=coefficients,
-                       p_max=max(DEFAULT_P_MAX, args.prompt), c_ref=args.prompt + args.output // 2)
+        t, pp = smallest_fitting_layout(arch, gpu, args.batch, args.prompt, args.output)
+        raise UserError(f"--tp {pred.t} --pp {pred.pp}: {arch.name} needs {need:.1f} GiB per GPU, over the "
+                        f"{gpu.mem_gib:.0f} GiB of {gpu.name}; use --tp {t} --pp {pp} ({t * pp} GPUs) or leave "
+                        "--tp and --pp out")
+    prof = None if pred.pp > 1 else fit_profile(arch, gpu, pred.t, args.batch, model=model, coefficients=coefficients,
+                                                p_max=max(DEFAULT_P_MAX, args.prompt),
+                                                c_ref=args.prompt + args.output // 2)
     record = to_record(pred, prof, fit_label)
     if args.json:
         print_json(record)
@@ -82,7 +90,9 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
     coef = pred.coefficients
     f = lambda a: float(a)  # noqa: E731  (0-d arrays of a single request)
     return {
-        "model": pred.arch, "gpu": pred.gpu, "tp": pred.t, "n_gpus": pred.n_gpus,
+        "model": pred.arch, "gpu": pred.gpu, "tp": pred.t, "pp": pred.pp, "microbatches": pred.microbatches,
+        "nodes": pred.nodes, "n_gpus": pred.n_gpus,
+        "pipeline": None if pred.pipeline is None else {k: f(v) for k, v in pred.pipeline.items()},
         "batch": int(pred.b), "prompt": int(pred.p), "output": int(pred.o),
         "time_model": pred.time_model, "fit": fit_label, "warnings": list(pred.warnings),
         "precision": {**asdict(pred.precision), "label": pred.precision.label,
@@ -109,7 +119,7 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
         "energy_j": f(pred.energy_j), "prefill_energy_j": f(pred.prefill_energy_j),
         "decode_energy_j": f(pred.decode_energy_j), "energy_by_class": {c: f(v) for c, v in pred.energy_by_class.items()},
         "power_w": f(pred.power_w), "power_source": pred.power_source,
-        "profile": {"knots_p": list(prof.knots_p), "f_knots_s": list(prof.f_knots_s),
+        "profile": None if prof is None else {"knots_p": list(prof.knots_p), "f_knots_s": list(prof.f_knots_s),
                     "slopes_s_per_token": [float(s) for s in prof.slopes_s_per_token], "g_s": prof.g_s,
                     "c_ref": prof.c_ref, "f_max_rel_err": prof.max_rel_err,
                     "form_total_s": float(prof.total_s(pred.p, pred.o))},
@@ -125,7 +135,9 @@ def _shown(pred: Prediction, op_class: str) -> bool:
 def show(r: dict, gpu: GPUSpec) -> None:
     """The readable breakdown of one prediction record."""
     o = r["output"]
-    print_lines([f"{r['model']} on {r['n_gpus']} x {gpu.label} (tp={r['tp']}), batch {r['batch']}, "
+    layout = f"tp={r['tp']}" + (f", pp={r['pp']}, {r['microbatches']} micro-batches" if r["pp"] > 1 else "")
+    layout += f", {r['nodes']} nodes" if r["nodes"] > 1 else ""
+    print_lines([f"{r['model']} on {r['n_gpus']} x {gpu.label} ({layout}), batch {r['batch']}, "
                  f"prompt {r['prompt']}, output {o}, precision {r['precision']['label']}",
                  f"time model: {r['time_model']}   fit: {r['fit']}"])
     print_table("Time", ["", "value"], [
@@ -142,7 +154,9 @@ def show(r: dict, gpu: GPUSpec) -> None:
     fixed = r["fixed"]
     if shown(fixed["prefill_fixed_s"]) or shown(fixed["decode_fixed_s"] * (o - 1)):
         rows.append(["fixed (fit)", fmt_s(fixed["prefill_fixed_s"]), fmt_s(fixed["decode_fixed_s"] * (o - 1)), ""])
-    print_table("By op class (coefficient applied)", ["class", "prefill", "decode, all steps", "coefficient"], rows)
+    title = "By op class (coefficient applied)" + (", the work of every micro-batch over all stages" if r["pp"] > 1
+                                                   else "")
+    print_table(title, ["class", "prefill", "decode, all steps", "coefficient"], rows)
     m = r["memory_per_gpu"]
     print_table("Memory per GPU", ["", "value"], [
         ["weights", fmt_gib(m["weights_bytes"])], ["KV cache", fmt_gib(m["kv_cache_bytes"])],
@@ -153,7 +167,21 @@ def show(r: dict, gpu: GPUSpec) -> None:
         ["cost", f"${fmt_num(r['cost_usd'])}"], ["energy", f"{fmt_num(r['energy_j'])} J"],
         ["energy: prefill / decode", f"{fmt_num(r['prefill_energy_j'])} / {fmt_num(r['decode_energy_j'])} J"],
         ["mean power", f"{r['power_w']:.0f} W per GPU ({r['power_source']})"]])
+    if r["pipeline"]:
+        pl = r["pipeline"]
+        print_table(f"Pipeline ({r['pp']} stages of {pl['stage_layers']:.0f} layers, modelled sends)",
+                    ["", "prefill", "decode, all steps"], [
+                        ["one micro-batch through every stage", fmt_s(pl["pass_prefill_s"]), fmt_s(pl["pass_decode_s"])],
+                        ["one micro-batch on the most loaded stage", fmt_s(pl["stage_prefill_s"]),
+                         fmt_s(pl["stage_decode_s"])],
+                        ["sends between stages (one pass; one step)", fmt_s(pl["p2p_prefill_s"]),
+                         fmt_s(pl["p2p_decode_step_s"])],
+                        ["bubble (stages' idle fraction)", f"{pl['bubble_prefill']:.1%}", f"{pl['bubble_decode']:.1%}"]])
     pf = r["profile"]
+    if pf is None:
+        print_lines([_band_line(r)] + [f"outside what was validated: {n}" for n in r["outside_validated"]]
+                    + [f"warning: {w}" for w in r["warnings"]])
+        return
     knots = ", ".join(f"p={k}: {fmt_s(v)}" for k, v in zip(pf["knots_p"], pf["f_knots_s"]))
     slopes = ", ".join(f"{s * 1e6:.3g} µs" for s in pf["slopes_s_per_token"])
     print_lines([f"F(p) + g·(o − 1): F knots {knots}",

@@ -35,6 +35,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accuracy", default=None, metavar="FILE", help="CSV of model,accuracy[,source]")
     parser.add_argument("--csv", default=None, metavar="FILE", help="write every study row to FILE (CSV)")
     parser.add_argument("--html", default=None, metavar="FILE", help="write the study as a self-contained HTML page")
+    parser.add_argument("--serving", action="store_true",
+                        help="add the serving view: per open model, the cheapest deployment of a request stream "
+                             "within a latency target, cost per 1,000 tokens beside the single-request figure")
+    parser.add_argument("--slo", default=None, help="the serving view's target (default ttft_p95=1.0,tpot_p95=0.1)")
+    parser.add_argument("--rate", default=None, help="the serving view's requests per second (default 4)")
 
 
 def _names(text: str, option: str) -> list[str]:
@@ -47,9 +52,10 @@ def _names(text: str, option: str) -> list[str]:
 
 
 def collect(models: list[str], gpus: list[str], stacks: list[str], use_fit: bool = True,
-            accuracy: dict | None = None) -> dict:
+            accuracy: dict | None = None, serving=None) -> dict:
     """Every table of the study: the main rows, and on the base (first) GPU and stack the t, batch and
-    long-context what-ifs and, with accuracy, the Pareto frontiers."""
+    long-context what-ifs, with accuracy the Pareto frontiers, and with `serving` (a reports.study_serving.
+    ServingStudy) the serving view."""
     from reports.accuracy import frontiers
     from reports.study import batch_rows, long_context_rows, precision_rows, setting, study_rows, tp_rows
 
@@ -63,7 +69,35 @@ def collect(models: list[str], gpus: list[str], stacks: list[str], use_fit: bool
             "accuracy": accuracy}
     if accuracy:
         data["frontier"] = frontiers(base_rows, accuracy, ("flop_only_s", "runtime_s", "cost_usd"))
+    if serving is not None:
+        from reports.study_serving import serving_rows
+
+        data["serving"], data["serving_label"] = serving_rows(open_models, base, base_rows, serving), serving.label()
     return data
+
+
+def _serving_study(args: argparse.Namespace):
+    """The serving view's stream and target from --slo and --rate (None without --serving)."""
+    import math
+
+    from reports.study_serving import ServingStudy
+    from simulator.errors import UserError
+    from simulator.plan import parse_slo
+
+    if not args.serving:
+        if args.slo is not None or args.rate is not None:
+            raise UserError("--slo and --rate set the serving view: add --serving")
+        return None
+    study = ServingStudy()
+    slo = args.slo if args.slo is not None else study.slo
+    parse_slo(slo)
+    try:
+        rate = float(args.rate) if args.rate is not None else study.rate_per_s
+    except ValueError:
+        rate = math.nan
+    if not math.isfinite(rate) or rate <= 0:
+        raise UserError(f"--rate '{args.rate}': give requests per second, a number > 0")
+    return ServingStudy(slo=slo, rate_per_s=rate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,11 +120,19 @@ def run(args: argparse.Namespace) -> int:
         if out is not None:
             check_output(out, option)
     accuracy = read_accuracy(args.accuracy) if args.accuracy else None
-    data = collect(models, gpus, stacks, not args.no_fit, accuracy)
+    data = collect(models, gpus, stacks, not args.no_fit, accuracy, _serving_study(args))
     shown = data["base_rows"]
     print_table(f"idealrt study on {data['base'][0]} ({data['base'][1]}): mean of the request mix, b = 1",
                 ["model", "t", *SCREEN_COLS.values(), "FLOP-only err %"], [_screen_row(r, fmt_num) for r in shown])
+    if "serving" in data:
+        print_table(f"Serving view on {data['base'][0]}: {data['serving_label']}",
+                    ["model", "t", "pp", "replicas", "max batch", "USD/1k tok served", "USD/1k tok one at a time",
+                     "J/1k tok", "TTFT p95 s", "TPOT p95 s"],
+                    [[r["model"], *(fmt_num(r[k]) if k in r else "-" for k in (
+                        "t", "pp", "replicas", "max_batch", "usd_per_1k_tokens", "single_usd_per_1k_tokens",
+                        "joules_per_1k_tokens", "ttft_p95", "tpot_p95"))] for r in data["serving"]])
     lines = [f"{r['model']}: {r['note']}" for r in shown if r.get("note")]
+    lines += [f"serving view, {r['model']}: {r['note']}" for r in data.get("serving", []) if r.get("note")]
     lines += sorted({f"{r['gpu']} ({r['stack']}): time model {r['time_model']}, fit {r['fit']}" for r in data["rows"]
                      if "time_model" in r})
     if accuracy:

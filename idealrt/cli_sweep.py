@@ -33,6 +33,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output tokens: list or range")
     parser.add_argument("--batch", default="1", help="batch sizes: list or range (default 1)")
     parser.add_argument("--tp", default="auto", help="tensor-parallel degrees, or auto (default)")
+    parser.add_argument("--pp", default="auto", help="pipeline stages, or auto (default: 1 where a t fits, else the "
+                        "fewest GPUs that fit); network figures modelled, not measured")
+    parser.add_argument("--microbatches", default="1", help="micro-batches through the stages (default 1)")
     parser.add_argument("--weights", default=None, help="weights served, comma-separated: bf16, fp8 (w8a8), int4 "
                         "(weight-only, group 128) (default: as each model's config says)")
     parser.add_argument("--kv", default=None,
@@ -78,9 +81,9 @@ def parse_ints(text: str, option: str) -> list[int]:
     return sorted(set(values))
 
 
-def parse_tps(text: str) -> list[int]:
-    """tp values, each once; 'auto' is 0."""
-    return list(dict.fromkeys(0 if v.strip() == "auto" else parse_ints(v, "--tp")[0] for v in text.split(",")))
+def parse_tps(text: str, option: str = "--tp") -> list[int]:
+    """tp (or pp) values, each once; 'auto' is 0."""
+    return list(dict.fromkeys(0 if v.strip() == "auto" else parse_ints(v, option)[0] for v in text.split(",")))
 
 
 def parse_dtypes(text: str | None, option: str, allowed: tuple[str, ...]) -> list[str | None]:
@@ -105,16 +108,19 @@ def run(args: argparse.Namespace) -> int:
         if out == "":
             raise UserError(f"{option}: give a file name")
     p_list, o_list = parse_ints(args.prompt, "--prompt"), parse_ints(args.output, "--output")
-    b_list, tps = parse_ints(args.batch, "--batch"), parse_tps(args.tp)
+    b_list, tps, pps = parse_ints(args.batch, "--batch"), parse_tps(args.tp), parse_tps(args.pp, "--pp")
+    micro = parse_ints(args.microbatches, "--microbatches")
+    if len(micro) != 1:
+        raise UserError(f"--microbatches '{args.microbatches}': give one whole number")
     weights, kvs = parse_dtypes(args.weights, "--weights", FLAG_WEIGHTS), parse_dtypes(args.kv, "--kv", KV)
-    n_rows = len(archs) * len(gpus) * len(tps) * len(p_list) * len(o_list) * len(b_list) * len(weights) * len(kvs)
+    n_rows = len(archs) * len(gpus) * len(tps) * len(pps) * len(p_list) * len(o_list) * len(b_list) * len(weights) * len(kvs)
     if n_rows > MAX_ROWS:
         raise UserError(f"the sweep has {n_rows:,} rows, over {MAX_ROWS:,}; use fewer values or coarser ranges")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SweepWarning)
         rows = sweep(archs, gpus, p_list, o_list, b_list, [t or None for t in tps], stack=args.stack,
                      fit=not args.no_fit, price_per_hour_usd=args.price_per_hour,
-                     weights=weights, kvs=kvs)
+                     weights=weights, kvs=kvs, pps=[s or None for s in pps], microbatches=micro[0])
     if args.out:
         write_rows(args.out, rows)
     if args.html:
@@ -133,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _summary(rows: list[dict], out: str | None) -> None:
     shown = rows[:SCREEN_ROWS]
-    print_table(None, ["model", "gpu", "precision", "tp", "b", "p", "o", "prefill", "decode/token", "total",
+    print_table(None, ["model", "gpu", "precision", "tp", "pp", "b", "p", "o", "prefill", "decode/token", "total",
                        "tokens/s", "mem/GPU GiB", "fits", "cost $"],
-                [[r["arch"], r["gpu"], r["precision"], r["t"], r["b"], r["p"], r["o"], fmt_s(r["prefill_s"]),
+                [[r["arch"], r["gpu"], r["precision"], r["t"], r["pp"], r["b"], r["p"], r["o"], fmt_s(r["prefill_s"]),
                   fmt_s(r["decode_step_s"]), fmt_s(r["total_s"]), fmt_num(r["tokens_per_s"]),
                   f"{r['mem_per_gpu_gib']:.1f}", "yes" if r["fits"] else "NO", fmt_num(r["cost_usd"])]
                  for r in shown])

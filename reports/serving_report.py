@@ -13,7 +13,8 @@ import numpy as np
 from reports.charts import PALETTE, Series, XYChart, xy_chart
 from reports.render import Section, Table, render_page, write_html
 
-COLUMNS = (("gpu", "gpu"), ("t", "t"), ("replicas", "replicas"), ("n_gpus", "GPUs"), ("max_batch", "max batch"),
+COLUMNS = (("gpu", "gpu"), ("t", "t"), ("pp", "pp"), ("replicas", "replicas"), ("n_gpus", "GPUs"),
+           ("max_batch", "max batch"),
            ("meets_slo", "meets target"), ("pareto", "Pareto"), ("usd_per_1k_tokens", "USD per 1k tokens"),
            ("joules_per_1k_tokens", "J per 1k tokens"), ("tokens_per_s_per_gpu", "tokens/s per GPU"),
            ("tokens_per_s_per_user", "tokens/s per user"), ("ttft_p50", "TTFT p50 (s)"), ("ttft_p95", "TTFT p95 (s)"),
@@ -22,7 +23,8 @@ COLUMNS = (("gpu", "gpu"), ("t", "t"), ("replicas", "replicas"), ("n_gpus", "GPU
 
 
 def _label(r: dict) -> str:
-    return f"{r['gpu']} t={r['t']} x{r['replicas']} b<={r['max_batch']}"
+    stages = f" pp={r['pp']}" if r.get("pp", 1) > 1 else ""
+    return f"{r['gpu']} t={r['t']}{stages} x{r['replicas']} b<={r['max_batch']}"
 
 
 def _finite(rows: list[dict], *keys: str) -> list[dict]:
@@ -87,8 +89,8 @@ def render_serving(result, arch: str, workload: str) -> str:
                 Section("table", "All deployments", tables=[table])]
     if result.pruned:
         sections.append(Section("pruned", "Pruned by memory", tables=[Table(
-            ["gpu", "t", "max batch", "reason"],
-            [[p["gpu"], p["t"], p.get("max_batch"), p["reason"]] for p in result.pruned])]))
+            ["gpu", "t", "pp", "max batch", "reason"],
+            [[p["gpu"], p["t"], p.get("pp", 1), p.get("max_batch"), p["reason"]] for p in result.pruned])]))
     slo = ", ".join(f"{k} <= {v:g} s" for k, v in result.slo.items())
     return render_page("serving.html.j2", f"idealrt plan: {arch}", sections, arch=arch, n_rows=len(rows),
                        n_meeting=len(result.meeting), workload=workload, slo=slo, warnings=list(result.warnings))

@@ -179,6 +179,21 @@ def _precision(rows: list[dict]) -> Section:
                    tables=[table], missing="" if rows else "no model.", missing_label=NOTHING)
 
 
+def _serving(rows: list[dict], label: str) -> Section:
+    """The serving view: the cheapest deployment within the target, beside the single-request cost."""
+    cols = (("model", "model"), ("t", "t"), ("pp", "pp"), ("replicas", "replicas"), ("max_batch", "max batch"),
+            ("usd_per_1k_tokens", "USD / 1k output tokens, served"),
+            ("single_usd_per_1k_tokens", "USD / 1k output tokens, one request at a time"),
+            ("joules_per_1k_tokens", "J / 1k output tokens, served"), ("tokens_per_s_per_gpu", "tokens/s per GPU"),
+            ("ttft_p95", "TTFT P95 (s)"), ("tpot_p95", "TPOT P95 (s)"), ("note", "note"))
+    return Section("serving", "Serving: cost per 1,000 tokens at a latency target",
+                   f"Per model, the cheapest deployment (t, stages, replicas, max batch) of a simulated request stream "
+                   f"served with continuous batching that meets the target ({label}), beside the paper's figure: the "
+                   "mix's cost per output token when requests run one at a time (b = 1). Simulated, not measured.",
+                   tables=[Table([n for _, n in cols], [[r.get(k) for k, _ in cols] for r in rows])],
+                   missing="" if rows else "no model.", missing_label=NOTHING)
+
+
 def render_study(data: dict) -> str:
     """The study page from `idealrt.cli_study.collect`'s result (keys: base, rows, tp, batch, long, accuracy,
     frontier)."""
@@ -191,6 +206,7 @@ def render_study(data: dict) -> str:
                 _main(data["base_rows"]), _capability(data["base_rows"], data.get("accuracy"), data.get("frontier")),
                 _gpus([r for r in data["rows"] if r["stack"] == base[1]]), _stacks(data["rows"]), _tp(data["tp"]),
                 _batch(data["batch"]), _long(data["long"]),
-                *([_precision(data["precision"])] if "precision" in data else [])]
+                *([_precision(data["precision"])] if "precision" in data else []),
+                *([_serving(data["serving"], data["serving_label"])] if "serving" in data else [])]
     return render_page("study.html.j2", "idealrt study: the paper's efficiency study, reproduced and extended",
                        sections, base_gpu=base[0], base_stack=base[1])

@@ -3,8 +3,9 @@ and what it yields: latency per request, throughput, GPU-hours, cost and energy 
 
 Requests go to replicas in turn (round robin, in arrival order). Each replica's KV cache holds what the memory
 model leaves beside the weights and one iteration's activations (simulator/memory.py). Cost and energy count
-every GPU for the whole run (first arrival to last token), at the catalog's (or the given) price and the power
-that `simulator.predict` uses.
+every GPU for the whole run (first arrival to last token), at the catalog's (or the given) price. Energy is
+`simulator.predict`'s model: with a table's measured power per op class (simulator/power.py), each iteration's
+kernels at their power and every GPU at idle power the rest of the run; without it, one board power figure.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from simulator.arch import ArchSpec
 from simulator.errors import UserError
 from simulator.gpus import GPUSpec
 from simulator.memory import kv_capacity_tokens
+from simulator.network import note
+from simulator.power import SOURCE as OP_POWER_SOURCE
 from simulator.predict import board_power
 from simulator.serving import check_policy, simulate
 from simulator.stepcost import StepCost
@@ -28,7 +31,8 @@ PERCENTILES = (50, 95, 99)
 
 @dataclass(frozen=True)
 class Deployment:
-    """What is deployed: GPU kind, tensor-parallel degree, replicas, and each replica's scheduler."""
+    """What is deployed: GPU kind, tensor-parallel degree, replicas, each replica's scheduler, and its pipeline
+    stages (one micro-batch in flight)."""
 
     gpu: str
     t: int
@@ -36,10 +40,11 @@ class Deployment:
     max_batch: int
     chunk_tokens: int | None = None
     policy: str = "prefill-first"
+    pp: int = 1
 
     @property
     def n_gpus(self) -> int:
-        return self.t * self.replicas
+        return self.t * self.pp * self.replicas
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,9 @@ class ServingResult:
     iterations: int
     kv_tokens: int  # KV-cache capacity of one replica
     price_per_hour_usd: float
-    power_w: float
+    power_w: float  # mean board power per GPU over the run
+    energy_j: float  # every GPU, the whole run
+    power_source: str
     time_model: str
     warnings: tuple[str, ...]
 
@@ -89,7 +96,7 @@ class ServingResult:
 
     @property
     def joules_per_1k_tokens(self) -> float:
-        return self.deployment.n_gpus * self.power_w * self.makespan_s / self.output_tokens * 1000.0
+        return self.energy_j / self.output_tokens * 1000.0
 
     def percentile(self, latency: str, q: float) -> float:
         """The q-th percentile of one of LATENCIES over the requests it applies to."""
@@ -100,7 +107,7 @@ class ServingResult:
     def row(self) -> dict:
         """One flat row: the deployment, throughput, cost, energy and latency percentiles (`ttft_p95`...)."""
         d = self.deployment
-        out = {"arch": self.arch, "gpu": d.gpu, "t": d.t, "replicas": d.replicas, "n_gpus": d.n_gpus,
+        out = {"arch": self.arch, "gpu": d.gpu, "t": d.t, "pp": d.pp, "replicas": d.replicas, "n_gpus": d.n_gpus,
                "max_batch": d.max_batch, "chunk_tokens": d.chunk_tokens, "policy": d.policy,
                "requests": len(self.workload), "kv_tokens": self.kv_tokens, "makespan_s": self.makespan_s,
                "tokens_per_s": self.tokens_per_s, "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
@@ -132,24 +139,42 @@ def serve(arch: ArchSpec, gpu: GPUSpec, workload: Workload, deployment: Deployme
         row = int(np.argmax(used))
         raise UserError(f"request {row}: prompt + output - 1 = {int(used[row])} positions exceed max_positions="
                         f"{arch.max_positions} of {arch.name}; shorten it")
-    kv = kv_capacity_tokens(arch, gpu, deployment.t, activation_tokens(workload, deployment))
-    step = step if step is not None else StepCost(arch, gpu, deployment.t, model, coefficients)
+    kv = kv_capacity_tokens(arch, gpu, deployment.t, activation_tokens(workload, deployment), deployment.pp)
+    step = step if step is not None else StepCost(arch, gpu, deployment.t, model, coefficients, pp=deployment.pp)
     step.prepare(workload.prompt)
     n = len(workload)
     start, first, finish = np.empty(n), np.empty(n), np.empty(n)
-    iterations = 0
+    iterations, ran = 0, []
     for r in range(deployment.replicas):
         sel = slice(r, None, deployment.replicas)
+        step.reset()
         s = simulate(workload.arrival_s[sel], workload.prompt[sel], workload.output[sel], step,
                      deployment.max_batch, kv, deployment.chunk_tokens, deployment.policy)
         start[sel], first[sel], finish[sel] = s.start_s, s.first_token_s, s.finish_s
         iterations += s.iterations
+        ran.append((getattr(step, "busy_s", 0.0), getattr(step, "work_j", 0.0)))
     arrival, o = workload.arrival_s, workload.output
     tpot = np.where(o > 1, (finish - first) / np.maximum(o - 1, 1), np.nan)
     price = gpu.price_per_hour_usd if price_per_hour_usd is None else float(price_per_hour_usd)
-    power_w, _ = board_power(model, gpu)
+    makespan = float(finish.max() - arrival.min())
+    energy, source = _energy(step, model, gpu, deployment, makespan, ran)
+    warnings = set(model.warnings) | ({note(gpu)} if deployment.pp > 1 else set())
     return ServingResult(arch=arch.name, deployment=deployment, workload=workload, queue_s=start - arrival,
                          ttft_s=first - arrival, tpot_s=tpot, e2e_s=finish - arrival,
-                         makespan_s=float(finish.max() - arrival.min()), iterations=iterations, kv_tokens=kv,
-                         price_per_hour_usd=price, power_w=power_w, time_model=describe(model),
-                         warnings=tuple(sorted(model.warnings)))
+                         makespan_s=makespan, iterations=iterations, kv_tokens=kv,
+                         price_per_hour_usd=price, power_w=energy / (deployment.n_gpus * makespan), energy_j=energy,
+                         power_source=source, time_model=describe(model), warnings=tuple(sorted(warnings)))
+
+
+def _energy(step, model: TimeModel, gpu: GPUSpec, deployment: Deployment, makespan_s: float,
+            ran: list[tuple[float, float]]) -> tuple[float, str]:
+    """Joules of every GPU over the run and where the power came from: per replica, its t GPUs of each stage ran
+    their kernels for `busy` seconds at `work` joules (StepCost's sums, per GPU of a stage: the stages share the
+    model's work), and draw idle power the rest of the run; without a power model, board power all along."""
+    power = getattr(step, "power", None)
+    if power is None:
+        watts, source = board_power(model, gpu)
+        return deployment.n_gpus * watts * makespan_s, source
+    t, pp = deployment.t, deployment.pp
+    joules = sum(t * work + power.idle_w * max(t * pp * makespan_s - t * busy, 0.0) for busy, work in ran)
+    return joules, f"{OP_POWER_SOURCE}, idle {power.idle_w:.0f} W ({describe(model)})"

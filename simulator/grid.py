@@ -60,7 +60,9 @@ class Grid:
         """Skipped nodes: roofline x the efficiency of the nearest measured node (in log coordinates)."""
         flat, roof = logt.reshape(-1).copy(), logroof.reshape(-1)
         have, miss = np.flatnonzero(~np.isnan(flat)), np.flatnonzero(np.isnan(flat))
-        dist = ((mesh[miss, None, :] - mesh[None, have, :]) ** 2).sum(-1)
+        dist = np.zeros((miss.size, have.size))
+        for axis in mesh.T:  # axis by axis: no (miss, have, axes) temporary
+            dist += (axis[miss, None] - axis[None, have]) ** 2
         nearest = have[np.argmin(dist, axis=1)]
         flat[miss] = roof[miss] - (roof[nearest] - flat[nearest])
         return flat.reshape(logt.shape)

@@ -1,9 +1,13 @@
-"""Memory per GPU of serving one batch (weights, static KV cache, activations) and the rule that picks
-the tensor-parallel degree t.
+"""Memory per GPU of serving one batch (weights, static KV cache, activations) and the rules that pick the
+tensor-parallel degree t and the pipeline stages pp.
 
 Rule for t (the paper's, on one node): t is a power of two, t <= 8, dividing both n_heads and n_kv_heads
-(heads are split, never replicated); the GPU count is t (no pipeline parallelism). Auto picks the smallest
-valid t whose memory per GPU fits the GPU's whole capacity (no reserve held back).
+(heads are split, never replicated); the GPU count is t. Auto picks the smallest valid t whose memory per GPU
+fits the GPU's whole capacity (no reserve held back). Beyond one node: t up to MAX_TP_NODES across nodes, and
+pp pipeline stages of ceil(n_layers / pp) layers each (the most loaded stage is the one whose memory counts; it
+is taken to hold the embedding and the LM head too, an upper bound); the GPU count is t · pp. When no t fits on
+one stage, auto picks the layout of fewest GPUs that fits, t within a node before t across nodes, then fewest
+stages (`smallest_fitting_layout`).
 """
 from __future__ import annotations
 
@@ -18,19 +22,35 @@ from simulator.gpus import GIB, GPUSpec
 from simulator.ops import ACT_BYTES, shard
 
 MAX_TP = 8  # GPUs of one node
+MAX_TP_NODES = 64  # t across nodes
+PIPELINE_STAGES = (1, 2, 4, 8, 16)  # stages the auto layout tries
 
 
-def valid_tps(arch: ArchSpec) -> list[int]:
-    """Tensor-parallel degrees the rule allows for this architecture, ascending."""
-    return [t for t in (1, 2, 4, 8) if arch.n_heads % t == 0 and arch.n_kv_heads % t == 0]
+def valid_tps(arch: ArchSpec, max_t: int = MAX_TP) -> list[int]:
+    """Tensor-parallel degrees the rule allows for this architecture up to max_t (default: one node), ascending."""
+    pows = [2**i for i in range(max_t.bit_length()) if 2**i <= max_t]
+    return [t for t in pows if arch.n_heads % t == 0 and arch.n_kv_heads % t == 0]
 
 
 def check_tp(arch: ArchSpec, t: int) -> int:
-    """t itself if the rule allows it, else a UserError naming the valid choices."""
-    if t not in valid_tps(arch):
-        raise UserError(f"tp={t}: must be a power of two <= {MAX_TP} dividing n_heads={arch.n_heads} and "
-                        f"n_kv_heads={arch.n_kv_heads} for {arch.name}; use one of {valid_tps(arch)}")
+    """t itself if the rule allows it (across nodes too), else a UserError naming the valid choices."""
+    if t not in valid_tps(arch, MAX_TP_NODES):
+        raise UserError(f"tp={t}: must be a power of two <= {MAX_TP_NODES} dividing n_heads={arch.n_heads} and "
+                        f"n_kv_heads={arch.n_kv_heads} for {arch.name}; use one of {valid_tps(arch, MAX_TP_NODES)}")
     return t
+
+
+def check_pp(arch: ArchSpec, pp: int) -> int:
+    """pp itself if it is a whole number of stages 1..n_layers, else a UserError."""
+    if isinstance(pp, bool) or not isinstance(pp, (int, np.integer)) or not 1 <= pp <= arch.n_layers:
+        raise UserError(f"pp={pp}: give pipeline stages, a whole number from 1 to n_layers={arch.n_layers} "
+                        f"of {arch.name}")
+    return int(pp)
+
+
+def stage_arch(arch: ArchSpec, pp: int) -> ArchSpec:
+    """The most loaded of pp pipeline stages as an architecture of its own: ceil(n_layers / pp) layers."""
+    return arch if pp == 1 else arch.with_(n_layers=-(-arch.n_layers // pp))
 
 
 @dataclass(frozen=True)
@@ -74,16 +94,19 @@ def activation_bytes_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, t: int)
     return np.asarray(ACT_BYTES * tokens * per_token + 4.0 * b * arch.vocab, dtype=float)
 
 
-def memory_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike, t: int) -> Memory:
+def memory_per_gpu(arch: ArchSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike, t: int, pp: int = 1) -> Memory:
     """Weights, a static KV cache of b × (p + o) tokens (KV heads split over t, at the precision's KV bytes),
-    activations; per GPU."""
+    activations; per GPU of the most loaded of pp stages."""
+    arch = stage_arch(arch, pp)
     kv = np.asarray(b * (p + o) * arch.kv_bytes_per_token() / t, dtype=float)
     return Memory(weight_bytes_per_gpu(arch, t), kv, activation_bytes_per_gpu(arch, b, p, t))
 
 
-def kv_capacity_tokens(arch: ArchSpec, gpu: GPUSpec, t: int, activation_tokens: int) -> int:
-    """Tokens of KV cache that fit on each GPU of t beside the weights and the activations of an iteration of
-    `activation_tokens` tokens (whole capacity, no reserve, as `memory_per_gpu`); 0 when nothing fits."""
+def kv_capacity_tokens(arch: ArchSpec, gpu: GPUSpec, t: int, activation_tokens: int, pp: int = 1) -> int:
+    """Tokens of KV cache that fit on each GPU of t (of the most loaded of pp stages) beside the weights and the
+    activations of an iteration of `activation_tokens` tokens (whole capacity, no reserve, as `memory_per_gpu`);
+    0 when nothing fits."""
+    arch = stage_arch(arch, pp)
     free = gpu.mem_bytes - weight_bytes_per_gpu(arch, t) - float(activation_bytes_per_gpu(arch, 1, activation_tokens, t))
     return max(int(free // (arch.kv_bytes_per_token(ACT_BYTES) / t)), 0)
 
@@ -105,5 +128,23 @@ def smallest_fitting_tp(arch: ArchSpec, gpu: GPUSpec, b: ArrayLike, p: ArrayLike
     t_max = valid_tps(arch)[-1]
     need = memory_per_gpu(arch, *np.broadcast_arrays(b, p, o), t_max).total_bytes.max()
     raise UserError(f"{arch.name} does not fit on {t_max} x {gpu.name}: it needs {need / GIB:.1f} GiB per GPU "
-                    f"at tp={t_max} against {gpu.mem_gib:.0f} GiB; use a larger GPU, or shorter --prompt, "
-                    "--output or --batch (multi-node serving is out of scope)")
+                    f"at tp={t_max} against {gpu.mem_gib:.0f} GiB; use --pp (pipeline stages) or a larger GPU")
+
+
+def smallest_fitting_layout(arch: ArchSpec, gpu: GPUSpec, b: ArrayLike, p: ArrayLike, o: ArrayLike,
+                            t: int | None = None, pp: int | None = None) -> tuple[int, int]:
+    """(t, pp) of the fewest GPUs that fit every request (module docstring); t or pp fixed when given. A
+    UserError saying what is needed if none does."""
+    b, p, o = np.broadcast_arrays(b, p, o)
+    tps = [check_tp(arch, t)] if t is not None else valid_tps(arch, MAX_TP_NODES)
+    pps = [check_pp(arch, pp)] if pp is not None else [s for s in PIPELINE_STAGES if s <= arch.n_layers]
+    layouts = sorted(((tv, sv) for tv in tps for sv in pps), key=lambda ts: (ts[0] * ts[1], ts[0] > gpu.gpus_per_node,
+                                                                              ts[1]))
+    for tv, sv in layouts:
+        if np.all(memory_per_gpu(arch, b, p, o, tv, sv).total_bytes <= gpu.mem_bytes):
+            return tv, sv
+    tv, sv = max(layouts, key=lambda ts: ts[0] * ts[1])
+    need = memory_per_gpu(arch, b, p, o, tv, sv).total_bytes.max()
+    raise UserError(f"{arch.name} does not fit on {tv * sv} x {gpu.name} (tp={tv}, pp={sv}): it needs "
+                    f"{need / GIB:.1f} GiB per GPU against {gpu.mem_gib:.0f} GiB; use more --pp stages, a larger "
+                    "GPU, or shorter --prompt, --output or --batch")

@@ -180,6 +180,10 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             not_padded=(1,), fit_group="elementwise", fallback="elementwise"),
     OpClass("embed", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),
+    # torch element-wise ops on a strided or broadcast operand (a half of [gate | up], q and k inside qkv, cos and
+    # sin over heads): torch runs them in its non-vectorized kernels, ~3x slower a byte than a contiguous add
+    OpClass("strided", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
+            fit_group="elementwise", fallback="elementwise"),
     # the attention output copied from head-major to token-major before its projection (a strided copy)
     OpClass("transpose", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),

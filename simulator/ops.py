@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.arch import ArchSpec
+from simulator.hostmodel import ENGINE as HF_EAGER
+from simulator.hostmodel import host_modes
 from simulator.opclasses import ACT_BYTES, Num, op_cost
 
 
@@ -119,15 +121,16 @@ def expected_experts_touched(n_experts: int, k: int, tokens: Num) -> Num:
 
 def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """The activation between up and down projections on m tokens of f (sharded) columns. Fused: one
-    kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half): SwiGLU is silu(g)
-    then g·u, two kernels; GELU one."""
+    kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half, class `strided`): SwiGLU
+    is silu(g) then g·u, two kernels; GELU one, on the contiguous output (`elementwise`)."""
     f_bytes = ACT_BYTES * m * f  # one (m, f) tensor
     swiglu = arch.ffn_kind == "swiglu"
     if fused:
         return [_op(f"{prefix}_act", "act", {"bytes": (3 if swiglu else 2) * f_bytes}, count)]
     if not swiglu:
         return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
-    return [_elementwise(f"{prefix}_silu", 2 * f_bytes, count), _elementwise(f"{prefix}_mul", 3 * f_bytes, count)]
+    return [_op(f"{prefix}_silu", "strided", {"bytes": 2 * f_bytes}, count),
+            _op(f"{prefix}_mul", "strided", {"bytes": 3 * f_bytes}, count)]
 
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
@@ -177,8 +180,8 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> lis
     qk = ACT_BYTES * tokens * (hq + hkv) * d  # bytes of q and k
     ops = []
     if arch.positions == "rotary":
-        ops += [_elementwise("rotary_mul", 2 * qk, L), _elementwise("rotary_swap", 2 * qk, L),
-                _elementwise("rotary_addcmul", 3 * qk, L)]
+        ops += [_op("rotary_mul", "strided", {"bytes": 2 * qk}, L), _op("rotary_swap", "strided", {"bytes": 2 * qk}, L),
+                _op("rotary_addcmul", "strided", {"bytes": 3 * qk}, L)]
     return ops + [_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * hkv * d, 2 * L)]
 
 
@@ -242,15 +245,19 @@ def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
     return ops + [_op("sample", "sample", {"rows": m, "vocab": arch.vocab}, 1)]
 
 
-HOST_MODES = ("graph", "eager")
+HOST_MODES = ("graph", "eager", HF_EAGER)
 
 
-def with_launches(ops: list[Op], mode: str) -> list[Op]:
-    """Append the host's work of the phase as the `launch` op: one graph launch ("graph": the kernels' launches
-    are replayed by the GPU, their in-graph gaps already in the tables' times), or one launch per kernel run
-    ("eager"). The phase takes the longer of the host's work and the GPU's (simulator.predict)."""
+def with_launches(ops: list[Op], mode: str, arch: ArchSpec | None = None, phase: str = "decode") -> list[Op]:
+    """Append the host's work of the phase as `launch` ops: one graph launch ("graph": the kernels' launches
+    are replayed by the GPU, their in-graph gaps already in the tables' times), one launch per kernel run
+    ("eager"), or transformers' eager generate's measured per-call and per-layer host time of `arch`'s family
+    for `phase` ("hf-eager", simulator.hostmodel). The phase takes the longer of the host's work and the GPU's
+    (simulator.predict)."""
     if mode == "graph":
         return ops + [Op("launch", "launch", {"mode": "graph_launch"}, 0.0, 0.0, 1)]
+    if mode == HF_EAGER:
+        return ops + [Op("launch", "launch", {"mode": m}, 0.0, 0.0, runs) for m, runs in host_modes(arch, phase)]
     runs = sum(op.count for op in ops)
     return ops + [Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, runs)]
 
@@ -267,7 +274,7 @@ def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last",
                {"b": b, "h": hq, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
     m_head = tokens if logits == "all" else b
     ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn, fused) + _head_ops(arch, m_head, t, fused)
-    return with_launches(ops, host)
+    return with_launches(ops, host, arch, "prefill")
 
 
 def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, host: str = "graph") -> list[Op]:
@@ -277,7 +284,7 @@ def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, ho
     kind = "decode_attn_fp8" if arch.precision.kv == "fp8" else "decode_attn"
     attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim}, arch.n_layers)
     ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
-    return with_launches(ops, host)
+    return with_launches(ops, host, arch, "decode")
 
 
 # -- the parts of one continuous-batching iteration (simulator/stepcost.py adds them up) -----------------

@@ -18,6 +18,7 @@ from simulator.errors import UserError
 from simulator.band import BAND_KEY, error_band
 from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
+from simulator.hostmodel import ENGINE as HF_EAGER, has_host_model
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
 from simulator.opclasses import OP_CLASSES
 from simulator.precision import BF16, Precision
@@ -69,6 +70,10 @@ class Prediction:
     outside_validated: tuple[str, ...]  # how the request lies outside what was validated
     precision: Precision = BF16  # dtypes served (simulator/precision.py)
     derived_classes: tuple[str, ...] = ()  # op classes timed by the roofline ratio to a measured one, not measured
+    pp: int = 1  # pipeline stages (simulator/pipeline.py); n_gpus = t · pp
+    microbatches: int = 1  # of the batch, in flight through the stages
+    nodes: int = 1  # nodes the n_gpus occupy (GPUSpec.gpus_per_node each)
+    pipeline: dict | None = None  # pp > 1: stage and pass times, point-to-point seconds, bubble fractions
 
     @property
     def mem_per_gpu_bytes(self) -> np.ndarray:
@@ -165,7 +170,7 @@ def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float
 def memory_warning(gpu: GPUSpec, t: int, need_bytes: float, fitting_tp: int) -> str:
     """The warning of requests needing `need_bytes` a GPU at tp=t, more than the GPU holds; fitting_tp: the
     smallest tp that fits them (0: none)."""
-    fix = f"tp={fitting_tp} fits" if fitting_tp > 0 else "no tp <= 8 fits"
+    fix = f"tp={fitting_tp} fits" if fitting_tp > 0 else "no tp <= 8 fits: use pp stages"
     return f"memory: {need_bytes / GIB:.1f} GiB per GPU at tp={t} exceeds the {gpu.mem_gib:.0f} GiB of {gpu.name} ({fix})"
 
 
@@ -228,7 +233,9 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     a fit's mapping; time = Σ_class coef · class time + prefill_fixed_s, + decode_fixed_s per decode step.
     fused: elementwise kernels fused as the reference engine's Triton stack runs them (simulator/ops.py);
     None: fused unless the model is a table of the torch stack. host: "graph" (the idealized stack replays each
-    phase from a CUDA graph) or "eager" (one host launch per kernel); a phase takes the longer of host and GPU.
+    phase from a CUDA graph), "eager" (one host launch per kernel) or "hf-eager" (transformers' generate: its
+    measured host model, simulator.hostmodel; "eager" where the table has none, saying so); a phase takes the
+    longer of host and GPU.
     recovery: decode slowed while the clocks a long prefill lowered come back (simulator.sustained; False: each
     decode step as if alone, as simulator.predictor caches them).
     """
@@ -248,7 +255,11 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         raise UserError(f"price per hour: must be a finite number >= 0, got {price_per_hour_usd!r}")
     fused = getattr(model, "stack", "triton") != "torch" if fused is None else bool(fused)
     power = power_model(model)
+    host, host_note = _host_mode(host, model, arch)
     raw = _phase_times(arch, t, model, coef, p.ravel(), o.ravel(), b.ravel(), fused, host, power)
+    if host_note:
+        model.warn(host_note)
+        raw["warned"][host_note] = np.ones(p.size, bool)
     shape = p.shape
     prefill_s = phase_time(raw["pre"], coef).reshape(shape) + coef["prefill_fixed_s"]
     decode_s = raw["dec_total"].reshape(shape)
@@ -283,7 +294,16 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         time_model=describe(model), fit=fit,
         warnings=tuple(sorted(warned)), warned=warned,
         expected_error=expected, outside_validated=outside, precision=arch.precision,
-        derived_classes=derived)
+        derived_classes=derived, nodes=-(-t // gpu.gpus_per_node))
+
+
+def _host_mode(host: str, model: TimeModel, arch: ArchSpec) -> tuple[str, str | None]:
+    """The host mode to time with, and a warning when hf-eager falls back to one launch per kernel (the table has
+    no measured host model of the architecture's family)."""
+    if host != HF_EAGER or has_host_model(getattr(model, "table", None), arch):
+        return host, None
+    return "eager", (f"host {HF_EAGER}: this table has no measured host model of {arch.name}'s family "
+                     "(calibration/host_bench.py); timed as one eager launch per kernel")
 
 
 def _derived(model: TimeModel, raw: dict) -> tuple[str, ...]:

@@ -13,7 +13,8 @@ The schedule, at the start of every iteration:
 3. The iteration takes `step.one(decoding, their context sum, chunks)` seconds (simulator/stepcost.py). A prompt
    whose last chunk ran yields its first token at the iteration's end; a decode yields one token; a request
    with all its output tokens leaves the batch.
-Runs of decode-only iterations with nothing to admit are timed together (`step.decode_run`).
+Runs of decode-only iterations with nothing to admit are timed together (`step.decode_run`, then `step.advance`
+with how many ran).
 
 Per request: queueing (arrival to its first iteration), TTFT (arrival to first token), TPOT ((end − first
 token) / (output − 1)), end-to-end (arrival to last token).
@@ -33,11 +34,14 @@ POLICIES = ("prefill-first", "decode-first")
 
 
 class Step(Protocol):
-    """Iteration times: one iteration on Python numbers, and a run of decode-only iterations."""
+    """Iteration times: one iteration on Python numbers, and a run of decode-only iterations (of which the
+    scheduler then says how many ran: `advance`)."""
 
     def one(self, n_decode: int, context_sum: int, chunks: list[tuple[int, int]]) -> float: ...
 
     def decode_run(self, n: int, context_sum: int, steps: int) -> np.ndarray: ...
+
+    def advance(self, steps: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, step
             if head < n and len(prefilling) + n_decoding < max_batch and kv_used + need[head] <= kv_tokens:
                 run = min(run, int(np.searchsorted(times, arrival[head] - now, side="left")) + 1)
             now += float(times[run - 1])
+            step.advance(run)
             steps += run
             iterations += run
         else:

@@ -9,6 +9,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from simulator.gpus import GPUSpec
+from simulator.hostmodel import host_mode_seconds, is_host_mode
 from simulator.opclasses import gpu_roofline_s
 from simulator.ops import Op
 
@@ -69,6 +70,8 @@ class RooflineModel(TimeModel):
         self.warn(f"no throughput table for {self.gpu.name}: roofline from datasheet peaks, "
                   "assumed launch and all-reduce latencies")
         if op_class == "launch":
+            if is_host_mode(shape["mode"]):
+                return np.asarray(host_mode_seconds(None, shape["mode"]))  # raises: measured only
             return np.asarray(LAUNCH_S[shape["mode"]])
         time_s = gpu_roofline_s(op_class, shape, self.gpu)
         if op_class == "allreduce":  # plus one call's fixed cost
@@ -91,20 +94,34 @@ def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.nd
     return np.maximum(*device_and_host(by_class, coef))
 
 
-def time_by_class(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray] | None = None,
-                  visit: Callable[[Op, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
-    """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast), compute
-    classes slowed as sustained work settles (simulator.sustained), where the table measured it. `warned`, if
-    given, gets per warning which elements of the phase's arrays caused it (bool, broadcastable to them);
-    `visit` is called with each op and its time per run (simulator.power uses it)."""
+def op_burst_s(op: Op, model: TimeModel) -> np.ndarray:
+    """Seconds of one run of `op` (burst): the model's, and for an all-reduce over more GPUs than a node holds, the
+    model's over one node plus the ring over nodes (simulator.network, modelled, not measured)."""
+    shape = op.shape
+    if op.op_class == "allreduce" and np.max(shape["t"]) > model.gpu.gpus_per_node:
+        from simulator.network import across_nodes_allreduce_s, note
+
+        g = model.gpu.gpus_per_node
+        model.warn(note(model.gpu))
+        return (np.asarray(model.op_time_s("allreduce", {**shape, "t": g}), dtype=float)
+                + across_nodes_allreduce_s(model.gpu, shape["bytes"], int(np.max(shape["t"]))))
+    return np.asarray(model.op_time_s(op.op_class, shape), dtype=float)
+
+
+def burst_and_settled(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray] | None = None,
+                      visit: Callable[[Op, np.ndarray], None] | None = None
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per op class: burst seconds of a phase (Σ over its ops of count × time per run, arrays broadcast) and the
+    seconds sustained throttling adds once fully settled (simulator.sustained; classes the table measured it for).
+    `warned` and `visit` as in time_by_class."""
     from simulator.opclasses import OP_CLASS
-    from simulator.sustained import extra_s, mean_onset
+    from simulator.sustained import extra_s
 
     out: dict[str, np.ndarray] = {}
     extra: dict[str, np.ndarray] = {}
     for op in ops:
         with model.noting() if warned is not None else nullcontext({}) as record:
-            burst = np.asarray(model.op_time_s(op.op_class, op.shape), dtype=float)
+            burst = op_burst_s(op, model)
         for text, where in record.items():
             warned[text] = np.logical_or(warned.get(text, False), where)
         if visit is not None:
@@ -116,8 +133,26 @@ def time_by_class(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray]
         if throttled in model.throttles:
             e = op.count * extra_s(model.throttles, throttled, op.flops, burst)
             extra[op.op_class] = extra[op.op_class] + e if op.op_class in extra else e
-    if extra:  # sustained compute settles slower: the phase's ops at the mean onset over its burst time
-        onset = mean_onset(model.throttles, sum(v for c, v in out.items() if c != "launch"))
+    return out, extra
+
+
+def busy_s(by_class: dict[str, np.ndarray]) -> np.ndarray:
+    """The GPU's unscaled seconds of a phase: every class but the host's `launch`."""
+    return sum((v for c, v in by_class.items() if c != "launch"), np.zeros(()))
+
+
+def time_by_class(ops: list[Op], model: TimeModel, warned: dict[str, np.ndarray] | None = None,
+                  visit: Callable[[Op, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    """Seconds of a phase per op class: Σ over its ops of count × time per run (arrays broadcast), compute
+    classes slowed as sustained work settles (simulator.sustained), where the table measured it: the phase's ops
+    at the mean onset over its burst time. `warned`, if given, gets per warning which elements of the phase's
+    arrays caused it (bool, broadcastable to them); `visit` is called with each op and its time per run
+    (simulator.power uses it)."""
+    from simulator.sustained import mean_onset
+
+    out, extra = burst_and_settled(ops, model, warned, visit)
+    if extra:
+        onset = mean_onset(model.throttles, busy_s(out))
         for c, e in extra.items():
             out[c] = out[c] + onset * e
     return out

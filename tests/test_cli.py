@@ -120,7 +120,12 @@ SWEEP = ["sweep", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "1
     (["predict", "--model", "llama-3.1-8b", "--batch", "-1", *PREDICT[1:]], "batch"),
     (["predict", "--model", "llama-3.1-8b", "--prompt", "abc", "--gpu", "h100-sxm", "--output", "1"], "--prompt"),
     (["predict", "--model", "llama-3.1-70b", "--tp", "1", *PREDICT[1:]], "--tp 2"),
-    (["predict", "--model", "llama-3.1-405b", *PREDICT[1:]], "does not fit on 8"),
+    (["predict", "--model", "llama-3.1-405b", "--gpu", "h100-sxm", "--batch", "512", "--prompt", "100000", "--output",
+      "1"], "does not fit on 128"),
+    (["predict", "--model", "llama-3.1-405b", "--pp", "0", *PREDICT[1:]], "pp=0"),
+    (["predict", "--model", "llama-3.1-405b", "--pp", "2", "--batch", "3", "--microbatches", "2", *PREDICT[1:]],
+     "microbatches=2"),
+    (["predict", "--model", "llama-3.1-405b", "--tp", "8", "--pp", "1", *PREDICT[1:]], "--tp 8 --pp 2"),
     (["predict", "--model", "llama-3.1-8b", "--price-per-hour", "-1", *PREDICT[1:]], "price"),
     (["predict", "--model", "llama-3.1-8b", "--config", "x.json", *PREDICT[1:]], "not allowed with"),
     (["predict", "--model", "llama-3.1-8b", "--prompt", "1", "--output", "1"], "--gpu"),
@@ -134,7 +139,9 @@ SWEEP = ["sweep", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "1
     ([*SWEEP, "-o", "/nonexistent/dir/rows.csv"], "does not exist"),
     (["sweep", "--gpu", "h100-sxm", "--prompt", "1", "--output", "1"], "--model"),
     (["sweep", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--prompt", "1:100000", "--output", "1:20"], "rows"),
-    (["sweep", "--model", "llama-3.1-405b", "--gpu", "h100-sxm", "--prompt", "1", "--output", "1"], "does not fit"),
+    (["sweep", "--model", "llama-3.1-405b", "--gpu", "h100-sxm", "--prompt", "100000", "--output", "1", "--batch",
+      "512"], "does not fit"),
+    ([*SWEEP, "--pp", "x"], "--pp"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
     assert exit_code(argv) == 2

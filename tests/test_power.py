@@ -222,3 +222,13 @@ def test_shipped_h200_energy_adds_up_between_idle_and_the_board_limit():
     np.testing.assert_allclose(sum(pred.energy_by_class.values()), pred.energy_j, rtol=1e-9)
     idle = power_model(idealrt.api.model_and_fit(get_gpu("h200"), "triton", True)[0]).idle_w
     assert np.all(pred.power_w > idle) and np.all(pred.power_w <= get_gpu("h200").board_power_w + 1e-9)
+
+
+def test_a_resumed_runs_power_keeps_the_larger_sample_and_every_class():
+    from calibration.power import merge_power
+
+    sweep = {"median": 260.4, "p90": 451.6, "samples": 593, "by_op": {"gemm_fp8": {"median": 253.5}}}
+    resume = {"median": 85.3, "p90": 92.0, "samples": 6, "by_op": {"strided": {"median": 85.3}}}
+    merged = merge_power(sweep, resume)
+    assert merged["p90"] == 451.6 and set(merged["by_op"]) == {"gemm_fp8", "strided"}
+    assert merge_power(resume, sweep)["p90"] == 451.6 and merge_power(None, resume) == resume

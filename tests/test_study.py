@@ -142,3 +142,34 @@ def test_study_html_without_accuracy_says_so():
 def test_study_refuses_an_unwritable_output_before_computing(tmp_path, capsys):
     assert main(["study", "--models", "llama-3.1-8b", "--html", str(tmp_path / "no" / "s.html")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_serving_view_beside_the_single_request_cost():
+    from reports.study_report import render_study
+    from reports.study_serving import ServingStudy, serving_rows, single_usd_per_1k
+
+    s = setting("h200", "triton")
+    base = study_rows(["llama-3.2-1b", "gpt-j-6b"], ["h200"], ["triton"])
+    study = ServingStudy(requests=60, replicas=(1,), batches=(16,))
+    rows = serving_rows(["llama-3.2-1b", "gpt-j-6b"], s, base, study)
+    small, short = rows
+    assert small["ttft_p95"] <= 1.0 and small["tpot_p95"] <= 0.1 and small["usd_per_1k_tokens"] > 0
+    _, o, w, _ = mix_arrays(get_arch("llama-3.2-1b"))
+    assert small["single_usd_per_1k_tokens"] == pytest.approx(base[0]["cost_usd"] / float(np.sum(w * o)) * 1000)
+    assert single_usd_per_1k({}, get_arch("gpt-j-6b")) != single_usd_per_1k({}, get_arch("gpt-j-6b"))  # NaN
+    assert "max_positions" in short["note"] and "usd_per_1k_tokens" not in short  # gpt-j: 2,048 positions
+    none = serving_rows(["llama-3.2-1b"], s, base, ServingStudy(requests=60, slo="ttft_p50=0.000001", replicas=(1,),
+                                                                 batches=(16,)))
+    assert none[0]["note"] == "no deployment searched meets the target"
+    data = {**collect(["llama-3.2-1b"], ["h200"], ["triton"]), "serving": rows, "serving_label": study.label()}
+    section = sections(BeautifulSoup(render_study(data), "html.parser"))["serving"]
+    assert "llama-3.2-1b" in section.get_text() and "one request at a time" in section.get_text()
+
+
+@pytest.mark.parametrize("argv, needle", [(["--slo", "ttft_p95=1"], "add --serving"),
+                                          (["--serving", "--rate", "0"], "--rate"),
+                                          (["--serving", "--slo", "ttft=1"], "--slo")])
+def test_serving_view_options_are_checked(capsys, argv, needle):
+    assert main(["study", "--models", "llama-3.2-1b", "--gpus", "h200", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err

@@ -212,7 +212,9 @@ def fit_pool(rows: Sequence[dict], exclude_archs: frozenset = frozenset()) -> li
     return [r for r in rows if r["split"] == "fit" and r["arch"] not in exclude_archs]
 
 
-TABLE_STACK = {"transformers": "torch"}  # the table stack whose kernels a backend runs (transformers: torch's)
+# the table stack whose kernels a backend runs: transformers torch's; the fp8 and fp8_kv engine variants (rows at
+# FP8 through their arch_spec) the triton stack's, whose tables hold the FP8 classes
+TABLE_STACK = {"transformers": "torch", "fp8": "triton", "fp8_kv": "triton"}
 
 
 def host_of(row: dict) -> str:

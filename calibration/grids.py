@@ -79,6 +79,8 @@ FULL = {
     "add_norm": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "hidden": [1024, 2048, 4096, 8192, 16384]},
     "rope_kv_write": {"rows": [6, 48, 384, 3072, 24576, 196608, 786432], "d": [64, 128, 256]},
     "act": {"bytes": [2**i for i in range(12, 33, 2)]},
+    # quant_fp8: tokens by in-features of the layers' GEMMs (hidden sizes, FFN and attention widths per GPU)
+    "quant_fp8": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "k": [1024, 2048, 4096, 8192, 16384, 32768]},
     # sample: the catalog's vocabularies (torch's argmax picks its reduction by the exact length: 65536 took
     # longer than 131072 on the H200)
     "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 32064, 50257, 50272, 50304, 50400, 50432, 65024,
@@ -87,8 +89,14 @@ FULL = {
     "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
     "strided": {"bytes": [2**i for i in range(12, 33, 2)]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
-    "gemm_fp8": _LOWP_GEMM,
+    # ours also at m = 8192 and above _LOWP_GEMM's work cap up to 2e13 FLOPs: the prefill GEMMs of 7-8B models at
+    # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency
+    "gemm_fp8": [{**_LOWP_GEMM, "stacks": ["torch"]},
+                 {**_LOWP_GEMM, "m": sorted(_LOWP_GEMM["m"] + [8192]), "max_flops": 2.0e13, "stacks": ["triton"]}],
     "gemm_int4": _LOWP_GEMM,
+    # decode attention over an FP8 KV cache (kernels/decode_attention_fp8.py): coarser than decode_attn's
+    "decode_attn_fp8": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "g": [1, 4, 8, 64],
+                        "c": [128, 512, 2048, 8192, 32768, 131072], "d": [64, 128, 256], "max_bytes": 4.0e9},
 }
 
 QUICK = {
@@ -102,6 +110,7 @@ QUICK = {
     "add_norm": {"rows": [1, 512, 8192], "hidden": [2048, 8192]},
     "rope_kv_write": {"rows": [48, 24576], "d": [128]},
     "act": {"bytes": [2**i for i in range(12, 33, 10)]},
+    "quant_fp8": {"rows": [1, 512], "k": [4096]},
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
     "transpose": {"bytes": [2**15, 2**25]},
@@ -109,13 +118,14 @@ QUICK = {
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     "gemm_fp8": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
     "gemm_int4": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
+    "decode_attn_fp8": {"bkv": [1, 16], "g": [1, 8], "c": [512, 4096], "d": [128]},
 }
 
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
 ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "strided": "torch",
-             "add_norm": "triton",
-             "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton"}
+             "add_norm": "triton", "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton",
+             "quant_fp8": "triton", "decode_attn_fp8": "triton"}
 
 # Message sizes of the all-reduce sweep (bytes): 4 KiB .. 512 MiB, factor 2.
 ALLREDUCE_BYTES = [2**i for i in range(12, 30)]
@@ -178,7 +188,7 @@ def _spec_shapes(op: str, spec: dict) -> list[dict]:
         shapes = [dict(m=m, n=n, k=k) for m, n, k in itertools.product(spec["m"], spec["n"], spec["k"])]
     elif op == "prefill_attn":
         shapes = [prefill_shape(*v) for v in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
-    elif op == "decode_attn":
+    elif op in ("decode_attn", "decode_attn_fp8"):
         shapes = [decode_shape(*v) for v in itertools.product(spec["bkv"], spec["g"], spec["c"], spec["d"])]
     elif op == "launch":
         shapes = [dict(mode=m) for m in spec["mode"]]

@@ -7,6 +7,8 @@ import re
 # (pattern on the kernel name, op class), first match wins. "step" marks the engine's own bookkeeping between
 # steps (position updates, cache indices, copies of the next token), which the op list does not hold.
 KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
+    (r"_decode_fp8_kernel", "decode_attn_fp8"),
+    (r"_rope_write_fp8_kernel", "rope_kv_write"),
     (r"_fp8_kernel|_fp8_tma_kernel|e4m3", "gemm_fp8"),  # ours, and cuBLASLt's FP8 kernels (torch._scaled_mm)
     (r"_int4_kernel", "gemm_int4"),
     # attention before GEMMs: torch's flash kernels name their cutlass tile types
@@ -15,6 +17,7 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"_decode|cudnn|flash_fwd_splitkv_combine|fmha|arange_cuda_out|CompareFunctor", "decode_attn"),
     (r"_matmul|gemm|cutlass|sm90_xmma|nvjet|cublas|_moe_.*gemm|_grouped", "gemm"),
     (r"_add_norm_kernel", "add_norm"),
+    (r"_quant_rows_kernel", "quant_fp8"),
     (r"_rope_write_kernel", "rope_kv_write"),
     (r"_act_kernel", "act"),
     (r"ArgMaxOps|argmax", "sample"),

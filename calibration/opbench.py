@@ -180,6 +180,24 @@ def decode_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
                  "torch SDPA decode, static cache (calibration.engine.backends)")
 
 
+FP8_KV_SCALE = 0.5  # the per-tensor K and V scale a decode_attn_fp8 point reads its cache at (any value times the same)
+
+
+def decode_attn_fp8(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """Decode attention over float8_e4m3fn caches with per-tensor scales (kernels.decode_attention_fp8), as the
+    fp8_kv engine variant runs it: q (b, h, d) bf16, caches (b, kv_h, c, d), c tokens valid."""
+    import torch
+
+    from kernels.decode_attention_fp8 import decode_attention_fp8
+
+    b, h, kv_h, c, d = (shape[x] for x in ("b", "h", "kv_h", "c", "d"))
+    sets = [(q, k.to(torch.float8_e4m3fn), v.to(torch.float8_e4m3fn)) for q, k, v in _random_sets(
+        _copies("decode_attn_fp8", shape, device), [(b, h, d), (b, kv_h, c, d), (b, kv_h, c, d)], device)]
+    lengths = torch.full((b,), c, dtype=torch.int32, device=device)
+    return Bench(_cycle(lambda q, k, v: decode_attention_fp8(q, k, v, lengths, FP8_KV_SCALE, FP8_KV_SCALE), sets),
+                 len(sets), "kernels.decode_attention_fp8.decode_attention_fp8")
+
+
 def elementwise(stack: str, shape: dict, device: str = "cuda") -> Bench:
     """z = x + y over bf16 tensors: `bytes` read and written in all (two reads, one write)."""
     import torch
@@ -229,6 +247,14 @@ def act(stack: str, shape: dict, device: str = "cuda") -> Bench:
     f = min(ACT_WIDTH, n)
     sets = _random_sets(_copies("act", shape, device), [(max(1, n // f), 2 * f)], device)
     return Bench(_cycle(lambda up: fused_act(up, "swiglu"), sets), len(sets), "kernels.fused.act swiglu")
+
+
+def quant_fp8(stack: str, shape: dict, device: str = "cuda") -> Bench:
+    """Per-token FP8 quantization of a w8a8 GEMM's input (kernels.quant_fp8.quantize_rows): `rows` rows of k bf16."""
+    from kernels.quant_fp8 import quantize_rows
+
+    sets = _random_sets(_copies("quant_fp8", shape, device), [(int(shape["rows"]), int(shape["k"]))], device)
+    return Bench(_cycle(quantize_rows, sets), len(sets), "kernels.quant_fp8.quantize_rows")
 
 
 def strided(stack: str, shape: dict, device: str = "cuda") -> Bench:
@@ -302,8 +328,9 @@ def launch(stack: str, shape: dict, device: str = "cuda") -> Bench:
 
 BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
     "gemm": gemm, "gemm_fp8": gemm_fp8, "gemm_int4": gemm_int4, "prefill_attn": prefill_attn,
-    "decode_attn": decode_attn,
+    "decode_attn": decode_attn, "decode_attn_fp8": decode_attn_fp8,
     "elementwise": elementwise, "add_norm": add_norm, "rope_kv_write": rope_kv_write, "act": act,
+    "quant_fp8": quant_fp8,
     "sample": sample, "embed": embed, "transpose": transpose, "strided": strided, "launch": launch,
 }
 

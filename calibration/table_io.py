@@ -134,3 +134,19 @@ def merge_points(path: str | Path, rows: list[dict], provenance: dict) -> dict:
     table["points"] = kept + [dict(r, provenance=provenance) for r in rows]
     write_json_atomic(path, table)
     return table
+
+
+def seed_table(source: str | Path, out: str | Path, ops: tuple[str, ...], stack: str, provenance: dict) -> int:
+    """Start table `out` (provenance `provenance`, this run's) with `source`'s points of `ops` on `stack`, each
+    tagged with the provenance of the run that measured it (the last of `source`'s runs whose command names its
+    class), so a calibrate run resuming `out` measures only the nodes `source` lacks. Returns the points copied."""
+    src = load_table(source)
+    runs = [src["provenance"]] + list(src["provenance"].get("resumed_by") or [])
+    table = new_table(dict(provenance))
+    for p in src["points"]:
+        if p["op"] in ops and p["stack"] == stack:
+            own = p.get("provenance") or next((r for r in reversed(runs) if p["op"] in str(r.get("command", ""))),
+                                              src["provenance"])
+            table["points"].append(dict(p, provenance={k: v for k, v in own.items() if k != "resumed_by"}))
+    write_json_atomic(out, table)
+    return len(table["points"])

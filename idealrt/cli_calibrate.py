@@ -35,6 +35,9 @@ def add_args(parser) -> None:
     parser.add_argument("--merge-allreduce", metavar="TABLE",
                         help="copy the all-reduce points of another table of this GPU into --out, each "
                              "keeping its own provenance (no GPU needed)")
+    parser.add_argument("--merge", metavar="TABLE",
+                        help="copy the points of the --ops classes (default all) of another table of this GPU into "
+                             "--out, each keeping its own provenance (no GPU needed)")
     parser.add_argument("--derive", metavar="GPU", help="write a table for GPU derived by spec ratios (no GPU needed)")
     parser.add_argument("--from", dest="source", metavar="GPU", default="h100-sxm",
                         help="measured GPU to derive from (with --derive)")
@@ -71,6 +74,9 @@ def run(args) -> int:
         return _derive(args)
     if args.merge_allreduce:
         return _merge_allreduce(args)
+    if args.merge:
+        from calibration.grids import FULL
+        return _merge(args.merge, _csv(args.ops, tuple(FULL), "--ops") if args.ops else tuple(FULL), args.out, "--merge")
     gpu, device = _gpu_here()
     out = Path(args.out) if args.out else TABLES / f"{gpu}.json"
     if args.allreduce:
@@ -80,23 +86,29 @@ def run(args) -> int:
 
 def _merge_allreduce(args) -> int:
     """Carry measured all-reduce points from one table into another of the same GPU, unchanged."""
+    return _merge(args.merge_allreduce, ("allreduce",), args.out, "--merge-allreduce")
+
+
+def _merge(source: str, ops: tuple[str, ...], out: str | None, flag: str) -> int:
+    """Carry the measured points of op classes `ops` from table `source` into table `out` of the same GPU,
+    unchanged, each with its run's provenance."""
     from calibration.table_io import load_table, merge_points
 
-    if not args.out:
-        raise UserError("--merge-allreduce needs --out, the table to merge into")
-    src, dst = load_table(Path(args.merge_allreduce)), load_table(Path(args.out))
+    if not out:
+        raise UserError(f"{flag} needs --out, the table to merge into")
+    src, dst = load_table(Path(source)), load_table(Path(out))
     gpus = {t["provenance"].get("gpu_name") for t in (src, dst)}
     if len(gpus) != 1:
-        raise UserError(f"--merge-allreduce: the tables were measured on different GPUs {sorted(map(str, gpus))}")
+        raise UserError(f"{flag}: the tables were measured on different GPUs {sorted(map(str, gpus))}")
     runs: dict[str, list[dict]] = {}
     for p in src["points"]:
-        if p["op"] == "allreduce":
+        if p["op"] in ops:
             runs.setdefault(json.dumps(p.get("provenance", src["provenance"]), sort_keys=True), []).append(p)
     if not runs:
-        raise UserError(f"--merge-allreduce: {args.merge_allreduce} holds no all-reduce points")
+        raise UserError(f"{flag}: {source} holds no points of {', '.join(ops)}")
     for prov, rows in runs.items():
-        merge_points(args.out, [{k: v for k, v in r.items() if k != "provenance"} for r in rows], json.loads(prov))
-    print(f"calibrate: {sum(map(len, runs.values()))} all-reduce points merged into {args.out}")
+        merge_points(out, [{k: v for k, v in r.items() if k != "provenance"} for r in rows], json.loads(prov))
+    print(f"calibrate: {sum(map(len, runs.values()))} points of {', '.join(ops)} merged into {out}")
     return 0
 
 

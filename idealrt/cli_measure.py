@@ -176,8 +176,10 @@ class _Session:
         from calibration.queries import split_of
 
         prov = dict(self.prov, date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        spec = {"arch_spec": arch_spec_fields(arch)} if arch.name in self.from_config else {}
         variant = _variant(self.backend)
+        served = getattr(variant, "served_arch", None)  # a variant that serves another precision says so
+        spec = {"arch_spec": arch_spec_fields(served(arch) if served else arch)} \
+            if arch.name in self.from_config or served else {}
         name = None if variant is None else self.backend
         return {"arch": arch.name, **spec, "gpu": self.gpu, "gpu_name": self.prov["gpu_name"], "t": q.t,
                 "b": q.b, "p": q.p, "o": q.o, **res, "engine": self.args.engine, "backend": self.backend,
@@ -296,7 +298,7 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool, bool]:
             raise
         print(f"  error building {arch.name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}; skipping it",
               file=sys.stderr)
-        return 0, False
+        return 0, False, True
     if ses.rank == 0:
         print(f"  {arch.name}: built in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     written, stopped, failed = 0, False, False

@@ -128,7 +128,7 @@ def to_record(pred: Prediction, prof, fit_label: str) -> dict:
 
 def _shown(pred: Prediction, op_class: str) -> bool:
     """Whether the breakdown lists a class: every measured one; a precision's own class (gemm_fp8, ...) when used."""
-    return not OP_CLASS[op_class].derived_from or bool(
+    return not (OP_CLASS[op_class].derived_from or OP_CLASS[op_class].when_used) or bool(
         float(pred.prefill_by_class[op_class]) or float(pred.decode_by_class[op_class]))
 
 

@@ -122,11 +122,13 @@ def validation_provenance(rows: list[dict], args: argparse.Namespace) -> dict:
     """What a validation was computed from: command, date, engine version, the measurement files and tables."""
     import datetime
 
+    from calibration.engine_variants import BACKEND_VARIANTS
     from calibration.engine_version import engine_version
     from calibration.fit import data_provenance
 
+    variant = args.stack if args.stack in BACKEND_VARIANTS else None  # a variant's rows carry its version
     return {"command": "idealrt " + " ".join(sys.argv[1:]), "date": datetime.datetime.now(datetime.timezone.utc)
-            .isoformat(timespec="seconds"), "engine_version": engine_version(), "stack": args.stack,
+            .isoformat(timespec="seconds"), "engine_version": engine_version(variant), "stack": args.stack,
             "engine": args.engine, "measurements": data_provenance(rows)}
 
 

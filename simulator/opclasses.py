@@ -47,6 +47,11 @@ def decode_attn_cost(b: Num, h: Num, kv_h: Num, c: Num, d: Num, kv_bytes: float 
     return flops, nbytes
 
 
+def quant_fp8_bytes(rows: Num, k: Num) -> Num:
+    """Bytes of quantizing rows x k bf16 values to e4m3 with a fp32 scale per row: read 2, write 1 a value, 4 a row."""
+    return (ACT_BYTES + 1.0) * rows * k + 4.0 * rows
+
+
 def _f(shape: dict, key: str) -> np.ndarray:
     return np.asarray(shape[key], dtype=float)
 
@@ -85,6 +90,7 @@ class OpClass:
     derived_from: str = ""  # class whose time x the roofline ratio times it in a table with none of its points
     peak: str = "bf16"  # the tensor-core peak its FLOPs run at (GPUSpec.peak_flops)
     unmeasured: bool = False  # no microbenchmark measures it yet (a derived class that stays derived)
+    when_used: bool = False  # runs at one precision only: breakdowns list it where a prediction has it
 
     @property
     def coefficient(self) -> str:
@@ -142,14 +148,20 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
             per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True),
-    # decode attention over an FP8 KV cache (one byte an element); no kernel of ours yet: derived from decode_attn
+    # decode attention over an FP8 KV cache (one byte an element; kernels/decode_attention_fp8.py): derived from
+    # decode_attn where a table has no points of it
     OpClass("decode_attn_fp8", ("b*kv_h", "h/kv_h", "c", "d"),
             lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"], kv_bytes=1.0),
             per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True, fit_group="decode_attn",
-            derived_from="decode_attn", unmeasured=True),
+            derived_from="decode_attn"),
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
+    # per-token FP8 quantization of a w8a8 GEMM's input (kernels/quant_fp8.py): `rows` rows of k bf16 values read,
+    # written as e4m3 with a fp32 scale a row
+    OpClass("quant_fp8", ("rows", "k"), lambda s: [_f(s, "rows"), _f(s, "k")],
+            lambda cat, ax: {"rows": ax[0], "k": ax[1]}, lambda s: (0.0, quant_fp8_bytes(s["rows"], s["k"])),
+            fit_group="elementwise", fallback="elementwise", when_used=True),
     # The engine's own element-wise kernels (kernels/fused.py; torch's argmax and embedding gather), each timed
     # over its shapes: residual add + norm over rows of `hidden`; rotary + KV-cache write over rows (token x
     # head) of head dim d; the FFN activation (SwiGLU or GELU); greedy sampling (argmax over the vocabulary); embedding lookup.

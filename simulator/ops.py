@@ -8,7 +8,9 @@ Conventions (what the counts mean):
 - Everything the engine moves is bf16 (2 bytes), as the reference engine runs, except what the architecture's
   precision (simulator/precision.py) changes: the decoder layers' GEMMs run as its weights' GEMM class (fp8, int4,
   fp32 weights: `Precision.gemm_class`), the LM head and router as the checkpoint's dtype, decode attention reads
-  an fp8 KV cache as `decode_attn_fp8`; a GEMM reads A and W once and writes C once; attention is flash-style
+  an fp8 KV cache as `decode_attn_fp8`; with fp8 activations (w8a8) each of those GEMMs' inputs is quantized per
+  token first (`quant_fp8`, one kernel a GEMM, as the FP8 engine variant runs it); a GEMM reads A and W once and
+  writes C once; attention is flash-style
   (Q, K, V read once, O written once, no score matrix).
 - FLOPs are matmul FLOPs (a multiply-add is 2); elementwise ops count 0 FLOPs and are timed by bytes.
 - Causal prefill attention counts the s(s+1)/2 query-key pairs it computes, not s².
@@ -61,6 +63,14 @@ def _gemm(name: str, m: Num, n: int, k: int, count: Num, op_class: str = "gemm")
 def _layer_gemm(arch: ArchSpec) -> str:
     """GEMM class of the decoder layers' linear weights, at the architecture's precision."""
     return arch.precision.gemm_class
+
+
+def _layer_gemm_ops(name: str, m: Num, n: int, k: int, count: Num, arch: ArchSpec, quant_rows: Num = None) -> list[Op]:
+    """A decoder-layer GEMM at the architecture's precision; with fp8 activations (w8a8) its input is first
+    quantized per token (`quant_fp8` over `quant_rows` rows of k, default m)."""
+    quant = [] if arch.precision.activations != "fp8" else [
+        _op(f"{name}_quant", "quant_fp8", {"rows": m if quant_rows is None else quant_rows, "k": k}, count)]
+    return quant + [_gemm(name, m, n, k, count, _layer_gemm(arch))]
 
 
 def _other_gemm(arch: ArchSpec) -> str:
@@ -125,19 +135,20 @@ def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: boo
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """Dense FFN of intermediate size f (already sharded) on m tokens: up (+gate), activation, down."""
-    up_n, g = 2 * f if arch.ffn_kind == "swiglu" else f, _layer_gemm(arch)
-    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", m, up_n, arch.hidden, count, g)]
-            + _act_ops(prefix, m, f, arch, count, fused) + [_gemm(f"{prefix}_down", m, arch.hidden, f, count, g)])
+    up_n = 2 * f if arch.ffn_kind == "swiglu" else f
+    return (_layer_gemm_ops(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", m, up_n, arch.hidden, count, arch)
+            + _act_ops(prefix, m, f, arch, count, fused) + _layer_gemm_ops(f"{prefix}_down", m, arch.hidden, f, count, arch))
 
 
 def _grouped_mlp(prefix: str, rows: Num, groups: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """Routed experts as a grouped-GEMM kernel runs them (kernels/moe.py): one launch per projection over
     `groups` touched experts of `rows` tokens each, each expert's weights read once. Its time is looked up as
     one GEMM of `rows` rows, `groups` times as wide: the same tiles, FLOPs and weight bytes."""
-    up_n, g = 2 * f if arch.ffn_kind == "swiglu" else f, _layer_gemm(arch)
-    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden, count, g)]
+    up_n = 2 * f if arch.ffn_kind == "swiglu" else f
+    return (_layer_gemm_ops(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden,
+                            count, arch, rows * groups)
             + _act_ops(prefix, rows * groups, f, arch, count, fused)
-            + [_gemm(f"{prefix}_down", rows, groups * arch.hidden, f, count, g)])
+            + _layer_gemm_ops(f"{prefix}_down", rows, groups * arch.hidden, f, count, arch, rows * groups))
 
 
 def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
@@ -197,11 +208,11 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool
     prefill = attn is not None and attn.op_class == "prefill_attn"
     # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
     add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
-    ops = [_norm("norm_attn", tokens, h, L, fused), _gemm("qkv", tokens, (hq + 2 * hkv) * d, h, L, _layer_gemm(arch))]
+    ops = [_norm("norm_attn", tokens, h, L, fused), *_layer_gemm_ops("qkv", tokens, (hq + 2 * hkv) * d, h, L, arch)]
     ops += _qkv_ops(arch, tokens, hq, hkv, fused) + ([] if attn is None else [attn])
     if prefill:
         ops.append(_attn_transpose(arch, tokens, attn.shape["s"], hq))
-    ops.append(_gemm("attn_out", tokens, h, hq * d, L, _layer_gemm(arch)))
+    ops += _layer_gemm_ops("attn_out", tokens, h, hq * d, L, arch)
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
         ops += _ffn_ops(arch, tokens, t, fused)
         ops.append(_elementwise("attn_plus_mlp", 3 * x, L))

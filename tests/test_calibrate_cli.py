@@ -1,4 +1,4 @@
-"""`idealrt calibrate --merge-allreduce`: measured all-reduce points move between tables unchanged."""
+"""`idealrt calibrate --merge-allreduce` and `--merge`: measured points move between tables unchanged."""
 import json
 
 from calibration.table_io import new_table, write_json_atomic
@@ -35,3 +35,31 @@ def test_merge_refuses_tables_of_different_gpus(tmp_path, capsys):
     _table(new, "H", [])
     assert main(["calibrate", "--merge-allreduce", str(old), "--out", str(new)]) == 2
     assert "different GPUs" in capsys.readouterr().err
+
+
+def test_merge_ops_carries_only_the_named_classes(tmp_path, capsys):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    quant = {"op": "quant_fp8", "stack": "triton", "shape": {"rows": 1, "k": 1024}, "median_us": 3.0}
+    _table(old, "G", [_ar(1024, 9.0), quant])
+    _table(new, "G", [])
+    assert main(["calibrate", "--merge", str(old), "--ops", "quant_fp8", "--out", str(new)]) == 0
+    (pt,) = json.loads(new.read_text())["points"]
+    assert pt["op"] == "quant_fp8" and pt["median_us"] == 3.0 and pt["provenance"]["gpu_name"] == "G"
+    assert main(["calibrate", "--merge", str(old), "--ops", "gemm", "--out", str(new)]) == 2
+    assert "no points of gemm" in capsys.readouterr().err
+
+
+def test_seed_table_keeps_a_class_with_the_run_that_measured_it(tmp_path):
+    from calibration.table_io import seed_table
+
+    src, out = tmp_path / "src.json", tmp_path / "seed.json"
+    t = new_table({"gpu_name": "G", "date": "2026-01-01", "command": "idealrt calibrate --ops gemm"})
+    t["provenance"]["resumed_by"] = [{"date": "2026-01-03", "command": "idealrt calibrate --ops quant_fp8"}]
+    quant = {"op": "quant_fp8", "stack": "triton", "shape": {"rows": 1, "k": 1024}, "median_us": 3.0}
+    t["points"] = [quant, dict(quant, stack="torch"), {"op": "gemm", "stack": "triton", "shape": {}, "median_us": 1.0}]
+    write_json_atomic(src, t)
+    assert seed_table(src, out, ("quant_fp8",), "triton", {"gpu_name": "G", "date": "2026-02-01"}) == 1
+    seeded = json.loads(out.read_text())
+    (pt,) = seeded["points"]
+    assert pt["median_us"] == 3.0 and pt["provenance"]["date"] == "2026-01-03"  # its own run, not the table's
+    assert seeded["provenance"]["date"] == "2026-02-01"  # the new run's, which points it adds inherit

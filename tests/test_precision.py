@@ -155,8 +155,7 @@ def test_predictions_at_each_precision_are_finite_and_flagged(model, weights, kv
         assert np.all(np.isfinite(x)) and np.all(x > 0)
     assert float(pred.memory.weights_bytes) <= float(bf16.memory.weights_bytes)
     assert all(f"{c}: derived, not measured" in " ".join(pred.warnings) for c in pred.derived_classes)
-    assert ("decode_attn_fp8" in pred.derived_classes) == (kv == "fp8")  # no FP8-KV kernel is measured
-    assert not {"gemm_fp8", "gemm_int4"} & set(pred.derived_classes)  # measured in the H200 table
+    assert not pred.derived_classes  # the H200 table measures FP8 and int4 GEMMs and FP8-KV decode attention
 
 
 def fake_table() -> dict:
@@ -212,13 +211,13 @@ def test_bad_precision_flags_are_one_line(capsys, argv, needle):
 
 
 @pytest.mark.parametrize("gpu,derived", [("h100-sxm", ["decode_attn_fp8", "gemm_int4"]),  # no low-precision points
-                                          ("h200", ["decode_attn_fp8"])])  # int4 GEMMs measured, FP8 KV not
+                                          ("h200", [])])  # int4 GEMMs and FP8-KV decode attention measured
 def test_predict_json_says_derived_not_measured(capsys, gpu, derived):
     assert main(["predict", "--model", "llama-3.2-1b", "--gpu", gpu, *BASE[2:], "--weights", "int4", "--kv", "fp8",
                  "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["precision"]["weights"] == "int4" and rec["precision"]["kv"] == "fp8"
-    assert rec["precision"]["times"] == "derived, not measured"
+    assert rec["precision"]["times"] == ("derived, not measured" if derived else "measured")
     assert rec["precision"]["derived_classes"] == derived
 
 
@@ -237,12 +236,12 @@ def test_whatif_report_shows_precision_side_by_side():
 
     from reports.whatif_report import render_whatif
 
-    rows = idealrt.sweep(["llama-3.2-1b"], ["h200"], [512], [16], weights=["bf16", "int4"], kvs=["bf16", "fp8"])
+    rows = idealrt.sweep(["llama-3.2-1b"], ["h100-sxm"], [512], [16], weights=["bf16", "int4"], kvs=["bf16", "fp8"])
     sec = BeautifulSoup(render_whatif(rows), "html.parser").find(id="precision")
     cells = [tr.get_text(" ", strip=True) for tr in sec.find_all("tr")[1:]]
-    # the H200 table measures int4 GEMMs, not FP8-KV decode attention
+    # the H100 table measures neither int4 GEMMs nor FP8-KV decode attention
     assert len(cells) == 4 and any("derived, not measured (decode_attn_fp8)" in c for c in cells)
-    assert not any("gemm_int4" in c for c in cells)
+    assert any("derived, not measured (gemm_int4)" in c for c in cells)
     assert cells[0].split()[6] == "bf16" and "measured" in cells[0]
 
 
@@ -310,7 +309,7 @@ def test_a_derived_prediction_claims_no_validated_error_band():
 
     band = {"by_t": {"1": {"median_pct": 3.0, "p95_pct": 9.0, "n": 10}},  # FAKE band
             "archs": {"llama-3.1-8b": {"head_dim": 128, "gqa": 4, "moe": False}}}
-    arch, gpu = get_arch("llama-3.1-8b"), get_gpu("h200")
+    arch, gpu = get_arch("llama-3.1-8b"), get_gpu("h100-sxm")  # its table has no FP8-KV points
     bf16 = predict(arch, gpu, 512, 64, coefficients={"error_band": band})
     kv8 = predict(arch.with_(precision=Precision(kv="fp8")), gpu, 512, 64, coefficients={"error_band": band})
     assert bf16.expected_error == band["by_t"]["1"] and kv8.expected_error is None

@@ -5,4 +5,4 @@ changing one leaves the rows of the engine and of the other variants current. A 
 BACKEND_VARIANTS) defines `make_engine(arch, t, rank, group, device, dtype) -> Engine`; `idealrt measure
 --backend NAME` runs it and its rows carry `engine_variant: NAME`.
 """
-BACKEND_VARIANTS = ("best", "fp8")
+BACKEND_VARIANTS = ("best", "fp8", "fp8_kv")

@@ -296,7 +296,7 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool, bool]:
             raise
         print(f"  error building {arch.name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}; skipping it",
               file=sys.stderr)
-        return 0, False
+        return 0, False, True
     if ses.rank == 0:
         print(f"  {arch.name}: built in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     written, stopped, failed = 0, False, False

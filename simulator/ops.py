@@ -52,8 +52,9 @@ def _op(name: str, op_class: str, shape: dict[str, Num], count: Num) -> Op:
     return Op(name, op_class, shape, flops, nbytes, count)
 
 
-def _gemm(name: str, m: Num, n: int, k: int, count: Num, op_class: str = "gemm") -> Op:
-    return _op(name, op_class, {"m": m, "n": n, "k": k}, count)
+def _gemm(name: str, m: Num, n: int, k: int, count: Num, op_class: str = "gemm", grouped: bool = False) -> Op:
+    """A GEMM; `grouped`: one grouped launch over many experts (shape key `grouped`: simulator.dispatch)."""
+    return _op(name, op_class, {"m": m, "n": n, "k": k, **({"grouped": 1} if grouped else {})}, count)
 
 
 def _layer_gemm(arch: ArchSpec) -> str:
@@ -132,9 +133,10 @@ def _grouped_mlp(prefix: str, rows: Num, groups: Num, f: int, arch: ArchSpec, co
     `groups` touched experts of `rows` tokens each, each expert's weights read once. Its time is looked up as
     one GEMM of `rows` rows, `groups` times as wide: the same tiles, FLOPs and weight bytes."""
     up_n, g = 2 * f if arch.ffn_kind == "swiglu" else f, _layer_gemm(arch)
-    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden, count, g)]
+    return ([_gemm(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden, count, g,
+                   grouped=True)]
             + _act_ops(prefix, rows * groups, f, arch, count, fused)
-            + [_gemm(f"{prefix}_down", rows, groups * arch.hidden, f, count, g)])
+            + [_gemm(f"{prefix}_down", rows, groups * arch.hidden, f, count, g, grouped=True)])
 
 
 def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from simulator.arch import ArchSpec
 from simulator.catalog import ARCHS, get_arch
-from simulator.memory import valid_tps
 from simulator.gpus import GPUS
+from simulator.memory import valid_tps
 from simulator.ops import decode_ops, prefill_ops, total_flops
 from simulator.predict import predict
 from simulator.timemodel import RooflineModel

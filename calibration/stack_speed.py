@@ -7,6 +7,7 @@ engine versions. Computed on the CPU from committed rows.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{other:7s} / {args.base:7s} {phase:12s} n={r['n']:3d} median {r['median']:.3f} "
                   f"(P10 {r['p10']:.3f}, P90 {r['p90']:.3f}); {args.base} faster on {r['base_faster_share']:.0%}")
     if args.out:
-        write_json_atomic(args.out, {"base": args.base, "ratio": "other stack's time / base stack's time",
+        import datetime as dt
+        prov = {"computed": "on the CPU from committed rows (no GPU)", "command": "python -m benchmarks.stack_speed "
+                + " ".join(argv if argv is not None else sys.argv[1:]),
+                "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        write_json_atomic(args.out, {"provenance": prov, "base": args.base,
+                                     "ratio": "other stack's time / base stack's time",
                                      "measurements": args.measurements, "rows_note": note, "stacks": result})
     return 0

@@ -1,6 +1,6 @@
 """Where predictions shrink with more work, per stack: every catalog model on the GPUs with measured tables, at
 every valid t, along p (b = 1, o = 64), b (p = 128, o = 64) and o (p = 128, b = 1); and the measured engine rows
-against the idealized (`best`) stack's table-only predictions.
+against the `best` stack's (per op the faster kernel) and its padded envelope `ideal`'s table-only predictions.
 
     python -m benchmarks.monotone_scan [--out benchmarks/results/monotone_scan.json]
 
@@ -66,16 +66,16 @@ def drops(stack: str) -> dict:
 
 
 def best_against_rows() -> dict:
-    """The measured H200 rows of the current engine against the best stack's and each row's own stack's
+    """The measured H200 rows of the current engine against the best and ideal stacks' and each row's own stack's
     table-only predictions: median and range of predicted / measured − 1 (%)."""
     rows, _ = of_current_engine(read_measurements([REPO / ROWS]))
     rows = [r for r in rows if r["backend"] in ("triton", "torch") and r["engine"] == "idealrt"]
     gpu = get_gpu("h200")
-    models = {s: default_model(gpu, s) for s in ("triton", "torch", "best")}
-    ratio = {"best": [], "own": []}
+    models = {s: default_model(gpu, s) for s in ("triton", "torch", "best", "ideal")}
+    ratio = {"best": [], "ideal": [], "own": []}
     for r in rows:
         arch = arch_of(r)
-        for key, stack in (("best", "best"), ("own", r["backend"])):
+        for key, stack in (("best", "best"), ("ideal", "ideal"), ("own", r["backend"])):
             pred = predict(arch, gpu, r["p"], r["o"], r["b"], r["t"], model=models[stack])
             ratio[key].append(float(pred.total_s) / r["total_s"] - 1)
     return {key: {"rows": len(v), "median_pct": 100 * float(np.median(v)), "p5_pct": 100 * float(np.percentile(v, 5)),

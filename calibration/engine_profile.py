@@ -5,13 +5,12 @@ step at context c) under torch.profiler and records every kernel's name, count a
 the phase's CUDA-event time (graph replay, median of 5). The gap between the two is launch and idle time
 inside the graph. `reports`/the fit never read this file: it explains residuals (calibration/validate.py).
 
-    python3 -m benchmarks.profile_engine --out $OUT/profile_engine_h100.json [--arch a,b] [--backend triton]
+    python3 -m benchmarks.profile_engine --out $OUT/profile_engine_h100.json [--arch a,b] [--backend triton|torch|best]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-
 
 ARCHS = "llama-3.1-8b,opt-6.7b,bloom-7b1,falcon-7b,llama-3.2-1b,qwen2.5-7b,gpt-j-6b"
 PREFILLS = ((1, 512), (1, 2048), (32, 1), (8, 128))  # (b, p): graphed in the engine (b*p <= 2048)
@@ -35,25 +34,38 @@ def _kernels(fn) -> list[dict]:
                   key=lambda r: -r["total_us"])
 
 
+def _engine(arch, backend: str):
+    """The engine of a stack, or of an engine variant's backend (calibration/engine_variants)."""
+    import importlib
+
+    from calibration.engine.runner import Engine
+    from calibration.engine_variants import BACKEND_VARIANTS
+
+    if backend in BACKEND_VARIANTS:
+        return importlib.import_module(f"calibration.engine_variants.{backend}").make_engine(arch)
+    return Engine(arch, backend)
+
+
 def profile_arch(name: str, backend: str) -> list[dict]:
     """Profile rows of one catalog architecture: its graphed prefills and decode steps."""
     import torch
 
-    from calibration.engine.runner import Engine, bucket_for
+    from calibration.engine.runner import bucket_for
     from calibration.timing import batch_times_us
     from simulator.catalog import get_arch
 
     arch = get_arch(name)
-    eng = Engine(arch, backend)
+    eng = _engine(arch, backend)
     rows = []
     for b, p in PREFILLS:
         eng.prepare(b, p + 2)
         eng.capture_prefill(b, p)
         prompt = torch.randint(0, arch.vocab, (b, p), device="cuda")
         eng.prefill(prompt)
-        ms = statistics.median(batch_times_us(lambda: eng.prefill(prompt), 5)) / 1e3
+        run = lambda prompt=prompt: eng.prefill(prompt)
+        ms = statistics.median(batch_times_us(run, 5)) / 1e3
         rows.append({"arch": name, "backend": backend, "phase": "prefill", "b": b, "p": p,
-                     "graph": bool(eng.prefill_graphs), "event_ms": ms, "kernels": _kernels(lambda: eng.prefill(prompt))})
+                     "graph": bool(eng.prefill_graphs), "event_ms": ms, "kernels": _kernels(run)})
         print(f"{name:14s} prefill b={b:3d} p={p:5d}: {ms:8.3f} ms", flush=True)
     for b, c in DECODES:
         eng.prepare(b, c + 8)
@@ -73,7 +85,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file of the results (with provenance)")
     ap.add_argument("--arch", default=ARCHS, help="catalog names, comma-separated")
-    ap.add_argument("--backend", default="triton", choices=("triton", "torch"))
+    ap.add_argument("--backend", default="triton", choices=("triton", "torch", "best"),
+                    help="a stack, or the engine variant best (calibration/engine_variants/best.py)")
     args = ap.parse_args()
 
     import torch
@@ -86,10 +99,11 @@ def main() -> int:
         try:
             rows += profile_arch(name, args.backend)
             torch.cuda.empty_cache()  # the engine of the last architecture is gone: give its memory back
-        except Exception as e:  # one architecture failing must not lose the others' rows
+        except Exception as e:  # noqa: BLE001 - one architecture failing must not lose the others' rows
             rows.append({"arch": name, "backend": args.backend, "error": f"{type(e).__name__}: {e}"})
             print(f"{name}: {type(e).__name__}: {e}", flush=True)
-    write_json_atomic(args.out, {"rows": rows, "prefills": PREFILLS, "decodes": DECODES, "provenance": provenance()})
+        # after each architecture: a run stopped by a time limit keeps what it profiled
+        write_json_atomic(args.out, {"rows": rows, "prefills": PREFILLS, "decodes": DECODES, "provenance": provenance()})
     return 0
 
 

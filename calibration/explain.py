@@ -2,17 +2,16 @@
 gets right or wrong, and the time the engine spends between its kernels."""
 from __future__ import annotations
 
+from calibration.kernel_classes import by_class
 from simulator.arch import ArchSpec
 from simulator.ops import decode_ops, prefill_ops
 from simulator.timemodel import TimeModel, time_by_class
-
-from calibration.kernel_classes import by_class
 
 
 def compare_row(row: dict, arch: ArchSpec, model: TimeModel) -> dict:
     """Per op class of one profile row (benchmarks/profile_engine.py): simulated and profiled seconds and kernel
     counts; the phase's event time, its kernels' sum and the time between them."""
-    fused = row["backend"] == "triton"
+    fused = row["backend"] != "torch"  # ours and the best variant run the fused element-wise kernels
     ops = prefill_ops(arch, row["b"], row["p"], 1, fused=fused) if row["phase"] == "prefill" else \
         decode_ops(arch, row["b"], row["c"], 1, fused=fused)
     sim = {c: float(v) for c, v in time_by_class(ops, model).items()}

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     for row in data["rows"]:
         if "error" in row:
             continue
-        stack = "triton" if row["backend"] == "triton" else "torch"
+        stack = row["backend"] if row["backend"] in ("triton", "best") else "torch"
         model = models.setdefault(stack, default_model(gpu, stack))
         rows.append(compare_row(row, get_arch(row["arch"]), model))
     out = {"gpu": gpu.name, "profile": args.profile, "profile_provenance": prov,

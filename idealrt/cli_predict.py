@@ -53,8 +53,9 @@ def price_per_hour(text: str) -> float:
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options predict and sweep share: software stack, fit, price."""
     parser.add_argument("--stack", choices=STACKS, default="triton",
-                        help="whose kernel timings: our Triton kernels, torch (cuBLAS/SDPA), or best (the idealized "
-                             "stack: per op the faster of the two, padded; no engine runs it yet, so no fit)")
+                        help="whose kernel timings: our Triton kernels, torch (cuBLAS/SDPA), best (per op the "
+                             "faster of the two, as the engine variant best runs them), or ideal (best's padded "
+                             "envelope: no engine runs it, so no fit)")
     parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
     parser.add_argument("--price-per-hour", type=price_per_hour, default=None, metavar="USD",
                         help="price of one GPU-hour (default: the catalog's reference price)")

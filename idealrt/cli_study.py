@@ -30,7 +30,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", default=",".join(MEASURED_GPUS + DERIVED_GPUS),
                         help="GPU names, comma-separated; the first is the base of the table and the what-ifs")
     parser.add_argument("--stack", default="triton,torch",
-                        help="stacks, comma-separated: triton, torch, best (the first is the base)")
+                        help="stacks, comma-separated: triton, torch, best, ideal (the first is the base)")
     parser.add_argument("--no-fit", action="store_true", help="raw time model, no fitted coefficients")
     parser.add_argument("--accuracy", default=None, metavar="FILE", help="CSV of model,accuracy[,source]")
     parser.add_argument("--csv", default=None, metavar="FILE", help="write every study row to FILE (CSV)")

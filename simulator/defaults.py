@@ -8,7 +8,7 @@ from simulator.arch import ArchSpec
 from simulator.errors import UserError
 from simulator.fits import PATH_KEY, fit_path, load_fit
 from simulator.gpus import GPUSpec
-from simulator.tables import BEST, default_model
+from simulator.tables import IDEAL, default_model
 from simulator.timemodel import TimeModel
 
 
@@ -39,8 +39,8 @@ def model_and_fit(gpu: GPUSpec, stack: str, no_fit: bool) -> tuple[TimeModel, di
     model = default_model(gpu, stack)
     if no_fit:
         return model, None, "none (--no-fit)"
-    if stack == BEST:
-        return model, None, "none (no engine runs the best stack yet: table only)"
+    if stack == IDEAL:
+        return model, None, "none (no engine runs the ideal envelope: table only)"
     fit = load_fit(gpu.name, stack)
     if fit is None:
         return model, None, f"none ({fit_path(gpu.name, stack).name} not found in calibration/fits)"

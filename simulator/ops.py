@@ -56,8 +56,9 @@ def _op(name: str, op_class: str, shape: dict[str, Num], count: Num) -> Op:
     return Op(name, op_class, shape, flops, nbytes, count)
 
 
-def _gemm(name: str, m: Num, n: int, k: int, count: Num, op_class: str = "gemm") -> Op:
-    return _op(name, op_class, {"m": m, "n": n, "k": k}, count)
+def _gemm(name: str, m: Num, n: int, k: int, count: Num, op_class: str = "gemm", grouped: bool = False) -> Op:
+    """A GEMM; `grouped`: one grouped launch over many experts (shape key `grouped`: simulator.dispatch)."""
+    return _op(name, op_class, {"m": m, "n": n, "k": k, **({"grouped": 1} if grouped else {})}, count)
 
 
 def _layer_gemm(arch: ArchSpec) -> str:
@@ -65,12 +66,13 @@ def _layer_gemm(arch: ArchSpec) -> str:
     return arch.precision.gemm_class
 
 
-def _layer_gemm_ops(name: str, m: Num, n: int, k: int, count: Num, arch: ArchSpec, quant_rows: Num = None) -> list[Op]:
+def _layer_gemm_ops(name: str, m: Num, n: int, k: int, count: Num, arch: ArchSpec, quant_rows: Num = None,
+                    grouped: bool = False) -> list[Op]:
     """A decoder-layer GEMM at the architecture's precision; with fp8 activations (w8a8) its input is first
-    quantized per token (`quant_fp8` over `quant_rows` rows of k, default m)."""
+    quantized per token (`quant_fp8` over `quant_rows` rows of k, default m); `grouped` as in _gemm."""
     quant = [] if arch.precision.activations != "fp8" else [
         _op(f"{name}_quant", "quant_fp8", {"rows": m if quant_rows is None else quant_rows, "k": k}, count)]
-    return quant + [_gemm(name, m, n, k, count, _layer_gemm(arch))]
+    return quant + [_gemm(name, m, n, k, count, _layer_gemm(arch), grouped)]
 
 
 def _other_gemm(arch: ArchSpec) -> str:
@@ -146,9 +148,10 @@ def _grouped_mlp(prefix: str, rows: Num, groups: Num, f: int, arch: ArchSpec, co
     one GEMM of `rows` rows, `groups` times as wide: the same tiles, FLOPs and weight bytes."""
     up_n = 2 * f if arch.ffn_kind == "swiglu" else f
     return (_layer_gemm_ops(f"{prefix}_gate_up" if up_n > f else f"{prefix}_up", rows, groups * up_n, arch.hidden,
-                            count, arch, rows * groups)
+                            count, arch, rows * groups, grouped=True)
             + _act_ops(prefix, rows * groups, f, arch, count, fused)
-            + _layer_gemm_ops(f"{prefix}_down", rows, groups * arch.hidden, f, count, arch, rows * groups))
+            + _layer_gemm_ops(f"{prefix}_down", rows, groups * arch.hidden, f, count, arch, rows * groups,
+                              grouped=True))
 
 
 def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:

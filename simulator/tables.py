@@ -21,6 +21,7 @@ except ImportError:
     orjson = None
 
 from simulator.derive import derive_table, nearest_measured
+from simulator.dispatch import Dispatch
 from simulator.errors import UserError
 from simulator.gpus import GPUS
 from simulator.grid import Grid
@@ -204,23 +205,20 @@ def _where(sel: np.ndarray, hit: np.ndarray, full: tuple) -> np.ndarray:
     return out.reshape(full)
 
 
-BEST = "best"  # the idealized stack: per op, the faster of the measured stacks, padded (BestModel)
+BEST = "best"  # per op the faster measured kernel, as the engine variant `best` dispatches (BestModel)
+IDEAL = "ideal"  # the lower envelope: per op the faster stack on padded, wave-free grids (IdealModel)
 MEASURED_STACKS = ("triton", "torch")  # stacks the engine runs and the tables measure
-STACKS = MEASURED_STACKS + (BEST,)
+STACKS = MEASURED_STACKS + (BEST, IDEAL)
 
 
-class BestModel(TimeModel):
-    """The idealized stack: per op, the faster of the measured stacks' times, each from grids padded on every axis
-    and free of partial-wave steps, so no op's time falls as any dimension grows. Element-wise kernels are the
-    fused ones (simulator.ops). No engine runs this stack yet: its times are the tables', unvalidated end to end."""
+class _Combined(TimeModel):
+    """A stack built from the measured stacks' models of one table: shared warnings, power and sustained data."""
 
-    stack = BEST
-
-    def __init__(self, stacks: list[TableModel]):
+    def __init__(self, stacks: list[TableModel], how: str):
         super().__init__()
         self.stacks = stacks
         self.gpu, self.derived_from = stacks[0].gpu, stacks[0].derived_from
-        self.source = f"{stacks[0].source}, best of {' and '.join(m.stack for m in stacks)} per op, padded"
+        self.source = f"{stacks[0].source}, {how}"
         self.warnings = stacks[0].warnings  # shared: each stack's model adds to the same set and records
         self.throttles = stacks[0].throttles
         self.recovery = stacks[0].recovery
@@ -231,6 +229,33 @@ class BestModel(TimeModel):
     def power_w(self) -> dict | None:
         """Board power measured during the sweep (None for a derived table)."""
         return self.stacks[0].power_w
+
+
+class BestModel(_Combined):
+    """The `best` stack: per op, the kernel simulator.dispatch chooses (the faster of ours and the vendor's as
+    the engine runs them), timed as that stack's table times it. The engine variant `best` runs the same
+    choice, so its rows validate these times. Element-wise kernels are ours, the fused ones (simulator.ops)."""
+
+    stack = BEST
+
+    def __init__(self, stacks: list[TableModel]):
+        super().__init__(stacks, f"the faster of {' and '.join(m.stack for m in stacks)} per op (simulator.dispatch)")
+        self.dispatch = Dispatch(*stacks)
+
+    def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
+        """Seconds per run of the kernel the dispatch rule chooses for the op."""
+        return self.dispatch.time_s(op_class, shape)
+
+
+class IdealModel(_Combined):
+    """The idealized envelope: per op, the faster of the measured stacks' times, each from grids padded on every
+    axis and free of partial-wave steps, so no op's time falls as any dimension grows. No engine runs it: a
+    kernel that picks its tiles per shape and pads any axis would (docs/decisions.md)."""
+
+    stack = IDEAL
+
+    def __init__(self, stacks: list[TableModel]):
+        super().__init__(stacks, f"best of {' and '.join(m.stack for m in stacks)} per op, padded")
 
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run: the least of the stacks' ideal times (one stack's, for classes measured once), each
@@ -255,12 +280,13 @@ def derived_classes(model: TimeModel) -> set[str]:
 def table_model_for(gpu, stack: str = "triton", tables_dir: str | Path | None = None,
                     ideal: bool = False) -> TimeModel | None:
     """The GPU's measured table, else one derived from the nearest measured GPU's, else None (roofline); the
-    `best` stack combines the measured stacks' on ideal grids (BestModel)."""
+    `best` stack dispatches between the measured stacks' (BestModel), `ideal` combines them on ideal grids
+    (IdealModel)."""
     if stack not in STACKS:
         raise UserError(f"stack '{stack}': use one of {', '.join(STACKS)}")
-    if stack == BEST:
-        models = [table_model_for(gpu, s, tables_dir, ideal=True) for s in MEASURED_STACKS]
-        return BestModel(models) if models[0] is not None else None
+    if stack in (BEST, IDEAL):
+        models = [table_model_for(gpu, s, tables_dir, ideal=stack == IDEAL) for s in MEASURED_STACKS]
+        return None if models[0] is None else (BestModel if stack == BEST else IdealModel)(models)
     tables_dir = Path(tables_dir) if tables_dir is not None else TABLES_DIR
     own = tables_dir / (gpu.table or f"{gpu.name}.json")
     if own.exists():

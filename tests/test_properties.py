@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from simulator.arch import ArchSpec
 from simulator.catalog import ARCHS, get_arch
-from simulator.memory import valid_tps
 from simulator.gpus import GPUS
+from simulator.memory import valid_tps
 from simulator.ops import decode_ops, prefill_ops, total_flops
 from simulator.predict import predict
 from simulator.timemodel import RooflineModel
@@ -103,24 +103,24 @@ def test_shipped_predictions_are_consistent_everywhere(model, gpu, p, o, b):
                                                                       rtol=1e-12)
 
 
-_BEST: dict = {}
+_IDEAL: dict = {}
 
 
-def best_model(gpu: str):
-    """The shipped tables' best-stack model of a GPU, built once for the whole test."""
+def ideal_model(gpu: str):
+    """The shipped tables' ideal-stack model of a GPU (the envelope of `best`), built once for the whole test."""
     from simulator.tables import default_model
 
-    if gpu not in _BEST:
-        _BEST[gpu] = default_model(GPUS[gpu], "best")
-    return _BEST[gpu]
+    if gpu not in _IDEAL:
+        _IDEAL[gpu] = default_model(GPUS[gpu], "ideal")
+    return _IDEAL[gpu]
 
 
 @settings(max_examples=150, deadline=None)
 @given(name=st.sampled_from(sorted(ARCHS)), gpu=st.sampled_from(sorted(GPUS)), t_index=st.integers(0, 3),
        p=st.integers(1, 8191), o=st.integers(1, 512), b=st.integers(1, 64), step=st.sampled_from([1, 7, 128, 1000]))
-def test_the_best_stack_never_predicts_less_time_for_more_work(name, gpu, t_index, p, o, b, step):
-    """On the shipped tables, the idealized stack: total time non-decreasing in p, o and b (one more token or
-    sequence, or `step` more), every time finite and positive."""
+def test_the_ideal_stack_never_predicts_less_time_for_more_work(name, gpu, t_index, p, o, b, step):
+    """On the shipped tables, the idealized stack (`ideal`, the padded envelope of `best`): total time
+    non-decreasing in p, o and b (one more token or sequence, or `step` more), every time finite and positive."""
     arch = get_arch(name)
     tps = valid_tps(arch)
     t = tps[t_index % len(tps)]
@@ -131,7 +131,7 @@ def test_the_best_stack_never_predicts_less_time_for_more_work(name, gpu, t_inde
     ps = np.array([p, p + step, p, p])
     os_ = np.array([o, o, o + step if arch.positions_used(p, o + step) <= arch.max_positions else o, o])
     bs = np.array([b, b, b, b + step])
-    pred = predict(arch, GPUS[gpu], ps, os_, bs, t, model=best_model(gpu))
+    pred = predict(arch, GPUS[gpu], ps, os_, bs, t, model=ideal_model(gpu))
     total = pred.total_s
     assert np.all(np.isfinite(total)) and np.all(total > 0) and np.all(pred.prefill_s > 0)
     assert np.all(total[1:] >= total[0] * (1 - 1e-12)), (total, pred.prefill_s, pred.decode_s)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -218,8 +219,9 @@ def report(rows: list[dict], notes: list[str], command: str) -> dict:
             "records": [_slim(r) for r in recs if r["method"] != "table_loao_scale"]}
 
 
+@functools.cache
 def counter_step_s(gpu_name: str) -> float | None:
-    """The measured interval between the GPU's energy counter updates under load (None: not measured)."""
+    """The measured interval between the GPU's energy counter updates under load (None: not measured); read once."""
     import json
 
     path = Path(str(METER).format(gpu=gpu_name))

@@ -34,6 +34,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "the spec ('arch_spec'), so fit, validate and profile rebuild it")
     parser.add_argument("--grid", default="h100", choices=sorted(GRIDS), help="query grid (calibration/queries.py)")
     parser.add_argument("--queries", metavar="P,O,B;...", help="explicit queries instead of --grid")
+    parser.add_argument("--queries-from", metavar="FILE",
+                        help="the queries (arch, p, o, b at this t) of a JSON Lines file of rows instead of --grid; "
+                             "the architectures default to the file's")
     parser.add_argument("--t", type=int, default=None, help="tensor-parallel degree (default: torchrun's world size)")
     parser.add_argument("--backend", default="triton", choices=BACKENDS + BACKEND_VARIANTS,
                         help="kernels: ours (triton), torch's, or an engine variant's (calibration/engine_variants)")
@@ -48,6 +51,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="stop cleanly before a query would end past this many seconds (re-run to resume)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                         help="cpu: tests only (float32, no graphs)")
+    parser.add_argument("--energy-window", type=float, metavar="SECONDS", default=None,
+                        help="meter each query's energy over its runs back to back for at least SECONDS, edge to "
+                             "edge of the energy counter (calibration/energy_window.py), not around single runs")
     parser.add_argument("--summary", nargs="*", metavar="FILE",
                         help="print row counts of measurement files (default: all shipped) and exit")
 
@@ -70,10 +76,29 @@ def _archs(names: list[str], configs: list[str]) -> tuple[list, set[str]]:
     return specs + from_files, {a.name for a in from_files}
 
 
-def _queries(arch, args, t: int) -> list:
-    from calibration.queries import check_fits_positions, grid_queries, parse_queries
+def _listed(path: str) -> list[dict]:
+    """The rows of a --queries-from file, each with arch, t, b, p and o (a missing field is a one-line error)."""
+    from calibration.measurements_io import read_rows
 
-    qs = parse_queries(args.queries, t) if args.queries else grid_queries(arch, args.grid, t)
+    if not os.path.exists(path):
+        raise UserError(f"--queries-from {path}: no such file")
+    rows = read_rows(path)
+    for i, r in enumerate(rows, 1):
+        for name in ("arch", "t", "b", "p", "o"):
+            if name not in r:
+                raise UserError(f"--queries-from {path}: row {i} has no '{name}'; each row needs arch, t, b, p and o")
+    if not rows:
+        raise UserError(f"--queries-from {path}: no rows (a JSON Lines file of arch, t, b, p, o)")
+    return rows
+
+
+def _queries(arch, args, t: int) -> list:
+    from calibration.queries import Query, check_fits_positions, grid_queries, parse_queries
+
+    if args.queries_from:
+        qs = [Query(r["b"], r["p"], r["o"], t) for r in _listed(args.queries_from) if r["arch"] == arch.name and r["t"] == t]
+    else:
+        qs = parse_queries(args.queries, t) if args.queries else grid_queries(arch, args.grid, t)
     for q in qs:
         check_fits_positions(arch, q)
     return qs
@@ -194,7 +219,7 @@ class _Session:
         from calibration.queries import estimate_s
 
         lim = self.args.max_seconds
-        end = time.perf_counter() - self.t0 + estimate_s(arch, q, self.args.repeats)
+        end = time.perf_counter() - self.t0 + estimate_s(arch, q, self.args.repeats) + (self.args.energy_window or 0)
         return _agree(lim is not None and end > lim, self.group)
 
 
@@ -215,6 +240,11 @@ def run(args: argparse.Namespace) -> int:
                         f"'torchrun --nproc-per-node {t} -m idealrt measure ...'")
     if args.engine == "hf-eager" and t != 1:
         raise UserError("--engine hf-eager runs on one GPU: use --t 1")
+    if args.energy_window is not None and not (args.energy_window > 0 and args.engine == "idealrt" and t == 1):
+        raise UserError(f"--energy-window {args.energy_window}: give a positive number of seconds, with the reference "
+                        "engine (--engine idealrt) at --t 1")
+    if args.queries_from and not args.arch and not args.config:
+        args.arch = sorted({r["arch"] for r in _listed(args.queries_from)})
     archs, from_config = _archs(args.arch, args.config)
     plan = [(a, _queries(a, args, t)) for a in archs]  # validate all before touching the GPU
     if args.engine == "hf-eager":
@@ -275,6 +305,21 @@ def _energy_counter(device: str):
     return open_energy_counter(index, str(uuid) if uuid else None)
 
 
+def _with_window(engine, q, res: dict, ses: _Session) -> dict:
+    """res with its energy metered over a window of runs (--energy-window); without the per-run energy fields
+    when the window could not be metered (no counter, too few counter steps), a note printed."""
+    if ses.args.energy_window is None:
+        return res
+    from calibration.energy_window import window_energy
+
+    fields = None if ses.energy is None else window_energy(engine, q.p, q.o, q.b, ses.energy, ses.args.energy_window)
+    if fields is None:
+        print(f"  note: b={q.b} p={q.p} o={q.o}: energy window not metered (no counter, or too few counter steps)",
+              file=sys.stderr)
+        return {k: v for k, v in res.items() if k not in ("energy_j", "mean_power_w")}
+    return {**res, **fields}
+
+
 def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool, bool]:
     """Build the model once, run its queries batch by batch; returns (rows written, stopped early, failed)."""
     import torch
@@ -311,6 +356,7 @@ def _measure_arch(arch, qs: list, ses: _Session) -> tuple[int, bool, bool]:
             try:
                 engine.prepare(b, max(q.p + q.o for q in batch))  # the largest cache first: no re-allocation
                 res = engine.time_query(q.p, q.o, q.b, ses.args.repeats, ses.args.warmup, energy=ses.energy)
+                res = _with_window(engine, q, res, ses)
             except Exception as e:  # CUDA or Triton errors, out of memory: fail-soft on one GPU, next arch
                 if ses.t > 1:
                     raise  # the other ranks would wait in a collective

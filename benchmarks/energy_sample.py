@@ -23,9 +23,11 @@ def sample(rows: list[dict], per_arch: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for arch in sorted({r["arch"] for r in rows}):
-        queries = sorted({(r["b"], r["p"], r["o"]) for r in rows if r["arch"] == arch})
+        mine = [r for r in rows if r["arch"] == arch]
+        spec = {"arch_spec": mine[0]["arch_spec"]} if "arch_spec" in mine[0] else {}  # an architecture of a config
+        queries = sorted({(r["b"], r["p"], r["o"]) for r in mine})
         for b, p, o in sorted(rng.sample(queries, min(per_arch, len(queries)))):
-            out.append({"arch": arch, "t": 1, "b": b, "p": p, "o": o})
+            out.append({"arch": arch, **spec, "t": 1, "b": b, "p": p, "o": o})
     return out
 
 

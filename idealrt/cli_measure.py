@@ -92,6 +92,19 @@ def _listed(path: str) -> list[dict]:
     return rows
 
 
+def _listed_archs(path: str) -> tuple[list, set[str]]:
+    """The architectures of a --queries-from file: catalog names, or specs where its rows carry `arch_spec`."""
+    from calibration.measurements_io import arch_of
+    from simulator.catalog import get_arch
+
+    first: dict[str, dict] = {}
+    for r in _listed(path):
+        first.setdefault(r["arch"], r)
+    archs = [arch_of(r, f"--queries-from {path}") if "arch_spec" in r else get_arch(name)
+             for name, r in sorted(first.items())]
+    return archs, {name for name, r in first.items() if "arch_spec" in r}
+
+
 def _queries(arch, args, t: int) -> list:
     from calibration.queries import Query, check_fits_positions, grid_queries, parse_queries
 
@@ -244,8 +257,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--energy-window {args.energy_window}: give a positive number of seconds, with the reference "
                         "engine (--engine idealrt) at --t 1")
     if args.queries_from and not args.arch and not args.config:
-        args.arch = sorted({r["arch"] for r in _listed(args.queries_from)})
-    archs, from_config = _archs(args.arch, args.config)
+        archs, from_config = _listed_archs(args.queries_from)
+    else:
+        archs, from_config = _archs(args.arch, args.config)
     plan = [(a, _queries(a, args, t)) for a in archs]  # validate all before touching the GPU
     if args.engine == "hf-eager":
         from calibration.engine.hf_eager import hf_config_kwargs

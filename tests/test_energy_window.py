@@ -10,6 +10,7 @@ from calibration import measurements_io as mio
 from calibration.energy_window import MIN_STEPS, run_window, window_power
 from calibration.query_timing import RunTimes
 from idealrt.cli import main
+from simulator.hf_config import load_config
 
 from tests.test_queries import TINY_CONFIG
 
@@ -45,18 +46,19 @@ def test_measure_queries_from_a_file_with_energy_windows(tmp_path, monkeypatch, 
 
     cfg, listed, out = tmp_path / "tiny.json", tmp_path / "q.jsonl", str(tmp_path / "e.jsonl")
     cfg.write_text(json.dumps(TINY_CONFIG))
-    listed.write_text("\n".join(json.dumps({"arch": "tiny", "t": 1, "b": b, "p": p, "o": o})
+    spec = mio.arch_spec_fields(load_config(str(cfg)))  # the listed rows carry the spec of their architecture
+    listed.write_text("\n".join(json.dumps({"arch": "tiny", "arch_spec": spec, "t": 1, "b": b, "p": p, "o": o})
                                 for b, p, o in [(1, 5, 3), (2, 9, 1), (1, 4, 2)]) + "\n")
-    argv = ["measure", "--config", str(cfg), "--device", "cpu", "--backend", "torch", "--out", out,
-            "--energy-window", "0.2"]
+    argv = ["measure", "--device", "cpu", "--backend", "torch", "--out", out, "--energy-window", "0.2"]
     monkeypatch.setattr(cli_measure, "_energy_counter", lambda device: stepping_counter(300.0, 0.005))
     assert main(argv + ["--queries-from", str(listed)]) == 0
     rows = mio.read_rows(out)
     assert [(r["b"], r["p"], r["o"]) for r in rows] == [(1, 5, 3), (1, 4, 2), (2, 9, 1)]
     for r in rows:
+        assert mio.arch_of(r) == load_config(str(cfg))
         assert r["mean_power_w"] == pytest.approx(300.0, rel=0.1) and r["energy_window"]["seconds"] >= 0.2
     monkeypatch.setattr(cli_measure, "_energy_counter", lambda device: None)  # no counter: no energy fields
-    assert main(argv + ["--queries", "6,2,1"]) == 0
+    assert main(argv + ["--config", str(cfg), "--queries", "6,2,1"]) == 0
     last = mio.read_rows(out)[-1]
     assert "energy_j" not in last and "energy window not metered" in capsys.readouterr().err
 

@@ -2,7 +2,9 @@
 
 For every measured row with `energy_j`: the measured energy of a run is its timed runs' energy over their time
 (`mean_power_w` x `total_s`), since the counter advances in 100 ms steps (calibration/energy_meter.py); the median
-run's reading (`energy_j`) is kept beside it. The simulator's energy (simulator/power.py: the table's `op_power`
+run's reading (`energy_j`) is kept beside it. Rows metered over a window of runs back to back (`metering` "window":
+`idealrt measure --energy-window`, calibration/energy_window.py; calibration/measurements/energy_windows/) read
+whole counter steps over at least a second; the others (`metering` "runs") read the counter around each run. The simulator's energy (simulator/power.py: the table's `op_power`
 section, measured on microbenchmarks; nothing is fitted to these rows) beside the measured one, with the two
 factors it is made of — time, and mean board power (energy / time) — and beside the baseline of one board power
 figure for every op (the table's NVML p90, else the datasheet). Methods: `table` (the table alone, every row) and
@@ -32,6 +34,7 @@ from simulator.paths import MEASUREMENTS_DIR, REPO
 
 METHODS = ("table", "fitted", "table_loao_scale")
 OUT = REPO / "benchmarks" / "results" / "validate_energy.json"
+WINDOWS_DIR = MEASUREMENTS_DIR / "energy_windows"  # rows of `idealrt measure --energy-window`
 METER = REPO / "benchmarks" / "results" / "energy_meter_{gpu}.json"  # the counter's step (calibration/energy_meter.py)
 STEPS_BAR = 10  # counter steps a run spans for its one-step reading error to be within the 10 % energy bar
 # signed % error fields of a record, "<name>_err_pct"; "meter": the median run's reading (energy_j) against
@@ -42,6 +45,22 @@ ERRORS = ("energy", "time", "power", "baseline_energy", "meter")
 def stack_of(row: dict) -> str:
     """The row's stack as results name it: the backend of the reference engine, else the engine."""
     return row["backend"] if row["engine"] == "idealrt" else row["engine"]
+
+
+def metering(row: dict) -> str:
+    """How the row's energy was metered: "window" (runs back to back over whole counter steps,
+    calibration/energy_window.py) or "runs" (the counter read around each timed run)."""
+    return "window" if "energy_window" in row else "runs"
+
+
+def window_s(row: dict) -> float:
+    """Seconds of runs the row's energy reading spans: its window, else its timed runs back to back."""
+    return row["energy_window"]["seconds"] if "energy_window" in row else row["total_s"] * row.get("repeats", 1)
+
+
+def default_paths() -> list[Path]:
+    """The shipped measurement files and the energy-window files beside them."""
+    return sorted(MEASUREMENTS_DIR.glob("*.jsonl")) + sorted(WINDOWS_DIR.glob("*.jsonl"))
 
 
 def _pct(predicted: float, measured: float) -> float:
@@ -72,9 +91,10 @@ def predict_rows(rows: Sequence[dict], method: str) -> list[dict]:
         measured_w = r.get("mean_power_w", r["energy_j"] / r["total_s"])
         measured_j, predicted_w = measured_w * r["total_s"], energy / total
         baseline = total * pred.n_gpus * baseline_w
-        out.append({"gpu": gpu.name, "t": r["t"], "stack": stack_of(r), "arch": r["arch"], "b": r["b"], "p": r["p"],
+        out.append({"gpu": gpu.name, "t": r["t"], "stack": stack_of(r), "metering": metering(r), "arch": r["arch"],
+                    "b": r["b"], "p": r["p"],
                     "o": r["o"], "split": r.get("split"), "method": method, "measured_j": measured_j,
-                    "median_run_j": r["energy_j"], "window_s": r["total_s"] * r.get("repeats", 1),
+                    "median_run_j": r["energy_j"], "window_s": window_s(r),
                     "predicted_j": energy, "baseline_j": baseline, "measured_s": r["total_s"], "predicted_s": total,
                     "measured_w": measured_w, "predicted_w": predicted_w,
                     "energy_err_pct": _pct(energy, measured_j), "time_err_pct": _pct(total, r["total_s"]),
@@ -111,7 +131,8 @@ def loao_scaled(recs: Sequence[dict]) -> list[dict]:
     out = []
     for r in table:
         others = [q["measured_j"] / q["predicted_j"] for q in table
-                  if (q["gpu"], q["t"], q["stack"]) == (r["gpu"], r["t"], r["stack"]) and q["arch"] != r["arch"]]
+                  if (q["gpu"], q["t"], q["stack"], q["metering"]) == (r["gpu"], r["t"], r["stack"], r["metering"])
+                  and q["arch"] != r["arch"]]
         if not others:
             continue
         k = float(np.median(others))
@@ -202,7 +223,7 @@ def energy_rows(paths: Sequence[Path], any_version: bool) -> tuple[list[dict], l
 def report(rows: list[dict], notes: list[str], command: str) -> dict:
     """The result file's content: provenance, summaries per (GPU, t, stack, method), per architecture, records."""
     recs = records(rows)
-    keys = ["gpu", "t", "stack", "method"]
+    keys = ["gpu", "t", "stack", "metering", "method"]
     return {"provenance": {"command": command, "date": datetime.datetime.now(datetime.timezone.utc)
                            .isoformat(timespec="seconds"), "measurements": data_provenance(rows),
                            "power_sources": sorted({r["power_source"] for r in recs})},
@@ -253,12 +274,12 @@ def _slim(rec: dict) -> dict:
 
 def print_summary(summary: list[dict]) -> None:
     """One line per (GPU, t, stack, method): energy, time, power and baseline energy errors."""
-    print(f"{'gpu':8s} {'t':>2s} {'stack':9s} {'method':7s} {'n':>4s}  "
+    print(f"{'gpu':8s} {'t':>2s} {'stack':9s} {'metering':8s} {'method':7s} {'n':>4s}  "
           + "  ".join(f"{name + ' med/P95/bias %':>28s}" for name in ERRORS))
     for s in summary:
         cells = "  ".join(f"{s[n]['median_abs_pct']:8.1f} {s[n]['p95_abs_pct']:8.1f} {s[n]['median_pct']:+9.1f}  "
                           for n in ERRORS)
-        print(f"{s['gpu']:8s} {s['t']:>2d} {s['stack']:9s} {s['method']:7s} {s['n']:>4d}  {cells}")
+        print(f"{s['gpu']:8s} {s['t']:>2d} {s['stack']:9s} {s['metering']:8s} {s['method']:7s} {s['n']:>4d}  {cells}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,12 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     from calibration.table_io import write_json_atomic
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.validate_energy", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--measurements", nargs="+", type=Path, help="JSONL files (default calibration/measurements/*.jsonl)")
+    ap.add_argument("--measurements", nargs="+", type=Path, help="JSONL files (default calibration/measurements/*.jsonl and energy_windows/*.jsonl)")
     ap.add_argument("--out", type=Path, default=OUT, help=f"result JSON (default {OUT.relative_to(REPO)})")
     ap.add_argument("--any-engine-version", action="store_true", help="use rows of any engine version")
     args = ap.parse_args(argv)
     try:
-        rows, notes = energy_rows(args.measurements or sorted(MEASUREMENTS_DIR.glob("*.jsonl")),
+        rows, notes = energy_rows(args.measurements or default_paths(),
                                   args.any_engine_version)
         result = report(rows, notes, "python -m benchmarks.validate_energy " + " ".join(sys.argv[1:]))
         write_json_atomic(args.out, result)

@@ -54,3 +54,17 @@ def test_rows_without_energy_are_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --measurements: no row") and err.count("\n") == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_windowed_rows_are_reported_apart_with_their_window(tmp_path):
+    window = json.loads((MEASUREMENTS_DIR / "energy_windows" / "h200_t1_triton.jsonl").read_text().splitlines()[0])
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(energy_row()) + "\n" + json.dumps(window) + "\n")
+    out = tmp_path / "energy.json"
+    assert main(["--measurements", str(rows), "--out", str(out), "--any-engine-version"]) == 0
+    result = json.loads(out.read_text())
+    by = {r["metering"]: r for r in result["records"] if r["method"] == "table"}
+    assert set(by) == {"runs", "window"}
+    assert by["window"]["window_s"] == pytest.approx(window["energy_window"]["seconds"], rel=1e-3)
+    assert by["window"]["measured_w"] == pytest.approx(window["mean_power_w"], rel=1e-3)
+    assert {s["metering"] for s in result["summary"]} == {"runs", "window"}

@@ -61,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
                     [[c, fmt_s(v["simulated_s"]), fmt_s(v["profiled_s"]),
                       f"{v['simulated_s'] / v['profiled_s']:.2f}" if v["profiled_s"] else "-",
                       f"{v['simulated_count']:g}", str(v["profiled_count"])] for c, v in r["classes"].items()])
-    print_table("All rows", ["class", "simulated", "profiled", "difference"],
+    print_table("All rows (in graph: each kernel of a replayed graph with its share of the time between kernels)",
+                ["class", "simulated", "profiled", "difference", "profiled in graph", "difference"],
                 [[c, fmt_s(t["simulated_s"]), fmt_s(t["profiled_s"]),
-                  f"{t['rel_diff']:+.1%}" if t["rel_diff"] is not None else "-"] for c, t in out["totals"].items()])
+                  f"{t['rel_diff']:+.1%}" if t["rel_diff"] is not None else "-", fmt_s(t["profiled_in_graph_s"]),
+                  f"{t['rel_diff_in_graph']:+.1%}" if t["rel_diff_in_graph"] is not None else "-"]
+                 for c, t in out["totals"].items()])
     print_lines([f"time model: {', '.join(f'{s}: {m}' for s, m in out['time_model'].items())} (no fit)"])
     return 0

@@ -98,6 +98,11 @@ def test_explain_compares_a_profile_row_per_class(tmp_path, capsys):
     assert out["classes"]["gemm"]["profiled_count"] == 129 and out["classes"]["gemm"]["simulated_count"] == 129
     assert out["between_kernels_s"] == pytest.approx(5e-3 - 4.55e-3)
     assert totals([out])["gemm"]["rel_diff"] == pytest.approx(out["classes"]["gemm"]["simulated_s"] / 4.3e-3 - 1)
+    gap = (5e-3 - 4.55e-3) / 161  # the time between kernels, a share per kernel of the replayed graph
+    assert out["classes"]["gemm"]["profiled_in_graph_s"] == pytest.approx(4.3e-3 + 129 * gap)
+    assert totals([out])["decode_attn"]["rel_diff_in_graph"] == pytest.approx(
+        out["classes"]["decode_attn"]["simulated_s"] / (0.25e-3 + 32 * gap) - 1)
+    assert compare_row({**row, "graph": False}, LLAMA, model)["classes"]["gemm"]["profiled_in_graph_s"] == 4.3e-3
     path = tmp_path / "profile.json"
     path.write_text(json.dumps({"rows": [row], "provenance": {"gpu_name": "NVIDIA H200"}}))
     assert main(["explain", "--profile", str(path), "--json"]) == 0

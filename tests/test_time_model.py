@@ -113,3 +113,14 @@ def test_explain_compares_a_profile_row_per_class(tmp_path, capsys):
 def test_one_token_prefill_has_no_transpose_copy():
     ops = {op.name: op for op in prefill_ops(LLAMA, 4, np.array([1, 2]), 1)}
     np.testing.assert_array_equal(ops["attn_transpose"].count, [0, LLAMA.n_layers])
+
+
+@pytest.mark.parametrize("g, rows", [(1, 1), (6, 8), (8, 8), (16, 16), (71, 128), (128, 128)])
+def test_triton_decode_attention_runs_the_query_heads_of_a_kv_head_as_one_power_of_two_tile(g, rows):
+    """kernels/decode_attention.py: BLOCK_H = max(16, next power of two of h / kv_h), all of a KV head's query heads
+    in one tile; below 16 the table's nodes (1, 8) share the 16-row tile. SDPA's decode (torch) is looked up as is."""
+    shape = {"b": 4, "h": 2 * g, "kv_h": 2, "c": 1024, "d": 64}
+    assert OP_CLASS["decode_attn"].tiled(shape, "triton")["h"] / 2 == rows
+    assert OP_CLASS["decode_attn"].tiled(shape, "torch")["h"] == 2 * g
+    model = TableModel(load_table(TABLES_DIR / "h200.json"), H200, "triton")
+    assert model.op_time_s("decode_attn", shape) == pytest.approx(model.op_time_s("decode_attn", {**shape, "h": 2 * rows}))

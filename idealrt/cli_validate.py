@@ -16,7 +16,9 @@ from idealrt.cli_fit import FITS_DIR, add_row_args, excluded_archs, fit_path, re
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", help="GPU to validate (catalog name); default: every GPU in the measurements")
-    parser.add_argument("--stack", default="triton", help="software stack (the rows' 'backend'); default triton")
+    parser.add_argument("--stack", default="triton",
+                        help="software stack (the rows' 'backend'); default triton; 'all': every (engine, stack) of "
+                             "the rows with current rows and a fit, side by side (--engine is then ignored)")
     add_row_args(parser)
     parser.add_argument("--fits-dir", type=Path, default=FITS_DIR, help="where the fit files are (default calibration/fits)")
     parser.add_argument("--leave-out-arch", metavar="NAME",
@@ -99,22 +101,23 @@ def print_table(title: str, summary: list[dict], keys: list[str]) -> None:
     console().print(table)
 
 
-def print_comparison(summary: list[dict]) -> None:
-    """The methods side by side: one row per GPU, t and phase, 'median / P95' APE per method."""
+def print_comparison(summary: list[dict], by: list[str]) -> None:
+    """The methods side by side: one row per GPU, t, (stack,) kind and phase, 'median / P95' APE per method."""
     from rich.table import Table
 
     from calibration.validate import METHODS
 
     methods = [m for m in METHODS if any(s["method"] == m for s in summary)]
+    keys = ["gpu", "t", *by, "kind", "phase"]
     table = Table(title="Same held-out queries, absolute % error (median / P95)")
-    for col in ["gpu", "t", "kind", "phase", "n", *methods]:
-        table.add_column(col, justify="left" if col in ("gpu", "kind", "phase") else "right")
+    for col in [*keys, "n", *methods]:
+        table.add_column(col, justify="left" if col in ("gpu", "stack", "kind", "phase") else "right")
     cells: dict[tuple, dict] = {}
     for s in summary:
-        cells.setdefault((s["gpu"], s["t"], s["kind"], s["phase"]), {"n": s["n"]})[s["method"]] = \
+        cells.setdefault(tuple(s[k] for k in keys), {"n": s["n"]})[s["method"]] = \
             f"{s['median_pct']:.2f} / {s['p95_pct']:.2f}"
-    for (gpu, t, kind, phase), row in cells.items():
-        table.add_row(gpu, str(t), kind, phase, str(row["n"]), *(row.get(m, "-") for m in methods))
+    for key, row in cells.items():
+        table.add_row(*map(str, key), str(row["n"]), *(row.get(m, "-") for m in methods))
     console().print(table)
 
 
@@ -127,8 +130,10 @@ def validation_provenance(rows: list[dict], args: argparse.Namespace) -> dict:
     from calibration.fit import data_provenance
 
     variant = args.stack if args.stack in BACKEND_VARIANTS else None  # a variant's rows carry its version
+    version = {"engine": engine_version(), **{v: engine_version(v) for v in BACKEND_VARIANTS}} \
+        if args.stack == "all" else engine_version(variant)
     return {"command": "idealrt " + " ".join(sys.argv[1:]), "date": datetime.datetime.now(datetime.timezone.utc)
-            .isoformat(timespec="seconds"), "engine_version": engine_version(variant), "stack": args.stack,
+            .isoformat(timespec="seconds"), "engine_version": version, "stack": args.stack,
             "engine": args.engine, "measurements": data_provenance(rows)}
 
 
@@ -148,16 +153,9 @@ def write_band(path: Path, records: list[dict], rows: list[dict]) -> None:
     print(f"error band written to {path}", file=sys.stderr)
 
 
-def run(args: argparse.Namespace) -> int:
-    from calibration.validate import summarize
-    from simulator.catalog import get_arch
-
-    rows = read_chosen_rows(args)
-    if args.leave_out_arch not in (None, "each") and args.leave_out_arch not in {r["arch"] for r in rows}:
-        args.leave_out_arch = get_arch(args.leave_out_arch).name  # a catalog name, as the user may spell it
+def stack_records(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], dict, set[str]]:
+    """Error records of one (engine, stack) over every GPU of its rows, the fit files used and the warnings."""
     records, fits, warnings = [], {}, set()
-    if args.write_band and args.leave_out_arch != "each":
-        raise UserError("--write-band needs --leave-out-arch each (the band is the error on unseen architectures)")
     for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu, args.engine, args.any_engine_version).items():
         if args.leave_out_arch:
             recs, warns = leave_out_records(gpu_rows, args)
@@ -166,23 +164,61 @@ def run(args: argparse.Namespace) -> int:
         records, warnings = records + recs, warnings | warns
         if args.write_band:
             write_band(fit_path(args.fits_dir, gpu, args.stack, args.engine), recs, gpu_rows)
+    return records, fits, warnings
+
+
+def all_stacks_records(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], dict, set[str]]:
+    """stack_records of every (engine, stack, GPU) of the rows, each record tagged with its stack ("engine/stack"
+    for another engine than the reference one); one without current rows or a fit is left out with a warning."""
+    from simulator.gpus import get_gpu
+
+    records, fits, warnings = [], {}, set()
+    gpus = {get_gpu(args.gpu).name} if args.gpu else {get_gpu(r["gpu"]).name for r in rows}
+    for engine, stack, gpu in sorted({(r["engine"], r["backend"], get_gpu(r["gpu"]).name) for r in rows}):
+        if gpu not in gpus:
+            continue
+        one = argparse.Namespace(**{**vars(args), "engine": engine, "stack": stack, "gpu": gpu})
+        name = stack if engine == ENGINE else f"{engine}/{stack}"
+        try:
+            recs, stack_fits, warns = stack_records(rows, one)
+        except UserError as e:
+            warnings.add(f"{gpu} {name}: left out: {e}")
+            continue
+        records += [{**r, "stack": name} for r in recs]
+        fits |= {f"{gpu} {name}": path for gpu, path in stack_fits.items()}
+        warnings |= warns
+    return records, fits, warnings
+
+
+def run(args: argparse.Namespace) -> int:
+    from calibration.validate import summarize
+    from simulator.catalog import get_arch
+
+    rows = read_chosen_rows(args)
+    if args.leave_out_arch not in (None, "each") and args.leave_out_arch not in {r["arch"] for r in rows}:
+        args.leave_out_arch = get_arch(args.leave_out_arch).name  # a catalog name, as the user may spell it
+    if args.write_band and args.leave_out_arch != "each":
+        raise UserError("--write-band needs --leave-out-arch each (the band is the error on unseen architectures)")
+    every = args.stack == "all"
+    records, fits, warnings = (all_stacks_records if every else stack_records)(rows, args)
     if not records:
         raise UserError(f"--leave-out-arch {args.leave_out_arch}: no measured queries of it; "
                         f"the data has {', '.join(sorted({r['arch'] for r in rows}))}")
+    by = ["stack"] if every else []
     fitted = [r for r in records if r["method"] == "fitted"]
-    by_arch = summarize(fitted, ["gpu", "t", "arch", "phase"])
-    by_gpu = summarize(fitted, ["gpu", "t", "kind", "phase"])
-    comparison = summarize(records, ["gpu", "t", "kind", "phase", "method"])
+    by_arch = summarize(fitted, ["gpu", "t", *by, "arch", "phase"])
+    by_gpu = summarize(fitted, ["gpu", "t", *by, "kind", "phase"])
+    comparison = summarize(records, ["gpu", "t", *by, "kind", "phase", "method"])
     what = "leave-one-architecture-out" if args.leave_out_arch else "held-out queries"
     if args.json:
         print(json.dumps({"provenance": validation_provenance(rows, args), "what": what, "fits": fits,
                           "by_arch": by_arch, "by_gpu": by_gpu,
                           "comparison": comparison, "warnings": sorted(warnings)}, indent=1))
         return 0
-    print_table(f"Fitted simulator, {what}: absolute % error", by_arch, ["gpu", "t", "arch", "phase"])
-    print_table(f"Fitted simulator, {what}, dense and MoE architectures", by_gpu, ["gpu", "t", "kind", "phase"])
+    print_table(f"Fitted simulator, {what}: absolute % error", by_arch, ["gpu", "t", *by, "arch", "phase"])
+    print_table(f"Fitted simulator, {what}, dense and MoE architectures", by_gpu, ["gpu", "t", *by, "kind", "phase"])
     if not args.leave_out_arch:
-        print_comparison(comparison)
+        print_comparison(comparison, by)
         for gpu, path in fits.items():
             print(f"{gpu}: fit {path}")
     for w in sorted(warnings):

@@ -110,3 +110,23 @@ def test_cli_leave_out_keeps_moe_out_of_the_refits(fake_setup, capsys, monkeypat
     res = json.loads(capsys.readouterr().out)
     assert {s["kind"] for s in res["by_gpu"]} == {"dense", "moe"}
     assert all("fake-deep" in excluded for excluded in calls) and len(calls) == 3
+
+
+def test_cli_validate_every_stack_side_by_side(fake_setup, tmp_path, capsys):
+    src = fake_setup[1]
+    rows = [json.loads(line) for line in open(src)]
+    with open(src, "a") as f:  # the same queries on a second stack, which has no fit
+        f.writelines(json.dumps({**r, "backend": "torch"}) + "\n" for r in rows)
+    fit_args = [a if a != "--fits-dir" else "--out-dir" for a in fake_setup]
+    assert main(["fit", *fit_args]) == 0
+    capsys.readouterr()
+    assert main(["validate", *fake_setup, "--stack", "all", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {s["stack"] for s in res["comparison"]} == {"triton"}
+    assert any(w.startswith("h100-sxm torch: left out: no fit") for w in res["warnings"])
+    assert main(["fit", *fit_args, "--stack", "torch"]) == 0
+    capsys.readouterr()
+    assert main(["validate", *fake_setup, "--stack", "all", "--leave-out-arch", "each", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {(s["stack"], s["arch"]) for s in res["by_arch"]} == {
+        (st, a) for st in ("triton", "torch") for a in ("fake-small", "fake-wide", "fake-deep")}

@@ -14,6 +14,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from typing import Self
 
 from calibration.query_timing import EnergyReader, RunTimes
 
@@ -40,7 +41,7 @@ class CounterPoller:
                 last = now
             time.sleep(self.poll_s)
 
-    def __enter__(self) -> "CounterPoller":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

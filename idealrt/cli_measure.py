@@ -106,7 +106,12 @@ def _listed_archs(path: str) -> tuple[list, set[str]]:
 
 
 def _queries(arch, args, t: int) -> list:
-    from calibration.queries import Query, check_fits_positions, grid_queries, parse_queries
+    from calibration.queries import (
+        Query,
+        check_fits_positions,
+        grid_queries,
+        parse_queries,
+    )
 
     if args.queries_from:
         qs = [Query(r["b"], r["p"], r["o"], t) for r in _listed(args.queries_from) if r["arch"] == arch.name and r["t"] == t]

@@ -11,7 +11,6 @@ from calibration.energy_window import MIN_STEPS, run_window, window_power
 from calibration.query_timing import RunTimes
 from idealrt.cli import main
 from simulator.hf_config import load_config
-
 from tests.test_queries import TINY_CONFIG
 
 
@@ -42,7 +41,7 @@ def test_run_window_reads_the_power_of_runs_back_to_back() -> None:
 
 
 def test_measure_queries_from_a_file_with_energy_windows(tmp_path, monkeypatch, capsys) -> None:
-    import idealrt.cli_measure as cli_measure
+    from idealrt import cli_measure
 
     cfg, listed, out = tmp_path / "tiny.json", tmp_path / "q.jsonl", str(tmp_path / "e.jsonl")
     cfg.write_text(json.dumps(TINY_CONFIG))

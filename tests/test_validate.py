@@ -3,14 +3,15 @@ out; the CLI end to end on FAKE measurements with a fake simulator (see test_fit
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from test_fit import TRUE, FakeSimulatorFeatures, fake_features, make_rows
 
 from calibration import fit, validate
 from idealrt.cli import main
 from simulator.errors import UserError
-from test_fit import TRUE, FakeSimulatorFeatures, fake_features, make_rows
 
 fake_roofline = FakeSimulatorFeatures(roofline=True)
 
@@ -114,7 +115,7 @@ def test_cli_leave_out_keeps_moe_out_of_the_refits(fake_setup, capsys, monkeypat
 
 def test_cli_validate_every_stack_side_by_side(fake_setup, tmp_path, capsys):
     src = fake_setup[1]
-    rows = [json.loads(line) for line in open(src)]
+    rows = [json.loads(line) for line in Path(src).read_text().splitlines()]
     with open(src, "a") as f:  # the same queries on a second stack, which has no fit
         f.writelines(json.dumps({**r, "backend": "torch"}) + "\n" for r in rows)
     fit_args = [a if a != "--fits-dir" else "--out-dir" for a in fake_setup]

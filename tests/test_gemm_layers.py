@@ -2,7 +2,7 @@
 import json
 
 import calibration.gemm_layers as gl
-import calibration.sweep as sweep
+from calibration import sweep
 
 
 def test_plan_covers_each_layer_shape_once_t1_first():
@@ -40,7 +40,7 @@ def test_measure_and_merge(tmp_path, monkeypatch):
 
 def test_measure_stops_at_the_time_guard(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "measure_on_gpu", lambda p: {"median_us": 1.0})
-    monkeypatch.setattr("calibration.provenance.provenance", lambda: {})
+    monkeypatch.setattr("calibration.provenance.provenance", dict)
     sec = gl.measure(str(tmp_path / "x.json"), ("torch",), -1.0)
     assert sec["status"] == "partial" and sec["points"] == []
 

@@ -1,0 +1,47 @@
+"""GEMM times measured at the catalog's own layer shapes (table section `gemm_layers`, calibration/gemm_layers.py).
+
+The sweep grid's n and k nodes are a coarse ladder; a layer's (n, k) lies between them, where a vendor GEMM
+picks other kernels (split-K or not, other tiles) than at the nodes around it. Where the table has a layer's
+exact (n, k), its time at m inside the measured m nodes is interpolated linearly in m along that layer's points
+(linear in the work, as the grid does); other shapes, and m outside, keep the grid's time. Pure numpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SECTION = "gemm_layers"
+CONTEXT = "alone"  # the points used: the GEMM timed back to back, as the sweep grid times it
+
+
+class LayerCurves:
+    """One stack's layer points: (n, k) -> (m nodes, seconds), m ascending."""
+
+    def __init__(self, table: dict, stack: str, op: str = "gemm", context: str = CONTEXT):
+        by_nk: dict[tuple[int, int], dict[int, float]] = {}
+        for p in (table.get(SECTION) or {}).get("points", []):
+            if p.get("op") == op and p.get("stack") == stack and p.get("context", CONTEXT) == context \
+                    and p.get("median_us", 0) > 0:
+                s = p["shape"]
+                by_nk.setdefault((int(s["n"]), int(s["k"])), {})[int(s["m"])] = p["median_us"] * 1e-6
+        self.curves = {(float(n), float(k)): (np.array(sorted(d), float), np.array([d[m] for m in sorted(d)]))
+                       for (n, k), d in by_nk.items() if len(d) >= 2}
+
+    def __bool__(self) -> bool:
+        return bool(self.curves)
+
+    def apply(self, shape: dict, grid_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(times, which elements came from layer points): `grid_s` (the grid's times, broadcast shape) with
+        the elements of a measured layer (n, k) and m within its nodes replaced by the layer's."""
+        full = np.shape(grid_s)
+        m, n, k = (np.broadcast_to(np.asarray(shape[key], float), full) for key in ("m", "n", "k"))
+        out, hit = np.array(grid_s, dtype=float, copy=True), np.zeros(full, bool)
+        pairs = np.unique(np.stack([n.reshape(-1), k.reshape(-1)], 1), axis=0) if n.size else []
+        for ln, lk in pairs.tolist() if len(pairs) else []:  # a layer's n and k are one value each: few pairs
+            curve = self.curves.get((ln, lk))
+            if curve is None:
+                continue
+            ms, ts = curve
+            sel = (n == ln) & (k == lk) & (m >= ms[0]) & (m <= ms[-1])
+            out[sel] = np.interp(m[sel], ms, ts)
+            hit |= sel
+        return out, hit

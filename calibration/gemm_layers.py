@@ -24,8 +24,10 @@ import sys
 import time
 
 M_NODES = (1, 2, 4, 8, 16, 32, 64)  # powers of two up to the grid's 64-row node: decode and short prefills
-AFTER_M = (1, 8)  # rows of the --after points: decode steps at b = 1 and 8
+AFTER_M = M_NODES  # rows of the --after points
+OURS_MAX_ELEMENTS = 2**31  # our GEMM kernel (kernels/gemm.py) offsets the weight in 32 bits: larger ones crash
 SECTION = "gemm_layers"
+MAX_ERRORS = 10  # errors a merged section keeps (with their total)
 
 
 def layer_shapes_by_t() -> dict[int, list[tuple[int, int]]]:
@@ -50,16 +52,21 @@ def layer_shapes_by_t() -> dict[int, list[tuple[int, int]]]:
     return out
 
 
-def plan(stacks: tuple[str, ...]) -> list[tuple[str, dict]]:
-    """(stack, shape) of every point, in measuring order."""
-    return [(stack, {"m": m, "n": n, "k": k})
-            for shapes in layer_shapes_by_t().values() for stack in stacks for n, k in shapes for m in M_NODES]
+def runs(stack: str, n: int, k: int) -> bool:
+    """Whether the stack's GEMM runs an (n, k) weight (ours: under OURS_MAX_ELEMENTS elements)."""
+    return stack != "triton" or n * k < OURS_MAX_ELEMENTS
 
 
-def after_plan(stacks: tuple[str, ...]) -> list[tuple[str, dict]]:
-    """(stack, shape) of the --after points: the t = 1 shapes at AFTER_M rows."""
+def plan(stacks: tuple[str, ...], ms: tuple[int, ...] = M_NODES, max_t: int = 0) -> list[tuple[str, dict]]:
+    """(stack, shape) of every point alone, in measuring order (t up to `max_t`; 0: every t)."""
+    return [(stack, {"m": m, "n": n, "k": k}) for t, shapes in layer_shapes_by_t().items() if not max_t or t <= max_t
+            for stack in stacks for n, k in shapes for m in ms if runs(stack, n, k)]
+
+
+def after_plan(stacks: tuple[str, ...], ms: tuple[int, ...] = AFTER_M) -> list[tuple[str, dict]]:
+    """(stack, shape) of the --after points: the t = 1 shapes at `ms` rows."""
     first = next(iter(layer_shapes_by_t().values()))
-    return [(stack, {"m": m, "n": n, "k": k}) for stack in stacks for n, k in first for m in AFTER_M]
+    return [(stack, {"m": m, "n": n, "k": k}) for stack in stacks for m in ms for n, k in first if runs(stack, n, k)]
 
 
 def measure_after(stack: str, shape: dict, sep_cache: dict) -> dict:
@@ -82,17 +89,19 @@ def measure_after(stack: str, shape: dict, sep_cache: dict) -> dict:
             "context": "after_add_norm"}
 
 
-def measure(out: str, stacks: tuple[str, ...], max_seconds: float, after: bool = False) -> dict:
-    """Time the plan's points on the GPU into the file `out` (rewritten atomically every 50 points): the
-    --after points first when asked, then the plan's."""
+def measure(out: str, stacks: tuple[str, ...], max_seconds: float, after: bool = False,
+            after_m: tuple[int, ...] = AFTER_M, alone_m: tuple[int, ...] = M_NODES, max_t: int = 0) -> dict:
+    """Time the points on the GPU into the file `out` (rewritten atomically every 50 points): the points alone
+    at `alone_m` rows (t up to `max_t`), then when asked the --after points at `after_m` rows. A CUDA error ends
+    the run (the context is lost: every later point would fail)."""
     from calibration.grids import point
     from calibration.provenance import provenance
     from calibration.sweep import measure_on_gpu
     from calibration.table_io import write_json_atomic
 
     sep_cache: dict = {}
-    todo = [(s, sh, True) for s, sh in after_plan(stacks)] if after else []
-    todo += [(s, sh, False) for s, sh in plan(stacks)]
+    todo = [(s, sh, False) for s, sh in plan(stacks, alone_m, max_t)]
+    todo += [(s, sh, True) for s, sh in after_plan(stacks, after_m)] if after else []
     section = {"provenance": provenance(), "method": __doc__.split("\n\n")[1].replace("\n", " "),
                "m_nodes": list(M_NODES), "status": "partial", "points": [], "errors": []}
     start = time.perf_counter()
@@ -106,6 +115,9 @@ def measure(out: str, stacks: tuple[str, ...], max_seconds: float, after: bool =
             section["points"].append({"op": "gemm", "stack": stack, "shape": shape, **row})
         except Exception as e:  # noqa: BLE001 - one failing point is recorded, the run goes on
             section["errors"].append({"stack": stack, "shape": shape, "error": f"{type(e).__name__}: {e}"[:300]})
+            if "CUDA error" in str(e):
+                print(f"CUDA error at {stack} {shape}: the context is lost, stopping", flush=True)
+                break
         if (i + 1) % 50 == 0:
             write_json_atomic(out, section)
             print(f"{i + 1}/{len(todo)} points, {time.perf_counter() - start:.0f} s", flush=True)
@@ -131,8 +143,9 @@ def merge(path: str, table: str) -> int:
         return (*point_key(p["op"], p["stack"], p["shape"]), p.get("context", "alone"))
     keys = {key(p) for p in new["points"]}
     kept = [p for p in old.get("points", []) if key(p) not in keys]
-    merge_section({**{k: v for k, v in new.items() if k != "points"}, "points": kept + new["points"]},
-                  table, SECTION)
+    errors = new.get("errors", [])  # after a lost CUDA context every later point fails: keep the first few
+    merge_section({**{k: v for k, v in new.items() if k not in ("points", "errors")}, "points": kept + new["points"],
+                   "errors": errors[:MAX_ERRORS], "errors_total": len(errors)}, table, SECTION)
     return len(new["points"])
 
 
@@ -143,15 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stacks", default="torch,triton", help="comma-separated stacks, in measuring order")
     ap.add_argument("--max-seconds", type=float, default=180.0)
     ap.add_argument("--after", action="store_true", help="also time the t = 1 shapes after add_norm (docstring)")
+    ap.add_argument("--after-m", default=",".join(map(str, AFTER_M)), help="rows of the --after points")
+    ap.add_argument("--alone-m", default=",".join(map(str, M_NODES)), help="rows of the points alone ('' for none)")
+    ap.add_argument("--max-t", type=int, default=0, help="points alone of layers up to this t (0: every t)")
     ap.add_argument("--merge", help="a measured file to merge into --table")
     ap.add_argument("--table", help="the table file --merge writes into")
     ap.add_argument("--plan", action="store_true", help="print the number of points per stack and t, measure nothing")
     args = ap.parse_args(argv)
     stacks = tuple(s for s in args.stacks.split(",") if s)
+    after_m, alone_m = (tuple(int(v) for v in a.split(",") if v) for a in (args.after_m, args.alone_m))
     if args.plan:
         for t, shapes in layer_shapes_by_t().items():
             print(f"t = {t}: {len(shapes)} (n, k) x {len(M_NODES)} m x {len(stacks)} stacks")
-        print(f"{len(plan(stacks))} points, {len(after_plan(stacks))} more with --after")
+        print(f"{len(plan(stacks, alone_m, args.max_t))} points alone, {len(after_plan(stacks, after_m))} with --after")
         return 0
     if args.merge:
         if not args.table:
@@ -162,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out:
         print("give --out FILE to measure, --merge FILE --table TABLE to merge, or --plan", file=sys.stderr)
         return 2
-    sec = measure(args.out, stacks, args.max_seconds, args.after)
+    sec = measure(args.out, stacks, args.max_seconds, args.after, after_m, alone_m, args.max_t)
     print(f"{len(sec['points'])} points, {len(sec['errors'])} errors, {sec['status']}, {sec['wall_s']} s")
     return 0
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 SECTION = "gemm_layers"
-CONTEXT = "alone"  # the points used: the GEMM timed back to back, as the sweep grid times it
+CONTEXT = "after_add_norm"  # the points used: the GEMM right after our add_norm in one graph, as in a layer
 
 
 class LayerCurves:
     """One stack's layer points: (n, k) -> (m nodes, seconds), m ascending."""
 
-    def __init__(self, table: dict, stack: str, op: str = "gemm", context: str = CONTEXT):
+    def __init__(self, table: dict, stack: str, op: str = "gemm", context: str | None = None):
+        context = context or CONTEXT
         by_nk: dict[tuple[int, int], dict[int, float]] = {}
         for p in (table.get(SECTION) or {}).get("points", []):
-            if p.get("op") == op and p.get("stack") == stack and p.get("context", CONTEXT) == context \
+            if p.get("op") == op and p.get("stack") == stack and p.get("context", "alone") == context \
                     and p.get("median_us", 0) > 0:
                 s = p["shape"]
                 by_nk.setdefault((int(s["n"]), int(s["k"])), {})[int(s["m"])] = p["median_us"] * 1e-6

@@ -17,8 +17,8 @@ def test_plan_covers_each_layer_shape_once_t1_first():
 
 
 def test_measure_and_merge(tmp_path, monkeypatch):
-    monkeypatch.setattr(gl, "plan", lambda stacks: [(s, {"m": 1, "n": 256, "k": 512}) for s in stacks])
-    monkeypatch.setattr(gl, "after_plan", lambda stacks: [("torch", {"m": 1, "n": 256, "k": 512})])
+    monkeypatch.setattr(gl, "plan", lambda stacks, ms, t: [(s, {"m": 1, "n": 256, "k": 512}) for s in stacks])
+    monkeypatch.setattr(gl, "after_plan", lambda stacks, ms: [("torch", {"m": 1, "n": 256, "k": 512})])
     monkeypatch.setattr(sweep, "measure_on_gpu", lambda p: {"kernel": "fake", "median_us": 5.0})
     monkeypatch.setattr(gl, "measure_after", lambda st, sh, cache: {"kernel": "fake", "median_us": 6.0,
                                                                     "context": "after_add_norm"})
@@ -43,6 +43,17 @@ def test_measure_stops_at_the_time_guard(tmp_path, monkeypatch):
     monkeypatch.setattr("calibration.provenance.provenance", dict)
     sec = gl.measure(str(tmp_path / "x.json"), ("torch",), -1.0)
     assert sec["status"] == "partial" and sec["points"] == []
+
+
+def test_a_cuda_error_ends_the_run_and_ours_skips_weights_it_cannot_index(tmp_path, monkeypatch):
+    def crash(p):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    monkeypatch.setattr(sweep, "measure_on_gpu", crash)
+    monkeypatch.setattr("calibration.provenance.provenance", dict)
+    sec = gl.measure(str(tmp_path / "x.json"), ("torch",), 60.0)
+    assert sec["status"] == "partial" and len(sec["errors"]) == 1
+    assert not gl.runs("triton", 250880, 14336) and gl.runs("torch", 250880, 14336) and gl.runs("triton", 4096, 4096)
+    assert all(s["n"] * s["k"] < gl.OURS_MAX_ELEMENTS for st, s in gl.plan(("triton",), (1,), 1))
 
 
 def test_measure_after_subtracts_the_elementwise_kernel(monkeypatch):

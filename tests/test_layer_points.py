@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from simulator.dispatch import Dispatch
+from simulator.layer_points import CONTEXT
 from simulator.tables import BestModel, TableModel
 from tests.test_tables import H100, fake_table
 
 
-def with_layers(table: dict, stack: str, n: int, k: int, us: dict[int, float], context: str = "alone") -> dict:
+def with_layers(table: dict, stack: str, n: int, k: int, us: dict[int, float], context: str = CONTEXT) -> dict:
     pts = [{"op": "gemm", "stack": stack, "shape": {"m": m, "n": n, "k": k}, "median_us": t, "context": context}
            for m, t in us.items()]
     return {**table, "gemm_layers": {"points": (table.get("gemm_layers") or {}).get("points", []) + pts}}
@@ -50,5 +51,5 @@ def test_layer_points_time_the_choice_but_do_not_move_it():
 
 
 def test_other_contexts_are_not_read():
-    table = with_layers(both_stacks(fake_table()), "torch", 3000, 5000, {1: 50.0, 4: 80.0}, "after_add_norm")
+    table = with_layers(both_stacks(fake_table()), "torch", 3000, 5000, {1: 50.0, 4: 80.0}, "alone")
     assert not TableModel(table, H100, "torch").layers

@@ -31,19 +31,17 @@ MAX_ERRORS = 10  # errors a merged section keeps (with their total)
 
 
 def layer_shapes_by_t() -> dict[int, list[tuple[int, int]]]:
-    """Distinct (n, k) of the dense GEMMs of every catalog architecture, per tensor-parallel degree t; a shape
-    is listed under the smallest t that has it."""
+    """Distinct (n, k) of the dense GEMMs of every catalog architecture (simulator.layer_points.gemm_shapes), per
+    tensor-parallel degree t; a shape is listed under the smallest t that has it."""
     from simulator.catalog import get_arch, list_archs
+    from simulator.layer_points import gemm_shapes
     from simulator.memory import valid_tps
-    from simulator.ops import prefill_ops
 
     by_t: dict[int, set[tuple[int, int]]] = {}
     for name in list_archs():
         arch = get_arch(name)
         for t in valid_tps(arch):
-            for op in prefill_ops(arch, 1, 16, t):
-                if op.op_class == "gemm" and not op.shape.get("grouped", 0):
-                    by_t.setdefault(t, set()).add((int(op.shape["n"]), int(op.shape["k"])))
+            by_t.setdefault(t, set()).update(gemm_shapes(arch, t))
     seen: set[tuple[int, int]] = set()
     out = {}
     for t in sorted(by_t):

@@ -53,3 +53,31 @@ def test_layer_points_time_the_choice_but_do_not_move_it():
 def test_other_contexts_are_not_read():
     table = with_layers(both_stacks(fake_table()), "torch", 3000, 5000, {1: 50.0, 4: 80.0}, "alone")
     assert not TableModel(table, H100, "torch").layers
+
+
+def test_exclusive_shapes_are_the_architectures_alone():
+    from simulator.catalog import get_arch, list_archs
+    from simulator.layer_points import exclusive_shapes, gemm_shapes
+
+    falcon = get_arch("falcon-7b")
+    own = exclusive_shapes(falcon, 1)
+    assert own and own <= gemm_shapes(falcon, 1)
+    assert not any(own & gemm_shapes(get_arch(a), 1) for a in list_archs() if a != "falcon-7b")
+
+
+def test_leave_one_out_features_hide_the_left_out_architectures_points(monkeypatch):
+    from calibration.fit import SimulatorFeatures
+    from simulator.catalog import get_arch
+    from simulator.gpus import get_gpu
+    from simulator.layer_points import exclusive_shapes
+
+    own = exclusive_shapes(get_arch("falcon-7b"), 1)
+    table = both_stacks(fake_table())
+    for n, k in own:
+        table = with_layers(table, "torch", n, k, {1: 5.0, 8: 6.0})
+    monkeypatch.setattr("simulator.tables.default_model", lambda gpu, stack: BestModel(
+        [TableModel(table, H100, s) for s in ("triton", "torch")]))
+    fold = SimulatorFeatures("best").without_layers_of([{"arch": "falcon-7b", "t": 1}])
+    assert fold.hide_layers == frozenset(own)
+    assert not fold.model(get_gpu("h100-sxm")).stacks[1].layers
+    assert SimulatorFeatures("best").model(get_gpu("h100-sxm")).stacks[1].layers

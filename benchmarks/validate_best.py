@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from calibration.table_io import write_json_atomic
-from simulator.layer_points import OFF_ENV
+from simulator.layer_points import ENV
 
 ROWS = "calibration/measurements/{gpu}_t1.jsonl"
 
@@ -26,7 +26,7 @@ ROWS = "calibration/measurements/{gpu}_t1.jsonl"
 def idealrt(*args: str, layers: bool = True) -> dict | None:
     """Run the CLI (with the tables' layer-shape GEMM points, or without: simulator.layer_points); its JSON
     output when it prints one."""
-    env = {**os.environ, OFF_ENV: "on" if layers else "off"}
+    env = {**os.environ, ENV: "on" if layers else "off"}
     out = subprocess.run([sys.executable, "-m", "idealrt", *args], check=True, capture_output=True, text=True,
                          env=env).stdout
     return json.loads(out) if "--json" in args else None
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         "what": f"{args.gpu} t = 1, the best stack (rows of the engine variant best) beside the triton stack on the "
                 f"same {len(archs)} architectures and queries, each fitted on its rows: held-out and "
                 "leave-one-architecture-out (the left-out architecture's own layer-shape GEMM points hidden), absolute "
-                "% error; with the table's gemm_layers section and without it (IDEALRT_GEMM_LAYERS=off: the sweep "
-                "grid alone, the figure for unseen architectures)",
+                "% error; with the table's gemm_layers section (IDEALRT_GEMM_LAYERS=on) and without it (the default: the "
+                "sweep grid alone, the figure for unseen architectures)",
         "command": f"python -m benchmarks.validate_best --gpu {args.gpu} --out {args.out}",
         "commands": {"fit": f"idealrt fit --gpu {args.gpu} --stack STACK --measurements ROWS --out-dir TMP",
                      "heldout": f"idealrt validate --gpu {args.gpu} --stack STACK --measurements ROWS --fits-dir TMP "

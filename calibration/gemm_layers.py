@@ -127,8 +127,9 @@ def measure(out: str, stacks: tuple[str, ...], max_seconds: float, after: bool =
 
 
 def merge(path: str, table: str) -> int:
-    """Merge a measured file into the table as its `gemm_layers` section (points of the same stack and shape
-    replaced by the new ones, other points kept); returns the number of points merged."""
+    """Merge a measured file into the table as its `gemm_layers` section (points of the same stack, shape and
+    context replaced by the new ones, other points kept; the run's provenance appended to `runs`); returns the
+    number of points merged."""
     import json
 
     from calibration.table_io import merge_section, point_key
@@ -142,8 +143,10 @@ def merge(path: str, table: str) -> int:
     keys = {key(p) for p in new["points"]}
     kept = [p for p in old.get("points", []) if key(p) not in keys]
     errors = new.get("errors", [])  # after a lost CUDA context every later point fails: keep the first few
-    merge_section({**{k: v for k, v in new.items() if k not in ("points", "errors")}, "points": kept + new["points"],
-                   "errors": errors[:MAX_ERRORS], "errors_total": len(errors)}, table, SECTION)
+    run = {"provenance": new.get("provenance"), "status": new.get("status"), "wall_s": new.get("wall_s"),
+           "points": len(new["points"]), "errors": errors[:MAX_ERRORS], "errors_total": len(errors)}
+    merge_section({"method": new.get("method"), "m_nodes": new.get("m_nodes"), "runs": old.get("runs", []) + [run],
+                   "points": kept + new["points"]}, table, SECTION)
     return len(new["points"])
 
 

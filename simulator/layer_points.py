@@ -5,9 +5,10 @@ picks other kernels (split-K or not, other tiles) than at the nodes around it. W
 exact (n, k), its time at m inside the measured m nodes is interpolated linearly in m along that layer's points
 (linear in the work, as the grid does); other shapes, and m outside, keep the grid's time. Pure numpy.
 
-The points make a catalog architecture's own shapes exact nodes, so a figure for unseen architectures must not
-use them: leave-one-architecture-out hides the shapes only the left-out architecture has (`exclusive_shapes`),
-and the environment variable IDEALRT_GEMM_LAYERS=off turns the section off (the sweep grid alone).
+They are read only when the environment variable IDEALRT_GEMM_LAYERS is "on" (default: the sweep grid alone;
+docs/decisions.md says why). They make a catalog architecture's own shapes exact nodes, so a figure for unseen
+architectures must not use them: leave-one-architecture-out hides the shapes only the left-out architecture has
+(`exclusive_shapes`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import os
 import numpy as np
 
 SECTION = "gemm_layers"
-OFF_ENV = "IDEALRT_GEMM_LAYERS"  # "off": no table's layer points are read
+ENV = "IDEALRT_GEMM_LAYERS"  # "on": the tables' layer points are read (default off)
 CONTEXT = "after_add_norm"  # the points used: the GEMM right after our add_norm in one graph, as in a layer
 
 
@@ -26,7 +27,7 @@ class LayerCurves:
     def __init__(self, table: dict, stack: str, op: str = "gemm", context: str | None = None):
         context = context or CONTEXT
         by_nk: dict[tuple[int, int], dict[int, float]] = {}
-        section = {} if os.environ.get(OFF_ENV, "").lower() == "off" else (table.get(SECTION) or {})
+        section = (table.get(SECTION) or {}) if os.environ.get(ENV, "off").lower() == "on" else {}
         for p in section.get("points", []):
             if p.get("op") == op and p.get("stack") == stack and p.get("context", "alone") == context \
                     and p.get("median_us", 0) > 0:

@@ -36,6 +36,9 @@ def test_measure_and_merge(tmp_path, monkeypatch):
     got = sorted((p["stack"], p["shape"]["m"], p["context"], p["median_us"]) for p in pts)
     assert got == [("torch", 1, "after_add_norm", 6.0), ("torch", 1, "alone", 5.0), ("torch", 2, "alone", 9.0),
                    ("triton", 1, "alone", 5.0)]
+    gl.merge(str(out), str(table))
+    runs = json.loads(table.read_text())["gemm_layers"]["runs"]
+    assert [r["points"] for r in runs] == [3, 3] and runs[0]["provenance"] == {"gpu_name": "fake"}
 
 
 def test_measure_stops_at_the_time_guard(tmp_path, monkeypatch):

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 
 from simulator.dispatch import Dispatch
-from simulator.layer_points import CONTEXT
+from simulator.layer_points import CONTEXT, ENV
 from simulator.tables import BestModel, TableModel
 from tests.test_tables import H100, fake_table
+
+
+@pytest.fixture(autouse=True)
+def layers_on(monkeypatch):
+    monkeypatch.setenv(ENV, "on")
 
 
 def with_layers(table: dict, stack: str, n: int, k: int, us: dict[int, float], context: str = CONTEXT) -> dict:
@@ -81,3 +86,9 @@ def test_leave_one_out_features_hide_the_left_out_architectures_points(monkeypat
     assert fold.hide_layers == frozenset(own)
     assert not fold.model(get_gpu("h100-sxm")).stacks[1].layers
     assert SimulatorFeatures("best").model(get_gpu("h100-sxm")).stacks[1].layers
+
+
+def test_layer_points_are_off_by_default(monkeypatch):
+    monkeypatch.delenv(ENV)
+    table = with_layers(both_stacks(fake_table()), "torch", 3000, 5000, {1: 50.0, 4: 80.0})
+    assert not TableModel(table, H100, "torch").layers

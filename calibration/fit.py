@@ -252,8 +252,10 @@ class SimulatorFeatures:
     """Per-class times of measured rows from `simulator.predict`, on the GPU's default table for `stack`
     (or on the roofline alone with roofline=True); the simulator is imported when first called."""
 
-    def __init__(self, stack: str = "triton", roofline: bool = False):
-        self.stack, self.roofline = TABLE_STACK.get(stack, stack), roofline
+    def __init__(self, stack: str = "triton", roofline: bool = False,
+                 hide_layers: frozenset[tuple[int, int]] = frozenset()):
+        """`hide_layers`: (n, k) whose layer-shape GEMM points the tables forget (simulator.layer_points)."""
+        self.stack, self.roofline, self.hide_layers = TABLE_STACK.get(stack, stack), roofline, hide_layers
         self.models: dict[str, object] = {}  # gpu name -> time model
         self.warnings: set[str] = set()
 
@@ -262,8 +264,21 @@ class SimulatorFeatures:
         if gpu.name not in self.models:
             from simulator.tables import default_model
             from simulator.timemodel import RooflineModel
-            self.models[gpu.name] = RooflineModel(gpu) if self.roofline else default_model(gpu, self.stack)
+            model = RooflineModel(gpu) if self.roofline else default_model(gpu, self.stack)
+            for m in getattr(model, "stacks", [model]):
+                if hasattr(m, "layers"):
+                    m.layers.hide(self.hide_layers)
+            self.models[gpu.name] = model
         return self.models[gpu.name]
+
+    def without_layers_of(self, rows: Sequence[dict]) -> SimulatorFeatures:
+        """These features with the layer points only the rows' architecture has hidden (at the rows' t)."""
+        from calibration.measurements_io import arch_of
+        from simulator.layer_points import exclusive_shapes
+
+        hidden = set().union(*(exclusive_shapes(arch_of(r), t) for r, t in {(r["arch"], r["t"]): (r, r["t"])
+                                                                            for r in rows}.values()))
+        return SimulatorFeatures(self.stack, self.roofline, frozenset(hidden))
 
     def table_info(self, gpu_name: str) -> dict:
         """What the times were computed on: the time model's source and, for a table, its provenance."""

@@ -44,7 +44,9 @@ def dispatch_shape(op_class: str, shape: dict) -> dict:
 
 class Dispatch:
     """The rule on one GPU's tables: `ours` and `vendor` are the stacks' time models as the engine runs their
-    kernels (simulator.tables.TableModel, not ideal)."""
+    kernels (simulator.tables.TableModel, not ideal). The choice compares the sweep grids' times (`layers=False`:
+    not the table's exact layer-shape GEMM points, which time the chosen kernel but do not move a choice, so the
+    engine's choices and the rows measured with them stay as they were: docs/decisions.md)."""
 
     def __init__(self, ours, vendor):
         self.ours, self.vendor = ours, vendor
@@ -54,18 +56,18 @@ class Dispatch:
         if not dispatched(op_class, shape):
             return np.zeros(np.broadcast_shapes(*(np.shape(v) for v in shape.values())), bool)
         at = dispatch_shape(op_class, shape)
-        return np.asarray(self.vendor.op_time_s(op_class, at) < self.ours.op_time_s(op_class, at))
+        vendor, ours = (m.op_time_s(op_class, at, layers=False) for m in (self.vendor, self.ours))
+        return np.asarray(vendor < ours)
 
     def choose(self, op_class: str, shape: dict) -> str:
         """The stack whose kernel runs one op of scalar `shape`: OURS or VENDOR."""
         return VENDOR if bool(self.vendor_faster(op_class, shape)) else OURS
 
     def time_s(self, op_class: str, shape: dict) -> np.ndarray:
-        """Seconds per run of the chosen kernel at the shape (arrays broadcast): the faster stack's, or for a
-        bucketed class the stack faster at the bucket."""
+        """Seconds per run of the chosen kernel at the shape (arrays broadcast): the stack faster on the grids
+        (for a bucketed class, at the bucket), timed with everything its table has (layer points too)."""
         mine = self.ours.op_time_s(op_class, shape)
         if not dispatched(op_class, shape):
             return mine
         theirs = self.vendor.op_time_s(op_class, shape)
-        faster = theirs < mine if op_class not in BUCKETED else self.vendor_faster(op_class, shape)
-        return np.where(faster, theirs, mine)
+        return np.where(self.vendor_faster(op_class, shape), theirs, mine)

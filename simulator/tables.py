@@ -26,6 +26,7 @@ from simulator.errors import UserError
 from simulator.gpus import GPUS
 from simulator.grid import Grid
 from simulator.hostmodel import host_mode_seconds, is_host_mode
+from simulator.layer_points import LayerCurves
 from simulator.opclasses import OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
@@ -78,6 +79,8 @@ class TableModel(TimeModel):
         self.derived_classes: set[str] = set()  # classes timed from another's points by the roofline ratio
         self.throttles = {} if derived_from else throttles(table, stack)
         self.recovery = None if derived_from else recovery(table, stack)
+        # exact layer shapes (simulator.layer_points); not on ideal grids, which must stay monotone in n and k
+        self.layers = LayerCurves({} if derived_from or ideal else table, stack)
 
     @property
     def power_w(self) -> dict | None:
@@ -122,9 +125,18 @@ class TableModel(TimeModel):
             self._launch = LaunchModel.from_table(self.table, measured_on)
         return critical_work(op, self.stack, axes, self._launch, cat)
 
-    def op_time_s(self, op_class: str, shape: dict, category: dict[str, int] | None = None) -> np.ndarray:
+    def op_time_s(self, op_class: str, shape: dict, category: dict[str, int] | None = None,
+                  layers: bool = True) -> np.ndarray:
         """Seconds per run of `op_class` at `shape` (arrays broadcast); fills `warnings` as it goes. `category`:
-        values of categorical keys to use instead of the shape's (another variant of the kernel)."""
+        values of categorical keys to use instead of the shape's (another variant of the kernel); `layers`:
+        a GEMM at a layer shape the table measured takes that time (False: the sweep grid's alone)."""
+        grid_s = self._grid_time_s(op_class, shape, category)
+        if layers and op_class == "gemm" and self.layers:
+            return self.layers.apply(shape, grid_s)[0]
+        return grid_s
+
+    def _grid_time_s(self, op_class: str, shape: dict, category: dict[str, int] | None = None) -> np.ndarray:
+        """op_time_s from the sweep grid (and the roofline or derivations where it has no data)."""
         if op_class == "launch" and is_host_mode(shape["mode"]):  # a measured host model's (simulator.hostmodel)
             return np.asarray(host_mode_seconds(None if self.derived_from else self.table, shape["mode"]))
         record = op_class_record(op_class)
@@ -245,6 +257,12 @@ class BestModel(_Combined):
     def op_time_s(self, op_class: str, shape: dict) -> np.ndarray:
         """Seconds per run of the kernel the dispatch rule chooses for the op."""
         return self.dispatch.time_s(op_class, shape)
+
+    def settled_extra_s(self, op_class: str, throttled: str, shape: dict, flops, burst_s: np.ndarray) -> np.ndarray:
+        """The settled slowdown of the kernel that runs the op, by its own stack's measured throttle (a cuBLAS
+        GEMM slows as cuBLAS does, not as ours); a stack without that class's throttle adds none."""
+        ours, theirs = (m.settled_extra_s(op_class, throttled, shape, flops, burst_s) for m in self.stacks)
+        return np.where(self.dispatch.vendor_faster(op_class, shape), theirs, ours)
 
 
 class IdealModel(_Combined):

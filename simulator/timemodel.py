@@ -54,6 +54,13 @@ class TimeModel:
         """Seconds of one run of an `op_class` op of `shape` (arrays broadcast)."""
         raise NotImplementedError
 
+    def settled_extra_s(self, op_class: str, throttled: str, shape: dict, flops, burst_s: np.ndarray) -> np.ndarray:
+        """Seconds one run of the op adds once sustained throttling has settled (simulator.sustained.extra_s),
+        by the throttle of class `throttled` (the op's, or the class it is derived from)."""
+        from simulator.sustained import extra_s
+
+        return extra_s(self.throttles, throttled, flops, burst_s)
+
 
 class RooflineModel(TimeModel):
     """max(FLOPs / dense peak, bytes / HBM bandwidth) per op; ring all-reduce 2(t−1)/t · bytes / link bw
@@ -115,7 +122,6 @@ def burst_and_settled(ops: list[Op], model: TimeModel, warned: dict[str, np.ndar
     seconds sustained throttling adds once fully settled (simulator.sustained; classes the table measured it for).
     `warned` and `visit` as in time_by_class."""
     from simulator.opclasses import OP_CLASS
-    from simulator.sustained import extra_s
 
     out: dict[str, np.ndarray] = {}
     extra: dict[str, np.ndarray] = {}
@@ -131,7 +137,7 @@ def burst_and_settled(ops: list[Op], model: TimeModel, warned: dict[str, np.ndar
         # a low-precision class throttles as the class it is derived from (its own sustained run is not measured)
         throttled = op.op_class if op.op_class in model.throttles else OP_CLASS[op.op_class].derived_from
         if throttled in model.throttles:
-            e = op.count * extra_s(model.throttles, throttled, op.flops, burst)
+            e = op.count * model.settled_extra_s(op.op_class, throttled, op.shape, op.flops, burst)
             extra[op.op_class] = extra[op.op_class] + e if op.op_class in extra else e
     return out, extra
 

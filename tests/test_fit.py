@@ -155,6 +155,9 @@ class FakeSimulatorFeatures:
     def table_info(self, gpu):
         return {"time_model": "fake", "table": None}
 
+    def without_layers_of(self, rows):
+        return self  # the fake has no table, so no layer points to hide
+
 
 def test_cli_fit_writes_the_fit_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fit, "SimulatorFeatures", FakeSimulatorFeatures)

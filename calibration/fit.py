@@ -34,6 +34,10 @@ class ClassTimes:
 
     prefill: dict[str, float]
     decode: dict[str, float]
+    # an eager host's (X, Y) seconds (simulator.overlap) of the prefill and summed over the decode steps; None where
+    # host and GPU overlap fully
+    prefill_exposed: tuple[float, float] | None = None
+    decode_exposed: tuple[float, float] | None = None
 
 
 # rows -> their per-class times; SimulatorFeatures is the real one, tests pass stand-ins
@@ -81,15 +85,23 @@ def coefficient_names(times: Sequence[ClassTimes]) -> list[str]:
     return [c for c in COEFFICIENTS if c in seen] + list(FIXED)
 
 
-def _line(by_class: dict[str, float], names: Sequence[str]) -> list[float]:
+def _line(by_class: dict[str, float], names: Sequence[str],
+          exposed: tuple[float, float] | None = None) -> list[float]:
     """Seconds per coefficient of one phase at unit coefficients, on its binding side: the GPU's classes, or
-    the host's launches (`launch`) when they take longer (simulator.timemodel.phase_time)."""
-    unit = {n: 1.0 for n in COEFFICIENTS}
-    host = by_class.get("launch", 0.0) > 0 and phase_time(by_class, unit) == by_class["launch"]
+    the host's launches (`launch`) when they take longer (simulator.timemodel.phase_time); with an eager host's
+    `exposed` (X, Y), the GPU's classes plus X as the host's, or the host's plus Y shared out over the GPU's
+    classes as their times are."""
+    x, y = exposed or (0.0, 0.0)
+    gpu = sum(float(v) for c, v in by_class.items() if c != "launch")
+    host = by_class.get("launch", 0.0) > 0 and by_class["launch"] + y >= gpu + x
     out = dict.fromkeys(names, 0.0)
     for c, v in by_class.items():
         if (c == "launch") == host:
             out[OP_CLASS[c].coefficient] += float(v)
+        elif c != "launch" and gpu > 0:  # host-bound: the GPU's seconds after the host's last issue
+            out[OP_CLASS[c].coefficient] += y * float(v) / gpu
+    if not host and "launch" in out:
+        out["launch"] += x
     return [out[n] for n in names]
 
 
@@ -99,11 +111,12 @@ def design(rows: Sequence[dict], times: Sequence[ClassTimes], names: Sequence[st
     lines, ys, labels = [], [], []
     for i, (row, ct) in enumerate(zip(rows, times)):
         steps = row["o"] - 1
-        for phase, by_class, y, fixed in (("prefill", ct.prefill, row["prefill_s"], (1.0, 0.0)),
-                                          ("decode", ct.decode, row["decode_s"], (0.0, float(steps)))):
+        for phase, by_class, exposed, y, fixed in (
+                ("prefill", ct.prefill, ct.prefill_exposed, row["prefill_s"], (1.0, 0.0)),
+                ("decode", ct.decode, ct.decode_exposed, row["decode_s"], (0.0, float(steps)))):
             if phase == "decode" and steps == 0:
                 continue
-            lines.append(_line(by_class, names[:-2]) + list(fixed))
+            lines.append(_line(by_class, names[:-2], exposed) + list(fixed))
             ys.append(float(y))
             labels.append((i, phase))
     return np.array(lines).reshape(len(lines), len(names)), np.array(ys), labels
@@ -113,8 +126,8 @@ def apply_coefficients(ct: ClassTimes, steps: int, coefs: dict[str, float]) -> t
     """(prefill_s, decode_s over all steps) under a fit, as simulator.predict applies it: each phase the longer of
     GPU and host work, plus the fixed costs. A coefficient the fit does not name is 1."""
     full = {n: 1.0 for n in COEFFICIENTS} | {n: coefs[n] for n in COEFFICIENTS if n in coefs}
-    pre = float(phase_time(ct.prefill, full)) + coefs.get("prefill_fixed_s", 0.0)
-    dec = float(phase_time(ct.decode, full)) + coefs.get("decode_fixed_s", 0.0) * steps
+    pre = float(phase_time(ct.prefill, full, ct.prefill_exposed)) + coefs.get("prefill_fixed_s", 0.0)
+    dec = float(phase_time(ct.decode, full, ct.decode_exposed)) + coefs.get("decode_fixed_s", 0.0) * steps
     return pre, dec if steps else 0.0
 
 
@@ -324,7 +337,9 @@ class SimulatorFeatures:
         for idx in self._groups(rows).values():
             pred = self._predict([rows[i] for i in idx])
             self.warnings |= set(pred.warnings)
+            pick = lambda xy, j: None if xy is None else (float(xy[0][j]), float(xy[1][j]))  # noqa: E731
             for j, i in enumerate(idx):
                 out[i] = ClassTimes({c: float(v[j]) for c, v in pred.prefill_by_class.items()},
-                                    {c: float(v[j]) for c, v in pred.decode_by_class.items()})
+                                    {c: float(v[j]) for c, v in pred.decode_by_class.items()},
+                                    pick(pred.prefill_exposed, j), pick(pred.decode_exposed, j))
         return out  # type: ignore[return-value]

@@ -228,6 +228,10 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool
     return ops + add
 
 
+EMBED_OPS = ("embed", "pos_embed")  # the ops before the layers (their names)
+HEAD_OPS = ("norm_final", "lm_head", "logits_gather", "sample")  # the ops after the layers
+
+
 def _embed_ops(arch: ArchSpec, tokens: Num) -> list[Op]:
     """Embedding lookup (gather rows, write hidden states) and, for absolute positions, their add."""
     x = ACT_BYTES * tokens * arch.hidden

@@ -19,11 +19,11 @@ from simulator.band import BAND_KEY, error_band
 from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
 from simulator.hostmodel import ENGINE as HF_EAGER, has_host_model
-from simulator.overlap import exposed_s
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
 from simulator.opclasses import OP_CLASSES
 from simulator.precision import BF16, Precision
 from simulator.ops import HOST_MODES, decode_ops, prefill_ops
+from simulator.overlap import exposed_s
 from simulator.power import SOURCE as OP_POWER_SOURCE
 from simulator.power import PowerModel, phase_energy, power_model, times_and_energy
 from simulator.sustained import recovery_factor
@@ -124,7 +124,8 @@ def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, fl
     runs: list | None = [] if host == HF_EAGER else None
     per_step, per_step_j = times_and_energy(decode_ops(arch, b, contexts, t, fused=fused, host=host), model, power,
                                             by_step, runs)
-    exposed = None if runs is None else tuple(np.broadcast_to(v, contexts.shape) for v in exposed_s(runs, arch.n_layers))
+    exposed = None if runs is None else tuple(np.broadcast_to(v, contexts.shape)
+                                              for v in exposed_s(runs, arch.n_layers))
     cum = lambda v: np.concatenate(([0.0], np.cumsum(np.broadcast_to(v, contexts.shape))))  # noqa: E731
     first, end = p - c0, p + o - 1 - c0  # in cum: steps at contexts p + 1 .. p + o − 1
     sums = [{}, {}]

@@ -19,13 +19,18 @@ from simulator.ops import EMBED_OPS, HEAD_OPS, Op
 HOST_CLASS = "launch"
 
 
+def _part_of(name: str, ops: tuple[str, ...]) -> bool:
+    """Whether an op of this name is one of `ops` or one of the kernels one of them is run as (`<op>_<part>`)."""
+    return any(name == o or name.startswith(o + "_") for o in ops)
+
+
 def _split(runs: Sequence[tuple[Op, np.ndarray]]) -> tuple[list, list, list]:
     """The (op, seconds a run) of a phase's GPU kernels before its layers (embedding), in its layers and after them
     (the head), in the op list's order; the host's `launch` ops left out."""
     kernels = [(op, s) for op, s in runs if op.op_class != HOST_CLASS]
-    head = [i for i, (op, _) in enumerate(kernels) if op.name in HEAD_OPS]
+    head = [i for i, (op, _) in enumerate(kernels) if _part_of(op.name, HEAD_OPS)]
     start = head[0] if head else len(kernels)
-    pre = [k for k in kernels[:start] if k[0].name in EMBED_OPS]
+    pre = [k for k in kernels[:start] if _part_of(k[0].name, EMBED_OPS)]
     return pre, kernels[len(pre):start], kernels[start:]
 
 

@@ -117,3 +117,14 @@ def test_hf_kernels_are_the_modeling_codes():
     cat = [next(op for op in hf_kernels(llama, decode_ops(llama, 1, c, 1, fused=False)) if op.name == "kv_cache_cat")
            for c in (100, 1000)]
     assert cat[1].bytes == pytest.approx(10 * cat[0].bytes)  # decode copies the whole cache a step
+
+
+def test_hf_kernels_of_the_head_and_embedding_are_not_layer_kernels():
+    from simulator.overlap import _split
+
+    arch = get_arch("llama-3.1-8b")
+    ops = decode_ops(arch, 1, np.arange(1, 5), 1, fused=False, host=ENGINE)
+    pre, layer, post = _split([(op, np.ones(4)) for op in ops])
+    assert [op.name for op, _ in pre] == ["embed"] and post[-2][0].name == "lm_head"
+    assert len([op for op, _ in post if op.name.startswith("norm_final_")]) == 8
+    assert all(op.count in (arch.n_layers, 2 * arch.n_layers) for op, _ in layer)

@@ -222,7 +222,7 @@ def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
     unfitted = [n for j, n in enumerate(names[:k]) if not np.any(a[:, j] > 0) or (free is not None and n not in free)]
     residuals = [{**query_key(rows[i]), "phase": ph, "measured_s": float(y[j]), "fitted_s": float(fitted[j]),
                   "rel_err": float((fitted[j] - y[j]) / y[j])} for j, (i, ph) in enumerate(labels)]
-    bounds = {n: [float(lo[j]), float(hi[j])] for j, n in enumerate(names[:k])} | {n: [0.0, None] for n in FIXED}
+    bounds = {n: [float(lo[j]), float(hi[j])] for j, n in enumerate(names[:k])} | {n: [0.0, None if free is None or n in free else 0.0] for n in FIXED}
     return FitResult(coefs, bounds, [query_key(r) for r in rows], residuals, unfitted, float(prob.value))
 
 

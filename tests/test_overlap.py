@@ -128,3 +128,15 @@ def test_hf_kernels_of_the_head_and_embedding_are_not_layer_kernels():
     assert [op.name for op, _ in pre] == ["embed"] and post[-2][0].name == "lm_head"
     assert len([op for op, _ in post if op.name.startswith("norm_final_")]) == 8
     assert all(op.count in (arch.n_layers, 2 * arch.n_layers) for op, _ in layer)
+
+
+def test_profile_check_compares_busy_time_with_the_hf_op_list():
+    from benchmarks.check_hf_profile import check
+
+    fake = {"profiles": [{"arch": "llama-3.1-8b", "queries": [  # FAKE profile: a busy time of 1 s
+        {"b": 1, "p": 64, "new_tokens": 3, "wall_s_median": 1.5, "profiled": {"gpu_busy_us": 1e6, "kernels": 10}}]}]}
+    (rec,) = check(fake)
+    assert rec["gpu_rel_err"] == pytest.approx(rec["simulated_gpu_s"] - 1.0)
+    arch = get_arch("llama-3.1-8b")
+    per_step = sum(op.count for op in decode_ops(arch, 1, 65, 1, fused=False, host=ENGINE) if op.op_class != "launch")
+    assert rec["simulated_kernels"] > 2 * per_step and rec["gpu_idle_s"] == pytest.approx(0.5)

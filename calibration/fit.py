@@ -34,6 +34,10 @@ class ClassTimes:
 
     prefill: dict[str, float]
     decode: dict[str, float]
+    # an eager host's (X, Y) seconds (simulator.overlap) of the prefill and summed over the decode steps; None where
+    # host and GPU overlap fully
+    prefill_exposed: tuple[float, float] | None = None
+    decode_exposed: tuple[float, float] | None = None
 
 
 # rows -> their per-class times; SimulatorFeatures is the real one, tests pass stand-ins
@@ -48,7 +52,7 @@ class FitResult:
     bounds: dict[str, list[float | None]]
     queries: list[dict]
     residuals: list[dict]
-    unfitted: list[str] = field(default_factory=list)  # classes with no time in the queries (left at 1)
+    unfitted: list[str] = field(default_factory=list)  # left at 1: no time in the queries, or not free to move
     objective: float = 0.0
 
     def to_json(self, gpu: str, stack: str, provenance: dict) -> dict:
@@ -81,15 +85,23 @@ def coefficient_names(times: Sequence[ClassTimes]) -> list[str]:
     return [c for c in COEFFICIENTS if c in seen] + list(FIXED)
 
 
-def _line(by_class: dict[str, float], names: Sequence[str]) -> list[float]:
+def _line(by_class: dict[str, float], names: Sequence[str],
+          exposed: tuple[float, float] | None = None) -> list[float]:
     """Seconds per coefficient of one phase at unit coefficients, on its binding side: the GPU's classes, or
-    the host's launches (`launch`) when they take longer (simulator.timemodel.phase_time)."""
-    unit = {n: 1.0 for n in COEFFICIENTS}
-    host = by_class.get("launch", 0.0) > 0 and phase_time(by_class, unit) == by_class["launch"]
+    the host's launches (`launch`) when they take longer (simulator.timemodel.phase_time); with an eager host's
+    `exposed` (X, Y), the GPU's classes plus X as the host's, or the host's plus Y shared out over the GPU's
+    classes as their times are."""
+    x, y = exposed or (0.0, 0.0)
+    gpu = sum(float(v) for c, v in by_class.items() if c != "launch")
+    host = by_class.get("launch", 0.0) > 0 and by_class["launch"] + y >= gpu + x
     out = dict.fromkeys(names, 0.0)
     for c, v in by_class.items():
         if (c == "launch") == host:
             out[OP_CLASS[c].coefficient] += float(v)
+        elif c != "launch" and gpu > 0:  # host-bound: the GPU's seconds after the host's last issue
+            out[OP_CLASS[c].coefficient] += y * float(v) / gpu
+    if not host and "launch" in out:
+        out["launch"] += x
     return [out[n] for n in names]
 
 
@@ -99,11 +111,12 @@ def design(rows: Sequence[dict], times: Sequence[ClassTimes], names: Sequence[st
     lines, ys, labels = [], [], []
     for i, (row, ct) in enumerate(zip(rows, times)):
         steps = row["o"] - 1
-        for phase, by_class, y, fixed in (("prefill", ct.prefill, row["prefill_s"], (1.0, 0.0)),
-                                          ("decode", ct.decode, row["decode_s"], (0.0, float(steps)))):
+        for phase, by_class, exposed, y, fixed in (
+                ("prefill", ct.prefill, ct.prefill_exposed, row["prefill_s"], (1.0, 0.0)),
+                ("decode", ct.decode, ct.decode_exposed, row["decode_s"], (0.0, float(steps)))):
             if phase == "decode" and steps == 0:
                 continue
-            lines.append(_line(by_class, names[:-2]) + list(fixed))
+            lines.append(_line(by_class, names[:-2], exposed) + list(fixed))
             ys.append(float(y))
             labels.append((i, phase))
     return np.array(lines).reshape(len(lines), len(names)), np.array(ys), labels
@@ -113,8 +126,8 @@ def apply_coefficients(ct: ClassTimes, steps: int, coefs: dict[str, float]) -> t
     """(prefill_s, decode_s over all steps) under a fit, as simulator.predict applies it: each phase the longer of
     GPU and host work, plus the fixed costs. A coefficient the fit does not name is 1."""
     full = {n: 1.0 for n in COEFFICIENTS} | {n: coefs[n] for n in COEFFICIENTS if n in coefs}
-    pre = float(phase_time(ct.prefill, full)) + coefs.get("prefill_fixed_s", 0.0)
-    dec = float(phase_time(ct.decode, full)) + coefs.get("decode_fixed_s", 0.0) * steps
+    pre = float(phase_time(ct.prefill, full, ct.prefill_exposed)) + coefs.get("prefill_fixed_s", 0.0)
+    dec = float(phase_time(ct.decode, full, ct.decode_exposed)) + coefs.get("decode_fixed_s", 0.0) * steps
     return pre, dec if steps else 0.0
 
 
@@ -169,14 +182,16 @@ def check_queries(rows: Sequence[dict]) -> None:
 
 # -- the fit ---------------------------------------------------------------------------------------
 def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
-                     multiplier_bounds: tuple[float, float] = MULTIPLIER_BOUNDS, ridge: float = RIDGE) -> FitResult:
+                     multiplier_bounds: tuple[float, float] = MULTIPLIER_BOUNDS, ridge: float = RIDGE,
+                     free: Sequence[str] | None = None) -> FitResult:
     """Fit the multipliers β (one per op class) and fixed costs f to the measured rows:
 
         min_{β,f}  Σ_i ((A_i·[β, f] − y_i) / y_i)² + ridge·Σ_c (β_c − 1)²   s.t.  lo_c ≤ β_c ≤ hi_c,  f ≥ 0
 
     where i runs over each query's prefill and decode (y = prefill_s, decode_s) and A holds the simulated
     per-coefficient times on each phase's binding side (GPU or host) and the fixed-cost counts (1 per prefill,
-    o − 1 per decode); [lo_c, hi_c] is `multiplier_bounds` for every coefficient.
+    o − 1 per decode); [lo_c, hi_c] is `multiplier_bounds` for every coefficient. With `free`, only the
+    coefficients it names are fitted: the others stay at 1 and the fixed costs at 0 unless named.
     """
     import cvxpy as cp
 
@@ -188,22 +203,26 @@ def fit_coefficients(rows: Sequence[dict], times: Sequence[ClassTimes],
     a, y, labels = design(rows, times, names)
     k = len(names) - 2
     lo, hi = np.full(k, float(multiplier_bounds[0])), np.full(k, float(multiplier_bounds[1]))
+    if free is not None:
+        fixed_at_one = np.array([n not in free for n in names[:k]])
+        lo[fixed_at_one], hi[fixed_at_one] = 1.0, 1.0
     scale = float(np.median(y))  # fixed costs solved in units of a typical time, for conditioning
     rel = a / y[:, None]
     rel[:, k:] *= scale
     beta, fixed = cp.Variable(k), cp.Variable(2)
     loss = cp.sum_squares(rel @ cp.hstack([beta, fixed]) - 1) + ridge * cp.sum_squares(beta - 1)
-    prob = cp.Problem(cp.Minimize(loss), [beta >= lo, beta <= hi, fixed >= 0])
+    held = [] if free is None else [fixed[j] == 0 for j, n in enumerate(FIXED) if n not in free]
+    prob = cp.Problem(cp.Minimize(loss), [beta >= lo, beta <= hi, fixed >= 0, *held])
     prob.solve(solver=cp.CLARABEL)
     if prob.status not in ("optimal", "optimal_inaccurate"):
         raise UserError(f"the fit did not solve (cvxpy status '{prob.status}'); check the measurements")
     x = np.concatenate([np.clip(beta.value, lo, hi), np.maximum(fixed.value, 0) * scale])
     coefs = {n: float(v) for n, v in zip(names, x)}
     fitted = a @ x
-    unfitted = [n for j, n in enumerate(names[:k]) if not np.any(a[:, j] > 0)]
+    unfitted = [n for j, n in enumerate(names[:k]) if not np.any(a[:, j] > 0) or (free is not None and n not in free)]
     residuals = [{**query_key(rows[i]), "phase": ph, "measured_s": float(y[j]), "fitted_s": float(fitted[j]),
                   "rel_err": float((fitted[j] - y[j]) / y[j])} for j, (i, ph) in enumerate(labels)]
-    bounds = {n: [float(lo[j]), float(hi[j])] for j, n in enumerate(names[:k])} | {n: [0.0, None] for n in FIXED}
+    bounds = {n: [float(lo[j]), float(hi[j])] for j, n in enumerate(names[:k])} | {n: [0.0, None if free is None or n in free else 0.0] for n in FIXED}
     return FitResult(coefs, bounds, [query_key(r) for r in rows], residuals, unfitted, float(prob.value))
 
 
@@ -235,17 +254,24 @@ def query_key(row: dict) -> dict:
     return {k: row[k] for k in ("arch", "gpu", "t", "b", "p", "o")}
 
 
+def free_coefficients(rows: Sequence[dict]) -> tuple[str, ...] | None:
+    """The coefficients a fit to `rows` may move: only the host's (`launch`) for a stack timed with a measured host
+    model (transformers' eager generate: its GPU kernels are the table's, timed as measured), else all (None)."""
+    return ("launch",) if rows and all(host_of(r) == "hf-eager" for r in rows) else None
+
+
 def fit_rows(rows: Sequence[dict], features: Features, max_queries: int = 6,
              multiplier_bounds: tuple[float, float] = MULTIPLIER_BOUNDS, exclude_archs: frozenset = frozenset()) -> FitResult:
     """Choose at most `max_queries` informative rows of the `fit` split (architectures in `exclude_archs`
-    left out) and fit the coefficients to them."""
+    left out) and fit the coefficients to them (free_coefficients says which)."""
     if max_queries < MIN_QUERIES:
         raise UserError(f"--max-queries is {max_queries}; the fit needs at least {MIN_QUERIES}")
     pool = fit_pool(rows, exclude_archs)
     check_queries(pool)
     times = features(pool)
     picks = select_queries(pool, times, max_queries)
-    return fit_coefficients([pool[i] for i in picks], [times[i] for i in picks], multiplier_bounds)
+    return fit_coefficients([pool[i] for i in picks], [times[i] for i in picks], multiplier_bounds,
+                            free=free_coefficients(pool))
 
 
 class SimulatorFeatures:
@@ -339,7 +365,10 @@ class SimulatorFeatures:
         for idx in self._groups(rows).values():
             pred = self._predict([rows[i] for i in idx])
             self.warnings |= set(pred.warnings)
+            def pick(xy, j):
+                return None if xy is None else (float(xy[0][j]), float(xy[1][j]))
             for j, i in enumerate(idx):
                 out[i] = ClassTimes({c: float(v[j]) for c, v in pred.prefill_by_class.items()},
-                                    {c: float(v[j]) for c, v in pred.decode_by_class.items()})
+                                    {c: float(v[j]) for c, v in pred.decode_by_class.items()},
+                                    pick(pred.prefill_exposed, j), pick(pred.decode_exposed, j))
         return out  # type: ignore[return-value]

@@ -125,7 +125,7 @@ def print_fit(gpu: str, stack: str, path: Path, result, pool_size: int, warnings
     """The coefficients, then each query's measured and fitted phase times."""
     print(f"{gpu} ({stack}): fitted on {len(result.queries)} of {pool_size} fit-split queries -> {path}")
     for name, value in result.coefficients.items():
-        note = " (no time in the queries: left at 1)" if name in result.unfitted else ""
+        note = " (not fitted: left at 1)" if name in result.unfitted else ""
         print(f"  {name:<16} {value * 1e6:12.2f} us{note}" if name.endswith("_s") else f"  {name:<16} {value:12.4f}{note}")
     for res in result.residuals:
         print(f"  {res['arch']:<18} t={res['t']} b={res['b']:<3} p={res['p']:<6} o={res['o']:<5} "

@@ -228,6 +228,10 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool
     return ops + add
 
 
+EMBED_OPS = ("embed", "pos_embed")  # the ops before the layers (their names)
+HEAD_OPS = ("norm_final", "lm_head", "logits_gather", "sample")  # the ops after the layers
+
+
 def _embed_ops(arch: ArchSpec, tokens: Num) -> list[Op]:
     """Embedding lookup (gather rows, write hidden states) and, for absolute positions, their add."""
     x = ACT_BYTES * tokens * arch.hidden
@@ -255,12 +259,15 @@ def with_launches(ops: list[Op], mode: str, arch: ArchSpec | None = None, phase:
     """Append the host's work of the phase as `launch` ops: one graph launch ("graph": the kernels' launches
     are replayed by the GPU, their in-graph gaps already in the tables' times), one launch per kernel run
     ("eager"), or transformers' eager generate's measured per-call and per-layer host time of `arch`'s family
-    for `phase` ("hf-eager", simulator.hostmodel). The phase takes the longer of the host's work and the GPU's
+    for `phase` ("hf-eager", simulator.hostmodel), the kernels then those HF's forward launches (simulator.hf_ops). The phase takes the longer of the host's work and the GPU's
     (simulator.predict)."""
     if mode == "graph":
         return ops + [Op("launch", "launch", {"mode": "graph_launch"}, 0.0, 0.0, 1)]
-    if mode == HF_EAGER:
-        return ops + [Op("launch", "launch", {"mode": m}, 0.0, 0.0, runs) for m, runs in host_modes(arch, phase)]
+    if mode == HF_EAGER:  # its forward's own kernels (simulator.hf_ops) and its measured host
+        from simulator.hf_ops import hf_kernels
+
+        return hf_kernels(arch, ops) + [Op("launch", "launch", {"mode": m}, 0.0, 0.0, runs)
+                                        for m, runs in host_modes(arch, phase)]
     runs = sum(op.count for op in ops)
     return ops + [Op("launch", "launch", {"mode": "eager"}, 0.0, 0.0, runs)]
 

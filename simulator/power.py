@@ -174,16 +174,20 @@ def describe_table(model: TimeModel) -> str:
 
 
 def times_and_energy(ops: list[Op], model: TimeModel, power: PowerModel | None,
-                     warned: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                     warned: dict[str, np.ndarray] | None = None, runs: list | None = None
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per op class: seconds (simulator.timemodel.time_by_class, which fills `warned`) and joules of the GPU running
     them (none for the host's `launch`; {} without a power model): Σ over its ops of count × time per run × watts,
-    and the time a class loses to sustained throttling at the power it draws."""
+    and the time a class loses to sustained throttling at the power it draws. `runs`, if given, gets each
+    (op, seconds a run) in the ops' order."""
     if power is None:
-        return time_by_class(ops, model, warned), {}
+        return time_by_class(ops, model, warned, None if runs is None else lambda op, s: runs.append((op, s))), {}
     joules: dict[str, np.ndarray] = {}
     burst: dict[str, np.ndarray] = {}
 
     def visit(op: Op, run_s: np.ndarray) -> None:
+        if runs is not None:
+            runs.append((op, run_s))
         if op.op_class == HOST_CLASS:
             return
         t_s = op.count * run_s

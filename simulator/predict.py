@@ -23,6 +23,7 @@ from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_
 from simulator.opclasses import OP_CLASSES
 from simulator.precision import BF16, Precision
 from simulator.ops import HOST_MODES, decode_ops, prefill_ops
+from simulator.overlap import exposed_s
 from simulator.power import SOURCE as OP_POWER_SOURCE
 from simulator.power import PowerModel, phase_energy, power_model, times_and_energy
 from simulator.sustained import recovery_factor
@@ -74,6 +75,10 @@ class Prediction:
     microbatches: int = 1  # of the batch, in flight through the stages
     nodes: int = 1  # nodes the n_gpus occupy (GPUSpec.gpus_per_node each)
     pipeline: dict | None = None  # pp > 1: stage and pass times, point-to-point seconds, bubble fractions
+    # an eager host's queue (simulator.overlap): (X, Y) seconds of the prefill and summed over the decode steps;
+    # None where host and GPU overlap fully (the longer counts)
+    prefill_exposed: tuple[np.ndarray, np.ndarray] | None = None
+    decode_exposed: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def mem_per_gpu_bytes(self) -> np.ndarray:
@@ -109,15 +114,18 @@ def _gather(by_class: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.
 def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, float], p: np.ndarray,
             o: np.ndarray, fused: bool, host: str, power: PowerModel | None,
             warned: dict[str, np.ndarray]) -> tuple:
-    """Per-class sums of seconds and of joules over steps at contexts p+1..p+o−1, their (scaled) total time, and
-    the first and last step; adds to `warned` (per warning, which requests) the requests whose steps, or reported
+    """Per-class sums of seconds and of joules over steps at contexts p+1..p+o−1, their (scaled) total time, the
+    first and last step, and the sums of an eager host's exposed seconds (simulator.overlap; None without); adds to `warned` (per warning, which requests) the requests whose steps, or reported
     next step, caused each."""
     steps = np.maximum(o - 1, 1)  # o == 1: no steps, but report the step a next token would take
     c0 = int(p.min())  # contexts c0 + 1 .. max(p + steps): the steps of these requests
     contexts = np.arange(c0 + 1, int((p + steps).max()) + 1)  # (C,)
     by_step: dict[str, np.ndarray] = {}
+    runs: list | None = [] if host == HF_EAGER else None
     per_step, per_step_j = times_and_energy(decode_ops(arch, b, contexts, t, fused=fused, host=host), model, power,
-                                            by_step)
+                                            by_step, runs)
+    exposed = None if runs is None else tuple(np.broadcast_to(v, contexts.shape)
+                                              for v in exposed_s(runs, arch.n_layers))
     cum = lambda v: np.concatenate(([0.0], np.cumsum(np.broadcast_to(v, contexts.shape))))  # noqa: E731
     first, end = p - c0, p + o - 1 - c0  # in cum: steps at contexts p + 1 .. p + o − 1
     sums = [{}, {}]
@@ -128,16 +136,18 @@ def _decode(arch: ArchSpec, b: int, t: int, model: TimeModel, coef: dict[str, fl
     for text, where in by_step.items():
         hits = cum(where)  # steps that caused it, among the first j
         warned[text] = hits[p + steps - c0] > hits[first]
-    step_s = coef["decode_fixed_s"] + phase_time(per_step, coef) * np.ones(contexts.shape)
+    step_s = coef["decode_fixed_s"] + phase_time(per_step, coef, exposed) * np.ones(contexts.shape)
     total = cum(step_s)
-    return sums[0], sums[1], total[end] - total[first], step_s[first], step_s[p + steps - 1 - c0]
+    exposed_sums = None if exposed is None else tuple(cum(v)[end] - cum(v)[first] for v in exposed)
+    return sums[0], sums[1], total[end] - total[first], step_s[first], step_s[p + steps - 1 - c0], exposed_sums
 
 
 def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float],
                  p: np.ndarray, o: np.ndarray, b: np.ndarray, fused: bool, host: str,
                  power: PowerModel | None = None) -> dict:
     """Flat per-request arrays: by-class prefill and decode sums of seconds and of joules (unscaled; none
-    without a power model), the (scaled) decode total, first and last decode steps."""
+    without a power model), the (scaled) decode total, first and last decode steps, and an eager host's exposed
+    seconds (simulator.overlap) of the prefill and summed over the decode steps (None without)."""
     n = p.size
     pre = {c: np.zeros(n) for c in OP_CLASSES}
     dec = {c: np.zeros(n) for c in OP_CLASSES}
@@ -145,18 +155,24 @@ def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float
     dec_j: dict[str, np.ndarray] = {}
     first, last, dec_total = np.zeros(n), np.zeros(n), np.zeros(n)
     warned: dict[str, np.ndarray] = {}  # warning -> (n,) requests that caused it
+    exposed = None if host != HF_EAGER else {k: np.zeros(n) for k in ("pre_x", "pre_y", "dec_x", "dec_y")}
     batches = np.unique(b)
     for bv in batches:  # one pass per distinct batch size (a handful), never per request
         sel = slice(None) if batches.size == 1 else np.flatnonzero(b == bv)
         ps, os_ = p[sel], o[sel]
         grid, index = _grid(ps)
         at_grid: dict[str, np.ndarray] = {}
+        runs: list | None = None if exposed is None else []
         by_class, joules = times_and_energy(prefill_ops(arch, int(bv), grid, t, fused=fused, host=host), model, power,
-                                            at_grid)
+                                            at_grid, runs)
         here = {text: np.broadcast_to(where, grid.shape)[index] for text, where in at_grid.items()}
         steps: dict[str, np.ndarray] = {}
-        sums, sums_j, dec_total[sel], first[sel], last[sel] = _decode(arch, int(bv), t, model, coef, ps, os_, fused,
-                                                                      host, power, steps)
+        sums, sums_j, dec_total[sel], first[sel], last[sel], dec_exposed = _decode(
+            arch, int(bv), t, model, coef, ps, os_, fused, host, power, steps)
+        if exposed is not None:
+            for k, v in zip(("pre_x", "pre_y"), exposed_s(runs, arch.n_layers)):
+                exposed[k][sel] = np.broadcast_to(v, grid.shape)[index]
+            exposed["dec_x"][sel], exposed["dec_y"][sel] = dec_exposed
         for into, values in ((pre, _gather(by_class, index)), (pre_j, _gather(joules, index)), (dec, sums),
                              (dec_j, sums_j)):
             for c, v in values.items():
@@ -164,7 +180,7 @@ def _phase_times(arch: ArchSpec, t: int, model: TimeModel, coef: dict[str, float
         for text, where in [*here.items(), *steps.items()]:
             warned.setdefault(text, np.zeros(n, bool))[sel] |= where
     return {"pre": pre, "dec": dec, "pre_j": pre_j, "dec_j": dec_j, "dec_total": dec_total, "first": first,
-            "last": last, "warned": warned}
+            "last": last, "warned": warned, "exposed": exposed}
 
 
 def memory_warning(gpu: GPUSpec, t: int, need_bytes: float, fitting_tp: int) -> str:
@@ -261,14 +277,17 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         model.warn(host_note)
         raw["warned"][host_note] = np.ones(p.size, bool)
     shape = p.shape
-    prefill_s = phase_time(raw["pre"], coef).reshape(shape) + coef["prefill_fixed_s"]
+    ex = raw["exposed"]
+    pre_exposed = None if ex is None else (ex["pre_x"], ex["pre_y"])
+    prefill_s = phase_time(raw["pre"], coef, pre_exposed).reshape(shape) + coef["prefill_fixed_s"]
     decode_s = raw["dec_total"].reshape(shape)
     if recovery:  # the first decode steps run while the clocks a long prefill lowered come back
         slow = recovery_factor(model, prefill_s, decode_s)
         decode_s = decode_s * slow
-        for by_class in (raw["dec"], raw["dec_j"]):
+        for by_class in (raw["dec"], raw["dec_j"], *([] if ex is None else [ex])):
             for c in by_class:
-                by_class[c] = by_class[c] * slow.ravel()
+                if not c.startswith("pre_"):
+                    by_class[c] = by_class[c] * slow.ravel()
     first, last = raw["first"].reshape(shape), raw["last"].reshape(shape)
     total_s = prefill_s + decode_s
     memory = memory_per_gpu(arch, b, p, o, t)
@@ -294,7 +313,9 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
         time_model=describe(model), fit=fit,
         warnings=tuple(sorted(warned)), warned=warned,
         expected_error=expected, outside_validated=outside, precision=arch.precision,
-        derived_classes=derived, nodes=-(-t // gpu.gpus_per_node))
+        derived_classes=derived, nodes=-(-t // gpu.gpus_per_node),
+        prefill_exposed=None if ex is None else (ex["pre_x"].reshape(shape), ex["pre_y"].reshape(shape)),
+        decode_exposed=None if ex is None else (ex["dec_x"].reshape(shape), ex["dec_y"].reshape(shape)))
 
 
 def _host_mode(host: str, model: TimeModel, arch: ArchSpec) -> tuple[str, str | None]:

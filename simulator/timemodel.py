@@ -95,10 +95,18 @@ def device_and_host(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> 
     return np.asarray(device, dtype=float), np.asarray(coef["launch"] * by_class.get("launch", 0.0), dtype=float)
 
 
-def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float]) -> np.ndarray:
+def phase_time(by_class: dict[str, np.ndarray], coef: dict[str, float],
+               exposed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Seconds of a phase from its per-class times: the GPU's work and the host's overlap, so the longer one
-    counts (device_and_host)."""
-    return np.maximum(*device_and_host(by_class, coef))
+    counts (device_and_host); with `exposed` (X, Y of simulator.overlap, an eager host's queue) the longer of the
+    GPU's work plus the host's seconds it waits for (X, scaled as the host's) and the host's work plus the GPU's
+    seconds after the host's last issue (Y, scaled as the GPU's work is on average)."""
+    device, host = device_and_host(by_class, coef)
+    if exposed is None:
+        return np.maximum(device, host)
+    unit = busy_s(by_class)
+    scale = np.divide(device, unit, out=np.ones(np.broadcast(device, unit).shape), where=unit > 0)
+    return np.maximum(device + coef["launch"] * exposed[0], host + scale * exposed[1])
 
 
 def op_burst_s(op: Op, model: TimeModel) -> np.ndarray:

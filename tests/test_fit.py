@@ -229,3 +229,24 @@ def test_cli_fit_leaves_moe_out_unless_asked(tmp_path, monkeypatch, capsys):
     assert main(["fit", "--measurements", str(src), "--out-dir", str(out), "--include-moe"]) == 0
     data = json.loads((out / "h100-sxm_triton.json").read_text())
     assert "fake-deep" in {q["arch"] for q in data["queries"]} and data["provenance"]["excluded_archs"] == {}
+
+
+def test_an_eager_host_stack_fits_its_host_alone():
+    true = {"launch": 1.07}  # FAKE: the GPU's classes as the table times them, the host 7 % slower than measured
+
+    def host_bound(row):
+        ct = fake_class_times(row)
+        return ClassTimes(ct.prefill, {**ct.decode, "launch": ct.decode["launch"] * 500})
+
+    rows = make_rows()
+    for r in rows:
+        pre, dec = apply_coefficients(host_bound(r), r["o"] - 1, true)
+        r.update(engine="hf-eager", prefill_s=pre, decode_s=dec, total_s=pre + dec)
+    assert fit.free_coefficients(rows) == ("launch",) and fit.free_coefficients(make_rows()) is None
+    result = fit.fit_rows(rows, lambda rs: [host_bound(r) for r in rs], max_queries=6)
+    assert result.coefficients["launch"] == pytest.approx(1.07, rel=1e-3)
+    assert all(v == pytest.approx(1.0) for n, v in result.coefficients.items() if n not in ("launch",)
+               and not n.endswith("_s"))
+    assert result.coefficients["prefill_fixed_s"] == pytest.approx(0.0, abs=1e-9)
+    assert result.coefficients["decode_fixed_s"] == pytest.approx(0.0, abs=1e-9)
+    assert "gemm" in result.unfitted and "launch" not in result.unfitted

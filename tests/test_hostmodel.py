@@ -55,16 +55,17 @@ def _model_with_host(gpu):  # the H200's table with a made-up host section
     return TableModel(table, gpu, "torch")
 
 
-def test_hf_eager_phase_is_the_longer_of_host_and_gpu():
+def test_hf_eager_phase_is_at_least_the_longer_of_host_and_gpu():
     gpu, arch = get_gpu("h200"), get_arch("llama-3.1-8b")
     model = _model_with_host(gpu)
     hf = predict(arch, gpu, [1, 4000], 9, 1, 1, model=model, host=ENGINE)
     gpu_only = predict(arch, gpu, [1, 4000], 9, 1, 1, model=model, host="graph")
     host_pre, host_step = 0.004 + 32 * 0.0005, 0.002 + 32 * 0.0004
     assert hf.prefill_by_class["launch"] == pytest.approx([host_pre, host_pre])
-    # a short prefill is host-bound, a long one GPU-bound; decode steps of a b=1 8B are host-bound here
-    assert hf.prefill_s[0] == pytest.approx(host_pre) and hf.prefill_s[1] > host_pre
-    assert hf.prefill_s[1] == pytest.approx(gpu_only.prefill_s[1], rel=0.01)
+    # a short prefill is host-bound (plus the head after the last issue), a long one GPU-bound (HF's kernels, more
+    # than the graph stack's, plus the host's call it waits for: simulator.overlap)
+    assert host_pre < hf.prefill_s[0] < 1.05 * host_pre
+    assert hf.prefill_s[1] > gpu_only.prefill_s[1] + 0.004
     assert np.all(hf.decode_step_s >= host_step) and not any("host" in w for w in hf.warnings)
 
 

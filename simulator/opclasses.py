@@ -135,7 +135,8 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
     *(OpClass(name, ("m", "n", "k"), lambda s: [_f(s, "m"), _f(s, "n"), _f(s, "k")],
               lambda cat, ax: dict(zip("mnk", ax)), lambda s, name=name: gemm_cost(s["m"], s["n"], s["k"], name),
               per_stack=True, tiles={"n": 128}, not_padded=(0,), work_interpolated=True, fit_group="gemm",
-              derived_from="gemm", peak=peak, unmeasured=name == "gemm_fp32")
+              derived_from="gemm", peak=peak, unmeasured=name == "gemm_fp32",
+              work_stacks=("triton",) if name == "gemm_fp8" else ())
       for name, peak in (("gemm_fp8", "fp8"), ("gemm_int4", "bf16"), ("gemm_fp32", "bf16"))),
     OpClass("prefill_attn", ("b*h", "s", "d"), lambda s: [_f(s, "b") * _f(s, "h"), _f(s, "s"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": 1, "kv_h": 1, "s": ax[1], "d": ax[2], "causal": cat["causal"]},

@@ -1,0 +1,48 @@
+"""The simulator's copy of our FP8 GEMM's launch rule (simulator/fp8_launch.py) against the kernel's own, and the
+waves the table lookup divides out of gemm_fp8 times."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from simulator.fp8_launch import fp8_launch
+from simulator.quanta import LaunchModel, critical_work
+
+LM = LaunchModel(sm_count=132, smem_per_sm_bytes=228 * 1024, wave_rows_above=64, hbm_saturating_sms=32,
+                 program_steps=2.0, simulated_waves=4, sdpa_alone_rate=0.72, split_step_cost=1.5, combine_steps=2.0)
+
+
+@pytest.mark.parametrize("sm_count", [132, 78])
+def test_fp8_launch_is_the_kernels_rule(sm_count):
+    from kernels.gemm_fp8 import fp8_config
+
+    for m, n, k in itertools.product([1, 2, 8, 16, 17, 33, 64, 65, 200, 256, 257, 4096],
+                                     [32, 1536, 2048, 4544, 4672, 28672, 106496],
+                                     [256, 1024, 1600, 2048, 4544, 14336, 18176, 57344]):
+        cfg, mine = fp8_config(m, n, k, sm_count), fp8_launch(m, n, k, sm_count)
+        assert (mine.block_m, mine.block_n, mine.block_k, mine.split_k, mine.num_warps, mine.num_stages,
+                mine.gemv, mine.tma) == (cfg.block_m, cfg.block_n, cfg.block_k, cfg.split_k, cfg.num_warps,
+                                         cfg.num_stages, cfg.gemv, cfg.tma), (m, n, k)
+
+
+def test_fp8_waves_step_where_the_tiles_pass_a_wave():
+    """1024 rows: 8 x 16 = 128 tiles of 128 x 256 fill one wave on 132 SMs; N = 4672 (falcon-7b's QKV) takes
+    8 x 19 = 152, a second wave, as N = 8192 does; up to wave_rows_above rows the lookup follows bytes instead."""
+    def waves(m, n, k):
+        return float(critical_work("gemm_fp8", "triton", [np.array([float(v)]) for v in (m, n, k)], LM)[0])
+
+    assert waves(1024, 4096, 4096) == 1 and waves(1024, 4672, 4544) == 2 == waves(1024, 8192, 4096)
+    assert waves(1, 4096, 4096) == pytest.approx(1.0)
+
+
+def test_explain_times_an_fp8_profile_at_the_variants_precision():
+    from calibration.explain import served_arch, table_stack
+    from simulator.catalog import get_arch
+
+    arch = get_arch("llama-3.2-1b")
+    assert served_arch("fp8", arch).precision.weights == "fp8" and served_arch("fp8_kv", arch).precision.kv == "fp8"
+    assert served_arch("triton", arch) == arch
+    assert (table_stack("fp8"), table_stack("fp8_kv"), table_stack("best"), table_stack("hf-eager")) == \
+        ("triton", "triton", "best", "torch")

@@ -155,8 +155,8 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"], kv_bytes=1.0),
-            per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True, fit_group="decode_attn",
-            derived_from="decode_attn"),
+            per_stack=True, tiles={"c": 128}, head_dim_step={"triton": 0}, not_padded=(3,), work_interpolated=True,
+            fit_group="decode_attn", derived_from="decode_attn"),
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
     # per-token FP8 quantization of a w8a8 GEMM's input (kernels/quant_fp8.py): `rows` rows of k bf16 values read,
     # written as e4m3 with a fp32 scale a row

@@ -46,3 +46,14 @@ def test_explain_times_an_fp8_profile_at_the_variants_precision():
     assert served_arch("triton", arch) == arch
     assert (table_stack("fp8"), table_stack("fp8_kv"), table_stack("best"), table_stack("hf-eager")) == \
         ("triton", "triton", "best", "torch")
+
+
+@pytest.mark.parametrize("op", ["decode_attn", "decode_attn_fp8"])
+def test_decode_attention_runs_its_query_group_padded_on_the_triton_stack(op):
+    """Our decode kernels hold a KV head's query group in BLOCK_H = next power of two rows: falcon-7b's 71 query
+    heads a KV head run as 128 (its decode kernel time in the H200 profile is the g = 128 node's, not g = 71's)."""
+    from simulator.opclasses import OP_CLASS
+
+    shape = {"b": 8, "h": np.array([71, 28, 32]), "kv_h": np.array([1, 4, 8]), "c": 1024, "d": 64}
+    assert list(OP_CLASS[op].tiled(shape, "triton")["h"]) == [128, 32, 32]
+    assert list(OP_CLASS[op].tiled(shape, "torch")["h"]) == [71, 28, 32]

@@ -2,13 +2,13 @@
 # H200, t = 1: what the FP8 stack's time model needs (issue 20's fidelity, issue 17's bars), under 240 s.
 #   OUT=$OUT bash benchmarks/gpu_h200_fp8fix.sh      # from the repository root
 # 1. $OUT/h200_gemm_fp8.json: gemm_fp8 (ours) at the grid nodes the shipped table lacks (calibration/grids.py
-#    _FP8_OURS: the kernel's launch steps in m, the bf16 grid's N and K), seeded with the shipped points so only
-#    the new nodes are measured. Merge: idealrt calibrate --merge $OUT/h200_gemm_fp8.json --ops gemm_fp8
-#    --out calibration/tables/h200.json
+#    _FP8_OURS: the kernel's launch steps in m, the bf16 grid's N and K; _FP8_OURS_CUT_K: K cut inside a K block),
+#    seeded with the shipped points so only the new nodes are measured. Merge: idealrt calibrate --merge
+#    $OUT/h200_gemm_fp8.json --ops gemm_fp8 --out calibration/tables/h200.json
 # 2. $OUT/fp8_shapes_h200.json: gemm_fp8 and quant_fp8 timed at the dense catalog's t = 1 layer shapes beside
 #    the shipped table's times (calibration/fp8_shapes.py), a check set no node is chosen from.
-# 3. $OUT/profile_engine_h200_fp8.json and _fp8_kv.json: the FP8 engines' kernels per op class
-#    (benchmarks/profile_engine.py; compare with `idealrt explain`).
+# 3. PROFILE=1 only: $OUT/profile_engine_h200_fp8.json and _fp8_kv.json, the FP8 engines' kernels per op class
+#    (benchmarks/profile_engine.py; compare with `idealrt explain`). Run 1 (commit b435fe6) measured them.
 # Each step runs in its own process with its own time limit; the script ends within BUDGET_S.
 set -uo pipefail
 OUT=${OUT:-/tmp/idealrt-out}
@@ -43,9 +43,11 @@ step "gemm_fp8 and quant_fp8 at the dense catalog's layer shapes"
 run_capped 65 python3 -m calibration.fp8_shapes --table calibration/tables/h200.json \
   --out "$OUT/fp8_shapes_h200.json" --max-seconds 45
 
-step "engine profiles: fp8 (llama-3.2-1b, falcon-7b, llama-3.1-8b), fp8_kv (llama-3.2-1b)"
-run_capped 55 python3 -m benchmarks.profile_engine --backend fp8 --arch llama-3.2-1b,falcon-7b,llama-3.1-8b \
-  --out "$OUT/profile_engine_h200_fp8.json"
-run_capped 20 python3 -m benchmarks.profile_engine --backend fp8_kv --arch llama-3.2-1b \
-  --out "$OUT/profile_engine_h200_fp8_kv.json"
+if [ "${PROFILE:-0}" = 1 ]; then
+  step "engine profiles: fp8 (llama-3.2-1b, falcon-7b, llama-3.1-8b), fp8_kv (llama-3.2-1b)"
+  run_capped 55 python3 -m benchmarks.profile_engine --backend fp8 --arch llama-3.2-1b,falcon-7b,llama-3.1-8b \
+    --out "$OUT/profile_engine_h200_fp8.json"
+  run_capped 20 python3 -m benchmarks.profile_engine --backend fp8_kv --arch llama-3.2-1b \
+    --out "$OUT/profile_engine_h200_fp8_kv.json"
+fi
 step "done"

@@ -53,6 +53,9 @@ _LOWP_GEMM = {"m": [1, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384],
 _FP8_OURS = {"m": sorted(_LOWP_GEMM["m"] + [2, 8192, 17, 33, 65, 129, 257]),
              "n": sorted(_LOWP_GEMM["n"] + [3072, 6144, 12288]), "k": sorted(_LOWP_GEMM["k"] + [2048, 8192]),
              "max_flops": 2.0e13, "max_bytes": 4.4e9}
+# ... and with K cut inside a K block (simulator.fp8_launch.fp8_k_in_blocks: its own table category), at the
+# kernels without TMA (m <= 256): each K node + 64, the smallest cut every block size sees (256, 512)
+_FP8_OURS_CUT_K = {**_FP8_OURS, "m": [m for m in _FP8_OURS["m"] if m <= 256], "k": [k + 64 for k in _FP8_OURS["k"]]}
 
 # Axis values.
 FULL = {
@@ -102,7 +105,7 @@ FULL = {
     # and at _FP8_OURS's nodes (the kernel's launch steps in m, the bf16 grid's N and K)
     "gemm_fp8": [{**_LOWP_GEMM, "stacks": ["torch"]},
                  {**_LOWP_GEMM, "m": sorted(_LOWP_GEMM["m"] + [8192]), "max_flops": 2.0e13, "stacks": ["triton"]},
-                 {**_FP8_OURS, "stacks": ["triton"]}],
+                 {**_FP8_OURS, "stacks": ["triton"]}, {**_FP8_OURS_CUT_K, "stacks": ["triton"]}],
     "gemm_int4": _LOWP_GEMM,
     # decode attention over an FP8 KV cache (kernels/decode_attention_fp8.py): coarser than decode_attn's
     "decode_attn_fp8": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "g": [1, 4, 8, 64],

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Fp8Launch:
@@ -47,3 +49,12 @@ def fp8_launch(m: int, n: int, k: int, sm_count: int) -> Fp8Launch:
     while tiles * split < sm_count and k // (2 * split) >= 2 * 256:
         split *= 2
     return Fp8Launch(block_m, 64, 256, split, 4, 4, gemv=False, tma=False)
+
+
+def fp8_k_in_blocks(m, k) -> np.ndarray:
+    """Whether K is a whole number of the launch's K blocks (512 for the GEMV, 256 for the pointer kernel; the TMA
+    kernel above 256 rows reads past K as zeros, unmasked): a K cut inside a block (falcon-7b's 4544) runs the
+    masked loads slower, a table category of its own (docs/decisions.md)."""
+    m, k = np.asarray(m), np.asarray(k)
+    block_k = np.where(m == 1, 512, 256)
+    return (m > 256) | (np.mod(k, block_k) == 0)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.fp8_launch import fp8_k_in_blocks
 from simulator.sdpa_launch import sdpa_even
 
 ACT_BYTES = 2  # bf16 activations, weights and KV cache
@@ -62,6 +63,7 @@ CATEGORY = {
     "even": lambda shape: sdpa_even(shape["s"], shape["d"]).astype(int),  # simulator.sdpa_launch
     "t": lambda shape: np.asarray(shape["t"]).astype(int),
     "mode": lambda shape: np.asarray(shape["mode"]),
+    "k_blocks": lambda shape: fp8_k_in_blocks(shape["m"], shape["k"]).astype(int),  # simulator.fp8_launch
 }
 # Categories a shape can be padded into: (shape key, multiple) rounded up makes the category hold where the kernel
 # allows it (SDPA's template without bounds checks: s a multiple of 128); any shape may also run the general variant
@@ -79,6 +81,7 @@ class OpClass:
     cost: Callable[[dict], tuple[Num, Num]]  # shape -> (FLOPs, bytes) of one run on one GPU
     categories: tuple[str, ...] = ()  # keys of CATEGORY: one grid per value
     stack_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra keys on one stack
+    stand_in: dict[str, int] = field(default_factory=dict)  # category -> value whose grid times a value without points
     per_stack: bool = False  # measured separately for each software stack
     tiles: dict[str, int] = field(default_factory=dict)  # shape key -> tile it is rounded up to (0: power of 2)
     head_dim_step: dict[str, int] = field(default_factory=dict)  # stack -> step d is padded to (0: power of 2)
@@ -102,14 +105,15 @@ class OpClass:
         """The categorical keys of this class on `stack`."""
         return self.categories + self.stack_categories.get(stack, ())
 
-    def tiled(self, shape: dict, stack: str) -> dict:
-        """The shape as the stack's kernel runs it: tiled dimensions rounded up to whole tiles, head dim padded."""
+    def tiled(self, shape: dict, stack: str, ideal: bool = False) -> dict:
+        """The shape as the stack's kernel runs it: tiled dimensions rounded up to whole tiles, head dim padded,
+        query group padded (not for the `ideal` envelope, whose kernel holds exactly its heads)."""
         out = dict(shape)
         for key, tile in self.tiles.items():
             out[key] = round_up(shape[key], tile)
         if stack in self.head_dim_step:
             out["d"] = round_up(shape["d"], self.head_dim_step[stack])
-        if stack in self.group_step:
+        if stack in self.group_step and not ideal:
             out["h"] = shape["kv_h"] * round_up(np.asarray(shape["h"]) / shape["kv_h"], self.group_step[stack])
         return out
 
@@ -139,7 +143,9 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
               lambda cat, ax: dict(zip("mnk", ax)), lambda s, name=name: gemm_cost(s["m"], s["n"], s["k"], name),
               per_stack=True, tiles={"n": 128}, not_padded=(0,), work_interpolated=True, fit_group="gemm",
               derived_from="gemm", peak=peak, unmeasured=name == "gemm_fp32",
-              work_stacks=("triton",) if name == "gemm_fp8" else ())
+              work_stacks=("triton",) if name == "gemm_fp8" else (),
+              stack_categories={"triton": ("k_blocks",)} if name == "gemm_fp8" else {},
+              stand_in={"k_blocks": 1})
       for name, peak in (("gemm_fp8", "fp8"), ("gemm_int4", "bf16"), ("gemm_fp32", "bf16"))),
     OpClass("prefill_attn", ("b*h", "s", "d"), lambda s: [_f(s, "b") * _f(s, "h"), _f(s, "s"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": 1, "kv_h": 1, "s": ax[1], "d": ax[2], "causal": cat["causal"]},

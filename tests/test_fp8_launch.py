@@ -57,3 +57,24 @@ def test_decode_attention_runs_its_query_group_padded_on_the_triton_stack(op):
     shape = {"b": 8, "h": np.array([71, 28, 32]), "kv_h": np.array([1, 4, 8]), "c": 1024, "d": 64}
     assert list(OP_CLASS[op].tiled(shape, "triton")["h"]) == [128, 32, 32]
     assert list(OP_CLASS[op].tiled(shape, "torch")["h"]) == [71, 28, 32]
+
+
+def test_gemm_fp8_with_k_cut_inside_a_block_has_its_own_category_and_a_stand_in():
+    """K = 4544 (falcon-7b) cuts a 512- or 256-wide K block, 3584 (7 x 512) does not: category 0 below 257 rows (TMA
+    above reads unmasked); a table without such points times it on the k_blocks = 1 grid and says so."""
+    from simulator.fp8_launch import fp8_k_in_blocks
+    from simulator.gpus import get_gpu
+    from simulator.tables import TableModel
+
+    assert list(fp8_k_in_blocks(np.array([1, 8, 256, 257, 1, 8]), np.array([4544, 4544, 4544, 4544, 3584, 3584]))) \
+        == [False, False, False, True, True, True]
+    pts = [{"op": "gemm_fp8", "stack": "triton", "kernel": "fake", "shape": {"m": m, "n": n, "k": k},
+            "median_us": 1.0 + m * n * k * 1e-9, "reps": 1, "flagged": False}
+           for m in (1, 16, 256) for n in (1024, 4096) for k in (1024, 4096)]
+    table = {"provenance": {"gpu": "h200", "gpu_name": "FAKE", "sm_count": 132}, "derived": None,
+             "launch_model": {"values": {f: getattr(LM, f) for f in LM.__dataclass_fields__ if f not in
+                                         ("sm_count", "smem_per_sm_bytes")}}, "points": pts}
+    model = TableModel(table, get_gpu("h200"), "triton")
+    cut, whole = (model.op_time_s("gemm_fp8", {"m": np.array([16]), "n": np.array([2048]), "k": np.array([k])})
+                  for k in (2112, 2048))
+    assert cut[0] > whole[0] > 0 and any("k_blocks = 0" in w for w in model.warnings)

@@ -86,6 +86,7 @@ class OpClass:
     tiles: dict[str, int] = field(default_factory=dict)  # shape key -> tile it is rounded up to (0: power of 2)
     head_dim_step: dict[str, int] = field(default_factory=dict)  # stack -> step d is padded to (0: power of 2)
     group_step: dict[str, int] = field(default_factory=dict)  # stack -> step h/kv_h is padded to (0: power of 2)
+    floor_axes: tuple[int, ...] = ()  # axes along which a shape below the first node takes its time (not extrapolated)
     not_padded: tuple[int, ...] = ()  # axes along which a shape never runs as a larger one
     work_interpolated: bool = False  # time linear in the axes between nodes; else log efficiency over log axes
     work_stacks: tuple[str, ...] = ()  # stacks whose critical work (simulator.quanta) is divided out
@@ -157,7 +158,8 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
-            per_stack=True, tiles={"c": 128}, group_step={"triton": 0}, not_padded=(3,), work_interpolated=True),
+            per_stack=True, tiles={"c": 128}, group_step={"triton": 0}, not_padded=(3,), floor_axes=(2,),
+            work_interpolated=True),
     # decode attention over an FP8 KV cache (one byte an element; kernels/decode_attention_fp8.py): derived from
     # decode_attn where a table has no points of it
     OpClass("decode_attn_fp8", ("b*kv_h", "h/kv_h", "c", "d"),
@@ -165,7 +167,7 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"], kv_bytes=1.0),
             per_stack=True, tiles={"c": 128}, head_dim_step={"triton": 0}, group_step={"triton": 0}, not_padded=(3,),
-            work_interpolated=True, fit_group="decode_attn", derived_from="decode_attn"),
+            floor_axes=(2,), work_interpolated=True, fit_group="decode_attn", derived_from="decode_attn"),
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
     # per-token FP8 quantization of a w8a8 GEMM's input (kernels/quant_fp8.py): `rows` rows of k bf16 values read,
     # written as e4m3 with a fp32 scale a row

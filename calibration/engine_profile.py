@@ -5,12 +5,14 @@ step at context c) under torch.profiler and records every kernel's name, count a
 the phase's CUDA-event time (graph replay, median of 5). The gap between the two is launch and idle time
 inside the graph. `reports`/the fit never read this file: it explains residuals (calibration/validate.py).
 
-    python3 -m benchmarks.profile_engine --out $OUT/profile_engine_h100.json [--arch a,b] [--backend triton|torch|best]
+    python3 -m benchmarks.profile_engine --out $OUT/profile_engine_h100.json [--arch a,b] [--backend triton|torch|best|fp8|fp8_kv]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+
+from calibration.engine_variants import BACKEND_VARIANTS
 
 ARCHS = "llama-3.1-8b,opt-6.7b,bloom-7b1,falcon-7b,llama-3.2-1b,qwen2.5-7b,gpt-j-6b"
 PREFILLS = ((1, 512), (1, 2048), (32, 1), (8, 128))  # (b, p): graphed in the engine (b*p <= 2048)
@@ -85,8 +87,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file of the results (with provenance)")
     ap.add_argument("--arch", default=ARCHS, help="catalog names, comma-separated")
-    ap.add_argument("--backend", default="triton", choices=("triton", "torch", "best"),
-                    help="a stack, or the engine variant best (calibration/engine_variants/best.py)")
+    ap.add_argument("--backend", default="triton", choices=("triton", "torch", *BACKEND_VARIANTS),
+                    help="a stack, or an engine variant (calibration/engine_variants: best, fp8, fp8_kv)")
     args = ap.parse_args()
 
     import torch

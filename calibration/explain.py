@@ -8,6 +8,26 @@ from simulator.ops import decode_ops, prefill_ops
 from simulator.timemodel import TimeModel, time_by_class
 
 
+def served_arch(backend: str, arch: ArchSpec) -> ArchSpec:
+    """The architecture as the profiled engine ran it: an engine variant's precision (fp8, fp8_kv), else as is."""
+    import importlib
+
+    from calibration.engine_variants import BACKEND_VARIANTS
+
+    if backend not in BACKEND_VARIANTS:
+        return arch
+    module = importlib.import_module(f"calibration.engine_variants.{backend}")
+    return module.served_arch(arch) if hasattr(module, "served_arch") else arch
+
+
+def table_stack(backend: str) -> str:
+    """The table stack a profiled backend's kernels are timed on (the variants' TABLE_STACK; hf and torch: torch)."""
+    from calibration.fit import TABLE_STACK
+
+    stack = TABLE_STACK.get(backend, backend)
+    return stack if stack in ("triton", "best") else "torch"
+
+
 def compare_row(row: dict, arch: ArchSpec, model: TimeModel) -> dict:
     """Per op class of one profile row (benchmarks/profile_engine.py): simulated and profiled seconds and kernel
     counts; the phase's event time, its kernels' sum and the time between them."""

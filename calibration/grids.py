@@ -46,6 +46,17 @@ _LOWP_GEMM = {"m": [1, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384],
               "n": [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072], "k": [1024, 4096, 16384, 32768],
               "max_flops": 2.0e12, "max_bytes": 4.4e9}
 
+# Our FP8 GEMM (kernels/gemm_fp8.py `fp8_config`) on the nodes where its launch steps: m = 1 runs the GEMV kernel
+# and m = 2 ... 16 one 16-row tile, so m = 2 is measured (the 1 ... 16 line crossed a kernel change); the node just
+# past each row-tile step (16, 32, 64, and 256, where the TMA kernel takes over), as the bf16 grid has them; N and K
+# also at the bf16 grid's per-GPU projection widths (3072, 6144, 12288; 2048, 8192).
+_FP8_OURS = {"m": sorted(_LOWP_GEMM["m"] + [2, 8192, 17, 33, 65, 129, 257]),
+             "n": sorted(_LOWP_GEMM["n"] + [3072, 6144, 12288]), "k": sorted(_LOWP_GEMM["k"] + [2048, 8192]),
+             "max_flops": 2.0e13, "max_bytes": 4.4e9}
+# ... and with K cut inside a K block (simulator.fp8_launch.fp8_k_in_blocks: its own table category), at the
+# kernels without TMA (m <= 256): each K node + 64, the smallest cut every block size sees (256, 512)
+_FP8_OURS_CUT_K = {**_FP8_OURS, "m": [m for m in _FP8_OURS["m"] if m <= 256], "k": [k + 64 for k in _FP8_OURS["k"]]}
+
 # Axis values.
 FULL = {
     # m: the node just past each tile boundary up to 1024, where our kernel steps; cuBLAS without our kernel's
@@ -90,9 +101,11 @@ FULL = {
     "strided": {"bytes": [2**i for i in range(12, 33, 2)]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     # ours also at m = 8192 and above _LOWP_GEMM's work cap up to 2e13 FLOPs: the prefill GEMMs of 7-8B models at
-    # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency
+    # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency;
+    # and at _FP8_OURS's nodes (the kernel's launch steps in m, the bf16 grid's N and K)
     "gemm_fp8": [{**_LOWP_GEMM, "stacks": ["torch"]},
-                 {**_LOWP_GEMM, "m": sorted(_LOWP_GEMM["m"] + [8192]), "max_flops": 2.0e13, "stacks": ["triton"]}],
+                 {**_LOWP_GEMM, "m": sorted(_LOWP_GEMM["m"] + [8192]), "max_flops": 2.0e13, "stacks": ["triton"]},
+                 {**_FP8_OURS, "stacks": ["triton"]}, {**_FP8_OURS_CUT_K, "stacks": ["triton"]}],
     "gemm_int4": _LOWP_GEMM,
     # decode attention over an FP8 KV cache (kernels/decode_attention_fp8.py): coarser than decode_attn's
     "decode_attn_fp8": {"bkv": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "g": [1, 4, 8, 64],

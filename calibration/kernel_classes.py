@@ -9,7 +9,7 @@ import re
 KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"_decode_fp8_kernel", "decode_attn_fp8"),
     (r"_rope_write_fp8_kernel", "rope_kv_write"),
-    (r"_fp8_kernel|_fp8_tma_kernel|e4m3", "gemm_fp8"),  # ours, and cuBLASLt's FP8 kernels (torch._scaled_mm)
+    (r"_fp8_kernel|_fp8_tma_kernel|_fp8_gemv_kernel|e4m3", "gemm_fp8"),  # ours, and cuBLASLt's (torch._scaled_mm)
     (r"_int4_kernel", "gemm_int4"),
     # attention before GEMMs: torch's flash kernels name their cutlass tile types
     (r"_prefill_kernel|flash_fwd(?!.*splitkv_combine)|fmha.*fwd|pytorch_flash", "prefill_attn"),

@@ -31,7 +31,7 @@ def _load(path: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Run `idealrt explain`; returns the exit code (bad input raises UserError)."""
-    from calibration.explain import compare_row, totals
+    from calibration.explain import compare_row, served_arch, table_stack, totals
     from simulator.catalog import get_arch
     from simulator.gpus import get_gpu, gpu_for_device_name
     from simulator.tables import default_model
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     for row in data["rows"]:
         if "error" in row:
             continue
-        stack = row["backend"] if row["backend"] in ("triton", "best") else "torch"
+        stack = table_stack(row["backend"])
         model = models.setdefault(stack, default_model(gpu, stack))
-        rows.append(compare_row(row, get_arch(row["arch"]), model))
+        rows.append(compare_row(row, served_arch(row["backend"], get_arch(row["arch"])), model))
     out = {"gpu": gpu.name, "profile": args.profile, "profile_provenance": prov,
            "time_model": {s: m.source for s, m in models.items()}, "rows": rows, "totals": totals(rows)}
     if args.json:

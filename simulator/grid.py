@@ -75,6 +75,8 @@ class Grid:
         classes; both exact at (monotone) nodes, and monotone.
         """
         linear = self.linear
+        for ax in OP_CLASS[self.op].floor_axes:  # below the first node: that node's time (a latency floor)
+            logx = [np.maximum(v, self.nodes[ax][0]) if i == ax else v for i, v in enumerate(logx)]
         outside = np.zeros(n, bool)
         clamped, base, weights, steps = [], np.zeros(n, np.intp), [], []
         strides = np.cumprod([1] + [len(nd) for nd in self.nodes[:0:-1]])[::-1]  # of the C-ordered flat grid

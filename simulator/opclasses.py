@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.fp8_launch import fp8_k_in_blocks
 from simulator.sdpa_launch import sdpa_even
 
 ACT_BYTES = 2  # bf16 activations, weights and KV cache
@@ -62,6 +63,7 @@ CATEGORY = {
     "even": lambda shape: sdpa_even(shape["s"], shape["d"]).astype(int),  # simulator.sdpa_launch
     "t": lambda shape: np.asarray(shape["t"]).astype(int),
     "mode": lambda shape: np.asarray(shape["mode"]),
+    "k_blocks": lambda shape: fp8_k_in_blocks(shape["m"], shape["k"]).astype(int),  # simulator.fp8_launch
 }
 # Categories a shape can be padded into: (shape key, multiple) rounded up makes the category hold where the kernel
 # allows it (SDPA's template without bounds checks: s a multiple of 128); any shape may also run the general variant
@@ -79,10 +81,12 @@ class OpClass:
     cost: Callable[[dict], tuple[Num, Num]]  # shape -> (FLOPs, bytes) of one run on one GPU
     categories: tuple[str, ...] = ()  # keys of CATEGORY: one grid per value
     stack_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra keys on one stack
+    stand_in: dict[str, int] = field(default_factory=dict)  # category -> value whose grid times a value without points
     per_stack: bool = False  # measured separately for each software stack
     tiles: dict[str, int] = field(default_factory=dict)  # shape key -> tile it is rounded up to (0: power of 2)
     head_dim_step: dict[str, int] = field(default_factory=dict)  # stack -> step d is padded to (0: power of 2)
     group_step: dict[str, int] = field(default_factory=dict)  # stack -> step h/kv_h is padded to (0: power of 2)
+    floor_axes: tuple[int, ...] = ()  # axes along which a shape below the first node takes its time (not extrapolated)
     not_padded: tuple[int, ...] = ()  # axes along which a shape never runs as a larger one
     work_interpolated: bool = False  # time linear in the axes between nodes; else log efficiency over log axes
     work_stacks: tuple[str, ...] = ()  # stacks whose critical work (simulator.quanta) is divided out
@@ -102,15 +106,16 @@ class OpClass:
         """The categorical keys of this class on `stack`."""
         return self.categories + self.stack_categories.get(stack, ())
 
-    def tiled(self, shape: dict, stack: str) -> dict:
-        """The shape as the stack's kernel runs it: tiled dimensions rounded up to whole tiles, head dim padded."""
+    def tiled(self, shape: dict, stack: str, ideal: bool = False) -> dict:
+        """The shape as the stack's kernel runs it: tiled dimensions rounded up to whole tiles, head dim padded,
+        query group padded (not for the `ideal` envelope, whose kernel holds exactly its heads)."""
         out = dict(shape)
         for key, tile in self.tiles.items():
             out[key] = round_up(shape[key], tile)
         if stack in self.head_dim_step:
             out["d"] = round_up(shape["d"], self.head_dim_step[stack])
-        if stack in self.group_step:  # the query heads of a KV head padded to the kernel's tile of rows
-            out["h"] = round_up(np.asarray(shape["h"]) / np.asarray(shape["kv_h"]), self.group_step[stack]) * shape["kv_h"]
+        if stack in self.group_step and not ideal:
+            out["h"] = shape["kv_h"] * round_up(np.asarray(shape["h"]) / shape["kv_h"], self.group_step[stack])
         return out
 
     def coords(self, shape: dict, stack: str) -> tuple[tuple, list[np.ndarray]]:
@@ -138,7 +143,10 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
     *(OpClass(name, ("m", "n", "k"), lambda s: [_f(s, "m"), _f(s, "n"), _f(s, "k")],
               lambda cat, ax: dict(zip("mnk", ax)), lambda s, name=name: gemm_cost(s["m"], s["n"], s["k"], name),
               per_stack=True, tiles={"n": 128}, not_padded=(0,), work_interpolated=True, fit_group="gemm",
-              derived_from="gemm", peak=peak, unmeasured=name == "gemm_fp32")
+              derived_from="gemm", peak=peak, unmeasured=name == "gemm_fp32",
+              work_stacks=("triton",) if name == "gemm_fp8" else (),
+              stack_categories={"triton": ("k_blocks",)} if name == "gemm_fp8" else {},
+              stand_in={"k_blocks": 1})
       for name, peak in (("gemm_fp8", "fp8"), ("gemm_int4", "bf16"), ("gemm_fp32", "bf16"))),
     OpClass("prefill_attn", ("b*h", "s", "d"), lambda s: [_f(s, "b") * _f(s, "h"), _f(s, "s"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": 1, "kv_h": 1, "s": ax[1], "d": ax[2], "causal": cat["causal"]},
@@ -150,15 +158,16 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"]),
-            per_stack=True, tiles={"c": 128}, group_step={"triton": 0}, not_padded=(3,), work_interpolated=True),
+            per_stack=True, tiles={"c": 128}, group_step={"triton": 0}, not_padded=(3,), floor_axes=(2,),
+            work_interpolated=True),
     # decode attention over an FP8 KV cache (one byte an element; kernels/decode_attention_fp8.py): derived from
     # decode_attn where a table has no points of it
     OpClass("decode_attn_fp8", ("b*kv_h", "h/kv_h", "c", "d"),
             lambda s: [_f(s, "b") * _f(s, "kv_h"), _f(s, "h") / _f(s, "kv_h"), _f(s, "c"), _f(s, "d")],
             lambda cat, ax: {"b": ax[0], "h": ax[1], "kv_h": 1, "c": ax[2], "d": ax[3]},
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"], kv_bytes=1.0),
-            per_stack=True, tiles={"c": 128}, not_padded=(3,), work_interpolated=True, fit_group="decode_attn",
-            derived_from="decode_attn"),
+            per_stack=True, tiles={"c": 128}, head_dim_step={"triton": 0}, group_step={"triton": 0}, not_padded=(3,),
+            floor_axes=(2,), work_interpolated=True, fit_group="decode_attn", derived_from="decode_attn"),
     OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
     # per-token FP8 quantization of a w8a8 GEMM's input (kernels/quant_fp8.py): `rows` rows of k bf16 values read,
     # written as e4m3 with a fp32 scale a row

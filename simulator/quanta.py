@@ -5,7 +5,7 @@ A kernel runs a shape as programs (output tiles, query blocks), a few at a time 
 up each time the programs need one more wave: m = 129 rows of n = 6144 take 144 tiles of 64 x 128 on 132 SMs,
 two waves, 38 us where m = 128 (96 tiles, one wave) takes 23 us (H100 line scans). Between grid nodes such
 steps are not linear, so the table holds time per unit of critical work (`critical_work`) and multiplies the
-shape's own back. Our Triton GEMM: waves of output tiles. Causal prefill attention (both stacks): the makespan
+shape's own back. Our Triton GEMMs (bf16 and FP8): waves of output tiles. Causal prefill attention (both stacks): the makespan
 of its query-block programs, unequal in work, scheduled in launch order on the SMs (`prefill_makespan`).
 Our kernels' launch choices come from kernels/configs.py, the single source of truth (plain dataclasses, no
 torch); SDPA's prefill from simulator/sdpa_launch.py (FlashAttention-2's, read from its source). cuBLAS picks
@@ -66,7 +66,22 @@ def _gemm_waves(m: int, n: int, k: int, lm: LaunchModel) -> float:
 
     cfg = gemm_config(m, n, k, lm.sm_count)
     programs = ceil_div(m, cfg.block_m) * ceil_div(n, cfg.block_n) * cfg.split_k
-    per_wave = lm.sm_count * _programs_per_sm(cfg, lm.smem_per_sm_bytes)
+    return _waves(m, programs, lm.sm_count * _programs_per_sm(cfg, lm.smem_per_sm_bytes), lm)
+
+
+@functools.lru_cache(maxsize=65536)
+def _fp8_waves(m: int, n: int, k: int, lm: LaunchModel) -> float:
+    """Waves of our FP8 GEMM's programs (simulator.fp8_launch), counted as `_gemm_waves` counts the bf16 one's,
+    with one-byte tiles in shared memory."""
+    from simulator.fp8_launch import fp8_launch
+
+    cfg = fp8_launch(m, n, k, lm.sm_count)
+    return _waves(m, cfg.programs(m, n), lm.sm_count * _programs_per_sm(cfg, lm.smem_per_sm_bytes, 1), lm)
+
+
+def _waves(m: int, programs: int, per_wave: int, lm: LaunchModel) -> float:
+    """Waves of `programs` at `per_wave` a wave; up to `wave_rows_above` rows (memory-bound), the time of its
+    bytes at full bandwidth, a partial wave of q programs counted as max(q, `hbm_saturating_sms`)."""
     if m <= lm.wave_rows_above:
         last = programs % per_wave  # programs of the partial wave
         return (programs - last + (max(last, lm.hbm_saturating_sms) if last else 0)) / programs
@@ -78,11 +93,11 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _programs_per_sm(cfg, smem_bytes: int) -> int:
-    """Programs of a GEMM config resident on one SM at a time: as many as its pipelined A and B tiles (bf16, one
-    buffer a stage) fit in shared memory, at most 64 warps. (A 64 x 32 narrow tile fits two, so 144 of them on
-    132 SMs are one wave: m = 121, n = 2304 took 13 us, not the two waves' 22.)"""
-    stage = (cfg.block_m * cfg.block_k + cfg.block_k * cfg.block_n) * 2
+def _programs_per_sm(cfg, smem_bytes: int, elem_bytes: int = 2) -> int:
+    """Programs of a GEMM config resident on one SM at a time: as many as its pipelined A and B tiles (bf16 by
+    default, one buffer a stage) fit in shared memory, at most 64 warps. (A 64 x 32 narrow tile fits two, so 144
+    of them on 132 SMs are one wave: m = 121, n = 2304 took 13 us, not the two waves' 22.)"""
+    stage = (cfg.block_m * cfg.block_k + cfg.block_k * cfg.block_n) * elem_bytes
     return int(max(1, min(smem_bytes // (cfg.num_stages * stage), 64 // cfg.num_warps)))
 
 
@@ -170,11 +185,13 @@ def critical_work(op: str, stack: str, axes: list[np.ndarray], lm: LaunchModel, 
     """The factor a table point's time is divided by before interpolation, for the op classes and stacks that
     `OpClass.work_stacks` names.
 
-    `axes` are the table coordinates (simulator.opclasses): GEMM (m, n, k) -> waves of output tiles; causal
+    `axes` are the table coordinates (simulator.opclasses): GEMM (m, n, k) -> waves of output tiles (our bf16
+    kernel's, kernels/configs.py, or for `gemm_fp8` our FP8 kernel's, simulator.fp8_launch); causal
     prefill attention (b*h, s, d), `cat` = (causal,) -> the makespan of its programs in key steps."""
     if op == "prefill_attn":
         bh, s, d = axes
         causal = bool(cat[0]) if cat else True
         return _per_unique(lambda x, y, z: prefill_makespan(x, y, z, lm, stack, causal), bh, s, d)
     m, n, k = axes
-    return _per_unique(lambda mm, nn, kk: _gemm_waves(mm, nn, kk, lm), m, n, k)
+    waves = _fp8_waves if op == "gemm_fp8" else _gemm_waves
+    return _per_unique(lambda mm, nn, kk: waves(mm, nn, kk, lm), m, n, k)

@@ -145,7 +145,7 @@ class TableModel(TimeModel):
         if record.fallback and op_class not in self._measured_classes:
             self._note_fallback(op_class, record.fallback)
             return self.op_time_s(record.fallback, {"bytes": np.asarray(op_cost(op_class, shape)[1], dtype=float)})
-        cats, axes = record.coords(record.tiled(shape, self.stack), self.stack)
+        cats, axes = record.coords(record.tiled(shape, self.stack, self.ideal), self.stack)
         if category:
             names = record.category_names(self.stack)
             cats = tuple(np.asarray(category[n]) if n in category else c for n, c in zip(names, cats))
@@ -159,6 +159,13 @@ class TableModel(TimeModel):
             sel = group.reshape(-1) == i
             key = tuple(v.item() for v in row)
             grid = self._grid(op_class, key)
+            if grid is None and record.stand_in:  # a category the table has no points of: its stand-in's grid
+                names = record.category_names(self.stack)
+                key = tuple(record.stand_in.get(n, v) for n, v in zip(names, key))
+                grid = self._grid(op_class, key)
+                if grid is not None:
+                    self.warn(f"{op_class}: no points of {', '.join(record.stand_in)} = 0 in this table; timed on "
+                              f"the grid of 1 (re-run 'idealrt calibrate --ops {op_class}')", sel.reshape(full))
             if grid is None:
                 out[sel] = self._roofline_fallback(op_class, shape, full, sel, key)
                 continue

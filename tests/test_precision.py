@@ -252,7 +252,7 @@ def test_calibration_grid_measures_low_precision_gemms():
     fp8 = grid_points("full", ("triton", "torch"), ("gemm_fp8",))
     int4 = grid_points("full", ("triton", "torch"), ("gemm_int4",))
     assert {p.stack for p in fp8} == {"triton", "torch"} and {p.stack for p in int4} == {"triton"}
-    assert sum(estimate_s(p) for p in fp8 + int4) < 20  # the budget the grid was sized to
+    assert sum(estimate_s(p) for p in fp8 + int4) < 35  # the budget the grids were sized to (FP8 ours: ~17 s more)
 
 
 @pytest.mark.parametrize("op,stack,rows", [("gemm_fp8", "torch", 16), ("gemm_fp8", "triton", 3),

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from calibration.timing import BATCH_S, MAX_INNER, REPS
-from simulator.opclasses import op_cost
+from simulator.opclasses import NORM_FNS, STRIDED_FNS, op_cost
 
 # The causal prefill axes besides b*h (two sub-grids share them; the comment in FULL says why these values).
 _CAUSAL = {"s": [1, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536, 2048, 3072, 4096,
@@ -87,7 +87,14 @@ FULL = {
                                                              65536, 128000, 128256, 151936, 152064, 250880, 256000]},
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
     "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
-    "strided": {"bytes": [2**i for i in range(12, 33, 2)]},
+    # the torch stack's functions on strided operands and its norms: bytes by factors of 4 from below the smallest
+    # shape of the catalog's architectures at t = 1..8 (a decode step's K of one MQA head of 64: 256 bytes; its
+    # rotary at t = 8: ~2 KiB) to 4 GiB; the decode cache write up to 64 MiB (b = 256 x 32 heads x 256: 8 MiB);
+    # norms on add_norm's nodes
+    "strided": [{"fn": [f for f in STRIDED_FNS if f != "index_copy"], "bytes": [2**i for i in range(8, 33, 2)]},
+                {"fn": ["index_copy"], "bytes": [2**i for i in range(8, 27, 2)]}],
+    "norm": {"fn": list(NORM_FNS.values()), "rows": [1, 8, 32, 128, 512, 2048, 8192, 32768],
+             "hidden": [1024, 2048, 4096, 8192, 16384]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     # ours also at m = 8192 and above _LOWP_GEMM's work cap up to 2e13 FLOPs: the prefill GEMMs of 7-8B models at
     # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency
@@ -114,7 +121,8 @@ QUICK = {
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
     "transpose": {"bytes": [2**15, 2**25]},
-    "strided": {"bytes": [2**i for i in range(12, 33, 10)]},
+    "strided": {"fn": list(STRIDED_FNS), "bytes": [2**12, 2**22]},
+    "norm": {"fn": ["rms_norm"], "rows": [1, 512], "hidden": [4096]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     "gemm_fp8": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
     "gemm_int4": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
@@ -124,6 +132,7 @@ QUICK = {
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
 ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "strided": "torch",
+             "norm": "torch",
              "add_norm": "triton", "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton",
              "quant_fp8": "triton", "decode_attn_fp8": "triton"}
 

@@ -62,7 +62,15 @@ CATEGORY = {
     "even": lambda shape: sdpa_even(shape["s"], shape["d"]).astype(int),  # simulator.sdpa_launch
     "t": lambda shape: np.asarray(shape["t"]).astype(int),
     "mode": lambda shape: np.asarray(shape["mode"]),
+    # which torch function of the class's family runs (STRIDED_FNS, NORM_FNS); strided points measured before the key
+    # existed timed the product of the two halves of [gate | up]: `mul`
+    "fn": lambda shape: np.asarray(shape.get("fn", "mul")),
 }
+# The torch stack's element-wise functions on strided or broadcast operands (calibration/engine/backends.py, torch):
+# the SwiGLU activation's silu of the gate half and its product with the up half; rotary's q and k x cos, the half
+# swap (torch.cat) and the addcmul with sin; a decode step's K and V written into the cache (index_copy_)
+STRIDED_FNS = ("silu", "mul", "rotary_mul", "rotary_cat", "rotary_addcmul", "index_copy")
+NORM_FNS = {"rmsnorm": "rms_norm", "layernorm": "layer_norm"}  # ArchSpec.norm -> the torch function
 # Categories a shape can be padded into: (shape key, multiple) rounded up makes the category hold where the kernel
 # allows it (SDPA's template without bounds checks: s a multiple of 128); any shape may also run the general variant
 PADS_INTO = {"even": ("s", 128)}
@@ -123,7 +131,7 @@ def round_up(x, tile):
 
 
 def _bytes_shape(cat: dict, axes: list) -> dict:
-    return {"bytes": axes[0], "t": cat.get("t", 1)}
+    return {"bytes": axes[0], "t": cat.get("t", 1), **({"fn": cat["fn"]} if "fn" in cat else {})}
 
 
 OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
@@ -181,10 +189,17 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
     OpClass("embed", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),
     # torch element-wise ops on a strided or broadcast operand (a half of [gate | up], q and k inside qkv, cos and
-    # sin over heads): torch runs them in its non-vectorized kernels, ~3x slower a byte than a contiguous add
+    # sin over heads, the cache rows of a decode step): torch runs them in its non-vectorized kernels, each function
+    # at its own rate a byte (`fn`, one of STRIDED_FNS)
     OpClass("strided", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
-            fit_group="elementwise", fallback="elementwise"),
-    # the attention output copied from head-major to token-major before its projection (a strided copy)
+            categories=("fn",), fit_group="elementwise", fallback="elementwise"),
+    # the torch stack's norm alone (F.rms_norm or F.layer_norm, `fn`) over rows of `hidden`: x read, the norm written
+    OpClass("norm", ("rows", "hidden"), lambda s: [_f(s, "rows"), _f(s, "hidden")],
+            lambda cat, ax: {"rows": ax[0], "hidden": ax[1], "fn": cat["fn"]},
+            lambda s: (0.0, 2 * ACT_BYTES * s["rows"] * s["hidden"]), categories=("fn",), fit_group="elementwise",
+            fallback="elementwise"),
+    # a strided copy: the attention output from head-major to token-major before its projection (Triton stack), the
+    # prompt's K and V from the QKV projection's token-major rows into the head-major cache (torch stack)
     OpClass("transpose", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),
     OpClass("allreduce", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),

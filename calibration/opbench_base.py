@@ -27,7 +27,10 @@ def _l2(device: str) -> int:
 
 
 def _copies(op: str, shape: dict, device: str, max_copies: int = 64) -> int:
-    return 1 if device == "cpu" else rotation_count(work(op, shape)[1], _l2(device), max_copies)
+    """Input sets to rotate over: one on the CPU or where the shape asks for its inputs in L2 (`l2`: "hot")."""
+    if device == "cpu" or shape.get("l2") == "hot":
+        return 1
+    return rotation_count(work(op, shape)[1], _l2(device), max_copies)
 
 
 ALIGN = 128  # elements between input tensors carved from one buffer: 256-byte aligned, as the allocator gives

@@ -79,7 +79,8 @@ def strided(stack: str, shape: dict, device: str = "cuda"):
     from calibration.timing import rotation_count
 
     fn, nbytes = str(shape["fn"]), int(shape["bytes"])
-    copies = (lambda op_bytes: 1) if device == "cpu" else (lambda op_bytes: rotation_count(op_bytes, _l2(device)))
+    hot = device == "cpu" or shape.get("l2") == "hot"  # inputs left in L2: one input set
+    copies = (lambda op_bytes: 1) if hot else (lambda op_bytes: rotation_count(op_bytes, _l2(device)))
     if fn in ("silu", "mul"):
         return _swiglu(fn, nbytes, copies, device)
     if fn.startswith("rotary_"):

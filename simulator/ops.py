@@ -35,7 +35,7 @@ import numpy as np
 from simulator.arch import ArchSpec
 from simulator.hostmodel import ENGINE as HF_EAGER
 from simulator.hostmodel import host_modes
-from simulator.opclasses import ACT_BYTES, Num, op_cost
+from simulator.opclasses import ACT_BYTES, NORM_FNS, Num, op_cost
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,17 @@ def _elementwise(name: str, nbytes: Num, count: Num) -> Op:
     return _op(name, "elementwise", {"bytes": nbytes}, count)
 
 
-def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool) -> Op:
-    """The norm before a block on `rows` tokens. Fused: with the residual add before it, one kernel that reads
-    x and y and writes x + y and the norm; unfused: the norm alone, one read and one write."""
+def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool, kind: str) -> Op:
+    """The norm (`kind`: ArchSpec.norm) before a block on `rows` tokens. Fused: with the residual add before it, one
+    kernel that reads x and y and writes x + y and the norm; unfused: torch's norm alone (F.rms_norm, F.layer_norm)."""
     if fused:
         return _op(name, "add_norm", {"rows": rows, "hidden": hidden}, count)
-    return _elementwise(name, 2 * ACT_BYTES * rows * hidden, count)
+    return _op(name, "norm", {"rows": rows, "hidden": hidden, "fn": NORM_FNS[kind]}, count)
+
+
+def _strided(name: str, fn: str, nbytes: Num, count: Num) -> Op:
+    """One of the torch stack's functions on strided operands (simulator.opclasses.STRIDED_FNS) over `nbytes`."""
+    return _op(name, "strided", {"bytes": nbytes, "fn": fn}, count)
 
 
 def _allreduce(name: str, nbytes: Num, t: int, count: Num) -> list[Op]:
@@ -131,8 +136,7 @@ def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: boo
         return [_op(f"{prefix}_act", "act", {"bytes": (3 if swiglu else 2) * f_bytes}, count)]
     if not swiglu:
         return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
-    return [_op(f"{prefix}_silu", "strided", {"bytes": 2 * f_bytes}, count),
-            _op(f"{prefix}_mul", "strided", {"bytes": 3 * f_bytes}, count)]
+    return [_strided(f"{prefix}_silu", "silu", 2 * f_bytes, count), _strided(f"{prefix}_mul", "mul", 3 * f_bytes, count)]
 
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
@@ -172,10 +176,11 @@ def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
     return ops
 
 
-def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> list[Op]:
+def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool, decode: bool) -> list[Op]:
     """Rotary and the KV-cache write after the QKV projection. Fused: one kernel reads q, k, v and writes
     rotated q and (rotated) k, v into the cache. Unfused: rotary as x·cos, a half swap and an addcmul over
-    q and k together; K and V copied into the cache in two kernels."""
+    q and k together; K and V written into the cache in two kernels: a prompt's copied from token-major rows into
+    the head-major cache (a strided copy, `transpose`), a decode step's into one cache row (index_copy_)."""
     L, d = arch.n_layers, arch.head_dim
     if fused:  # without rotary q is left in place: only k and v move
         heads = hq + 2 * hkv if arch.positions == "rotary" else 2 * hkv
@@ -183,9 +188,12 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> lis
     qk = ACT_BYTES * tokens * (hq + hkv) * d  # bytes of q and k
     ops = []
     if arch.positions == "rotary":
-        ops += [_op("rotary_mul", "strided", {"bytes": 2 * qk}, L), _op("rotary_swap", "strided", {"bytes": 2 * qk}, L),
-                _op("rotary_addcmul", "strided", {"bytes": 3 * qk}, L)]
-    return ops + [_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * hkv * d, 2 * L)]
+        ops += [_strided("rotary_mul", "rotary_mul", 2 * qk, L), _strided("rotary_swap", "rotary_cat", 2 * qk, L),
+                _strided("rotary_addcmul", "rotary_addcmul", 3 * qk, L)]
+    kv = 2 * ACT_BYTES * tokens * hkv * d  # one of K and V, read and written
+    if decode:
+        return ops + [_strided("kv_cache_write", "index_copy", kv, 2 * L)]
+    return ops + [_op("kv_cache_write", "transpose", {"bytes": kv}, 2 * L)]
 
 
 def _attn_transpose(arch: ArchSpec, tokens: Num, s: Num, hq: int) -> Op:
@@ -202,18 +210,21 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool
     attention, which the caller times on its own).
 
     fused: the elementwise kernels of the reference engine's Triton stack (each residual add folded into
-    the norm after it, rotary with the cache write, one activation kernel); otherwise one torch kernel per
-    op, as the torch stack runs. Prefill also copies the attention output from head-major to token-major.
+    the norm after it, rotary with the cache write, one activation kernel); its prefill also copies the attention
+    output from head-major to token-major. Otherwise one torch kernel per op, as the torch stack runs; its SDPA
+    prefill returns the output token-major already (no copy).
     """
     L, h, d = arch.n_layers, arch.hidden, arch.head_dim
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     x = ACT_BYTES * tokens * h  # bytes of one hidden-state tensor
     prefill = attn is not None and attn.op_class == "prefill_attn"
+    decode = attn is not None and not prefill
     # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
     add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
-    ops = [_norm("norm_attn", tokens, h, L, fused), *_layer_gemm_ops("qkv", tokens, (hq + 2 * hkv) * d, h, L, arch)]
-    ops += _qkv_ops(arch, tokens, hq, hkv, fused) + ([] if attn is None else [attn])
-    if prefill:
+    ops = [_norm("norm_attn", tokens, h, L, fused, arch.norm),
+           *_layer_gemm_ops("qkv", tokens, (hq + 2 * hkv) * d, h, L, arch)]
+    ops += _qkv_ops(arch, tokens, hq, hkv, fused, decode) + ([] if attn is None else [attn])
+    if prefill and fused:
         ops.append(_attn_transpose(arch, tokens, attn.shape["s"], hq))
     ops += _layer_gemm_ops("attn_out", tokens, h, hq * d, L, arch)
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
@@ -222,7 +233,7 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool
         ops += _allreduce("allreduce_block", x, t, L)
         return ops + add
     ops += _allreduce("allreduce_attn", x, t, L)
-    ops += add + [_norm("norm_mlp", tokens, h, L, fused)]
+    ops += add + [_norm("norm_mlp", tokens, h, L, fused, arch.norm)]
     ops += _ffn_ops(arch, tokens, t, fused)
     ops += _allreduce("allreduce_mlp", x, t, L)
     return ops + add
@@ -241,7 +252,7 @@ def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
     """Final norm (fused: with the last residual add), vocab-parallel LM head on m tokens, logits
     all-gather, greedy sampling."""
     logits = ACT_BYTES * m * arch.vocab  # all logits of the m tokens, bytes
-    ops = [_norm("norm_final", m, arch.hidden, 1, fused),
+    ops = [_norm("norm_final", m, arch.hidden, 1, fused, arch.norm),
            _gemm("lm_head", m, vocab_shard(arch.vocab, t), arch.hidden, 1, _other_gemm(arch))]
     # a ring all-gather of N bytes moves (t-1)/t · N per GPU: what an all-reduce of N/2 moves
     ops += _allreduce("logits_gather", logits / 2, t, 1)

@@ -26,7 +26,7 @@ from simulator.errors import UserError
 from simulator.gpus import GPUS
 from simulator.grid import Grid
 from simulator.hostmodel import host_mode_seconds, is_host_mode
-from simulator.opclasses import OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
+from simulator.opclasses import CATEGORY_DEFAULT, OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
 from simulator.quanta import LaunchModel, critical_work
@@ -103,8 +103,9 @@ class TableModel(TimeModel):
             use = mine or pts
             x, t_s = np.zeros((0, len(OP_CLASS[op].axes))), np.zeros(0)
             if use:  # coordinates of all points at once (a table holds thousands)
-                cats, axes = OP_CLASS[op].coords({k: np.array([p["shape"][k] for p in use]) for k in use[0]["shape"]},
-                                                 self.stack)
+                keys = {k for p in use for k in p["shape"]}  # a categorical key older points lack takes its default
+                cats, axes = OP_CLASS[op].coords(
+                    {k: np.array([p["shape"].get(k, CATEGORY_DEFAULT.get(k)) for p in use]) for k in keys}, self.stack)
                 sel = np.ones(len(use), bool)
                 for c, v in zip(cats, cat):
                     sel &= np.asarray(c) == v

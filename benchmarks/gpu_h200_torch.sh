@@ -4,7 +4,8 @@
 # 1. $OUT/torch_op_kernels_h200.json: the kernels each new microbenchmark launches (benchmarks/torch_op_kernels.py),
 #    to set beside the engine profile's kernel names.
 # 2. $OUT/h200_torch_ops.json, $OUT/h200_torch_prefill.json: fresh tables of the torch stack's classes `strided`
-#    (one grid per function, `fn`), `norm`, `elementwise` and `transpose` (inputs in HBM, and in L2: `l2` "hot"),
+#    (one grid per function, `fn`), `norm`, `elementwise` and `transpose` (inputs in HBM, and read again and again:
+#    `l2` "hot"),
 #    and of `prefill_attn` (SDPA over K/V of the KV heads, enable_gqa, as the engine calls it), measured by
 #    `idealrt calibrate` (merge each, when complete: idealrt calibrate --merge FILE --ops CLASSES [--replace]
 #    --out calibration/tables/h200.json).
@@ -25,8 +26,8 @@ step "kernels of the new microbenchmarks"
 timeout 40 python3 -m benchmarks.torch_op_kernels --out "$OUT/torch_op_kernels_h200.json" 2>&1 | tail -30 | tee -a "$LOG"
 
 step "calibrate strided,norm,elementwise,transpose (torch)"
-timeout 75 python3 -m idealrt calibrate --fresh --out "$OUT/h200_torch_ops.json" \
-  --ops strided,norm,elementwise,transpose --stack torch --max-seconds 55 2>&1 | tail -8 | tee -a "$LOG"
+timeout 80 python3 -m idealrt calibrate --fresh --out "$OUT/h200_torch_ops.json" \
+  --ops strided,norm,elementwise,transpose --stack torch --max-seconds 60 2>&1 | tail -8 | tee -a "$LOG"
 step "calibrate prefill_attn (torch)"
 timeout 100 python3 -m idealrt calibrate --fresh --out "$OUT/h200_torch_prefill.json" --ops prefill_attn \
   --stack torch --max-seconds 80 2>&1 | tail -8 | tee -a "$LOG"

@@ -46,9 +46,6 @@ _LOWP_GEMM = {"m": [1, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384],
               "n": [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072], "k": [1024, 4096, 16384, 32768],
               "max_flops": 2.0e12, "max_bytes": 4.4e9}
 
-_HOT_BYTES = [2**i for i in range(12, 27, 2)]  # element-wise nodes with their inputs in L2: 4 KiB .. 64 MiB
-_NORM = {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "hidden": [1024, 2048, 4096, 8192, 16384]}
-
 # Axis values.
 FULL = {
     # m: the node just past each tile boundary up to 1024, where our kernel steps; cuBLAS without our kernel's
@@ -76,9 +73,9 @@ FULL = {
                     {"bkv": _DECODE_BKV, **_SDPA_DECODE, "stacks": ["torch"]},
                     {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]},
                     {"bkv": [66, 67, 133], **_SDPA_DECODE, "stacks": ["torch"]}],
-    # 4 KiB .. 4 GiB read + written; the element-wise classes also with their inputs in L2 ("hot") up to 64 MiB,
-    # past the 50 MiB L2 of an H100/H200 (docs/decisions.md, "element-wise inputs in L2")
-    "elementwise": [{"bytes": [2**i for i in range(12, 33, 2)]}, {"l2": ["hot"], "bytes": _HOT_BYTES}],
+    # 4 KiB .. 4 GiB read + written; the element-wise classes also with one input set read again and again ("hot":
+    # in L2 where it fits, the L2 of an H100/H200 holds 50 MiB; docs/decisions.md, "element-wise inputs in L2")
+    "elementwise": [{"l2": ["cold", "hot"], "bytes": [2**i for i in range(12, 33, 2)]}],
     # The engine's element-wise kernels, over the shapes its layers give them (rows: tokens; hidden: model
     # widths; rope rows: tokens x heads, 6 or 48 heads a token; vocabularies of the catalog).
     "add_norm": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "hidden": [1024, 2048, 4096, 8192, 16384]},
@@ -91,17 +88,16 @@ FULL = {
     "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 32064, 50257, 50272, 50304, 50400, 50432, 65024,
                                                              65536, 128000, 128256, 151936, 152064, 250880, 256000]},
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
-    "transpose": [{"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
-                  {"l2": ["hot"], "bytes": [b for b in _HOT_BYTES if b >= 2**15]}],
+    "transpose": {"l2": ["cold", "hot"], "bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one needs none)
     # the torch stack's functions on strided operands and its norms: bytes by factors of 4 from below the smallest
     # shape of the catalog's architectures at t = 1..8 (a decode step's K of one MQA head of 64: 256 bytes; its
     # rotary at t = 8: ~2 KiB) to 4 GiB; the decode cache write up to 64 MiB (b = 256 x 32 heads x 256: 8 MiB);
     # norms on add_norm's nodes
-    "strided": [{"fn": [f for f in STRIDED_FNS if f != "index_copy"], "bytes": [2**i for i in range(8, 33, 2)]},
-                {"fn": ["index_copy"], "bytes": [2**i for i in range(8, 27, 2)]},
-                {"fn": list(STRIDED_FNS), "l2": ["hot"], "bytes": [2**i for i in range(8, 27, 2)]}],
-    "norm": [{"fn": list(NORM_FNS.values()), **_NORM},
-             {"fn": list(NORM_FNS.values()), "l2": ["hot"], **_NORM, "max_bytes": _HOT_BYTES[-1]}],
+    "strided": [{"fn": [f for f in STRIDED_FNS if f != "index_copy"], "l2": ["cold", "hot"],
+                 "bytes": [2**i for i in range(8, 33, 2)]},
+                {"fn": ["index_copy"], "l2": ["cold", "hot"], "bytes": [2**i for i in range(8, 27, 2)]}],
+    "norm": {"fn": list(NORM_FNS.values()), "l2": ["cold", "hot"], "rows": [1, 8, 32, 128, 512, 2048, 8192, 32768],
+             "hidden": [1024, 2048, 4096, 8192, 16384]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     # ours also at m = 8192 and above _LOWP_GEMM's work cap up to 2e13 FLOPs: the prefill GEMMs of 7-8B models at
     # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.arch import ArchSpec
+from simulator.dispatch import decode_bucket
 from simulator.hostmodel import ENGINE as HF_EAGER
 from simulator.hostmodel import host_modes
 from simulator.opclasses import ACT_BYTES, NORM_FNS, Num, op_cost
@@ -128,15 +129,21 @@ def expected_experts_touched(n_experts: int, k: int, tokens: Num) -> Num:
 
 def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """The activation between up and down projections on m tokens of f (sharded) columns. Fused: one
-    kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half, class `strided`): SwiGLU
-    is silu(g) then g·u, two kernels; GELU one, on the contiguous output (`elementwise`)."""
+    kernel reads [gate | up] (or up) and writes f. Unfused: SwiGLU is silu(g) then silu(g)·u, two torch kernels on
+    the halves of [gate | up], strided (class `strided`) except on one row, where each half is contiguous and torch
+    runs its vectorized kernels (`elementwise`; the op of the other class runs 0 times); GELU one kernel on the
+    contiguous output (`elementwise`)."""
     f_bytes = ACT_BYTES * m * f  # one (m, f) tensor
     swiglu = arch.ffn_kind == "swiglu"
     if fused:
         return [_op(f"{prefix}_act", "act", {"bytes": (3 if swiglu else 2) * f_bytes}, count)]
     if not swiglu:
         return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
-    return [_strided(f"{prefix}_silu", "silu", 2 * f_bytes, count), _strided(f"{prefix}_mul", "mul", 3 * f_bytes, count)]
+    one_row = np.asarray(m) == 1
+    return [_strided(f"{prefix}_silu", "silu", 2 * f_bytes, count * ~one_row),
+            _strided(f"{prefix}_mul", "mul", 3 * f_bytes, count * ~one_row),
+            _elementwise(f"{prefix}_silu_row", 2 * f_bytes, count * one_row),
+            _elementwise(f"{prefix}_mul_row", 3 * f_bytes, count * one_row)]
 
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
@@ -296,7 +303,10 @@ def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, ho
     fused and host as in prefill_ops."""
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     kind = "decode_attn_fp8" if arch.precision.kv == "fp8" else "decode_attn"
-    attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim}, arch.n_layers)
+    # the reference engine's graphs read the context bucket's cache rows (calibration/engine/runner.py), the rows past
+    # c masked: our decode kernel stops at c, the torch stack's SDPA (cuDNN) computes every row it is given
+    rows = decode_bucket(c) if not fused and host == "graph" else c
+    attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": rows, "d": arch.head_dim}, arch.n_layers)
     ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
     return with_launches(ops, host, arch, "decode")
 

@@ -146,7 +146,7 @@ class TableModel(TimeModel):
         out = np.empty(size)
         for i, row in enumerate(keys):  # a few categorical keys per class: groups, vectorised inside
             sel = group.reshape(-1) == i
-            key = tuple(v.item() for v in row)
+            key = self._measured_key(op_class, tuple(v.item() for v in row), sel.reshape(full))
             grid = self._grid(op_class, key)
             if grid is None:
                 out[sel] = self._roofline_fallback(op_class, shape, full, sel, key)
@@ -188,6 +188,17 @@ class TableModel(TimeModel):
         self._fallback_warning = (f"{', '.join(sorted(self._fallbacks))}: not measured in this table; timed as "
                                   f"{fallback} of their bytes (re-run 'idealrt calibrate' to measure them)")
         self.warn(self._fallback_warning)
+
+    def _measured_key(self, op: str, key: tuple, where: np.ndarray) -> tuple:
+        """The categorical values to look `key` up at: itself, or where the table has no points there (a table
+        measured before `l2` or `fn` existed), its keys with defaults (CATEGORY_DEFAULT) at them, said so."""
+        names = OP_CLASS[op].category_names(self.stack)
+        default = tuple(CATEGORY_DEFAULT.get(n, v) for n, v in zip(names, key))
+        if default == key or self._grid(op, key) is not None or self._grid(op, default) is None:
+            return key
+        changed = ", ".join(f"{n}={v} as {n}={d}" for n, v, d in zip(names, key, default) if v != d)
+        self.warn(f"{op}: no points of {changed} in the table; timed as the latter", where)
+        return default
 
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""

@@ -13,7 +13,8 @@ from simulator.opclasses import NORM_FNS, STRIDED_FNS
 # a decode-sized and a prefill-sized node of each function; SDPA flash over GQA K/V at one and 128 tokens
 SHAPES = [("strided", {"fn": fn, "bytes": nbytes}) for fn in STRIDED_FNS for nbytes in (2**12, 2**24)] + \
          [("norm", {"fn": fn, "rows": rows, "hidden": 4096}) for fn in NORM_FNS.values() for rows in (1, 2048)] + \
-         [("prefill_attn", {"b": 32, "h": 32, "kv_h": 8, "s": s, "d": 128, "causal": 1}) for s in (1, 128)]
+         [("prefill_attn", {"b": 32, "h": h, "kv_h": 8, "s": s, "d": 128, "causal": 1}) for h, s in
+          ((32, 1), (8, 1), (32, 128))]
 
 
 def main() -> int:

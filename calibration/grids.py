@@ -55,17 +55,18 @@ FULL = {
               "stacks": ["torch"]}],
     # bh = batch x query heads per GPU, by factors of 2; s = sequence (query = key), dense with the node past each
     # 128-row block up to 1025; d = head dim (Triton: its block widths 64, 128, 256; SDPA: its compiled head dims,
-    # even and uneven s apart). Causal on a dense grid, non-causal on a coarse one (docs/decisions.md).
+    # even and uneven s apart). Causal on a dense grid, non-causal on a coarse one (docs/decisions.md). SDPA's nodes
+    # of one token a sequence are MHA (g = 1): flash runs a GQA one as an MHA of its KV heads (simulator/ops.py).
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL, "d": [64, 128, 256],
                       "stacks": ["triton"]},
                      {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_EVEN_S, d=[64, 96, 128]), "stacks": ["torch"]},
-                     {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_UNEVEN_S), "stacks": ["torch"]},
+                     {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_UNEVEN_S), "g_at_one_token": 1, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12, "stacks": ["triton"]},
                      {"bh": [1, 16, 256], "s": [128, 1024, 8192, 32768], "d": [64, 128], "causal": [0],
                       "max_flops": 1.0e12, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 129, 1025, 8193, 32769], "d": [64, 128, 256], "causal": [0],
-                      "max_flops": 1.0e12, "stacks": ["torch"]}],
+                      "g_at_one_token": 1, "max_flops": 1.0e12, "stacks": ["torch"]}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d = head dim. Triton also on both
     # sides of each drop in its split count (bkv 33/34, 44/45, 66/67, 132/133 on 132 SMs); SDPA (cuDNN) at its key-
     # split and tile boundaries (bkv 66, 67, 133; g 1, 16) (docs/decisions.md).
@@ -162,11 +163,11 @@ def point(op: str, stack: str, **shape) -> GridPoint:
     return GridPoint(op, stack, tuple(sorted(shape.items())))
 
 
-def prefill_shape(bh: int, s: int, d: int, causal: int) -> dict:
+def prefill_shape(bh: int, s: int, d: int, causal: int, g: int = 4) -> dict:
     """Contract shape of a prefill-attention grid node: up to 32 query heads (a divisor of bh), the rest in the
-    batch, GQA 4."""
+    batch, g query heads a KV head (GQA 4 unless the sub-grid says otherwise)."""
     h = math.gcd(bh, 32)
-    return {"b": bh // h, "h": h, "kv_h": max(1, h // 4), "s": s, "d": d, "causal": causal}
+    return {"b": bh // h, "h": h, "kv_h": max(1, h // g), "s": s, "d": d, "causal": causal}
 
 
 def decode_shape(bkv: int, g: int, c: int, d: int) -> dict:
@@ -199,7 +200,8 @@ def _spec_shapes(op: str, spec: dict) -> list[dict]:
     if op in ("gemm", "gemm_fp8", "gemm_int4"):
         shapes = [dict(m=m, n=n, k=k) for m, n, k in itertools.product(spec["m"], spec["n"], spec["k"])]
     elif op == "prefill_attn":
-        shapes = [prefill_shape(*v) for v in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
+        shapes = [prefill_shape(bh, s, d, c, spec.get("g_at_one_token", 4) if s == 1 else 4)
+                  for bh, s, d, c in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
     elif op in ("decode_attn", "decode_attn_fp8"):
         shapes = [decode_shape(*v) for v in itertools.product(spec["bkv"], spec["g"], spec["c"], spec["d"])]
     elif op == "launch":

@@ -71,29 +71,39 @@ def gemm_int4(stack: str, shape: dict, device: str = "cuda") -> Bench:
 
 
 def prefill_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
-    """Self-attention over s tokens: q (b, h, s, d), k/v (b, kv_h, s, d), causal or not."""
+    """Self-attention over s tokens: q (b, h, s, d), k/v (b, kv_h, s, d), causal or not.
+
+    The torch stack's operands are laid out as the engine's (calibration/engine/model.py, backends.py): q a
+    head-major view of the token-major projection (b, s, h + kv_h, d), K and V the first s rows of static caches of
+    the engine's rows for s (its context bucket), all kv_h heads passed (enable_gqa): at one token a sequence flash
+    then runs a KV head's g query heads as one program's rows."""
     import torch.nn.functional as F
 
     b, h, kv_h, s, d, causal = (shape[x] for x in ("b", "h", "kv_h", "s", "d", "causal"))
-    sets = _random_sets(_copies("prefill_attn", shape, device), [(b, h, s, d), (b, kv_h, s, d), (b, kv_h, s, d)],
-                        device)
     if stack == "triton":
+        sets = _random_sets(_copies("prefill_attn", shape, device), [(b, h, s, d), (b, kv_h, s, d), (b, kv_h, s, d)],
+                            device)
         from kernels.prefill_attention import prefill_attention
         return Bench(_cycle(lambda q, k, v: prefill_attention(q, k, v, causal=bool(causal)), sets),
                      len(sets), "kernels.prefill_attention.prefill_attention")
-    # K/V of kv_h heads, as the engine passes them (calibration/engine/backends.py): at one query token a
-    # sequence, flash then runs a KV head's g query heads as one program's rows
+    from calibration.engine.runner import cache_rows
+
+    rows = cache_rows(s)
+    sets = _random_sets(_copies("prefill_attn", shape, device),
+                        [(b, s, h + kv_h, d), (b, kv_h, rows, d), (b, kv_h, rows, d)], device)
     gqa = h != kv_h
+
+    def sdpa(qk, k_cache, v_cache):
+        q, k, v = qk[:, :, :h].transpose(1, 2), k_cache[:, :, :s], v_cache[:, :, :s]  # (b, h, s, d), (b, kv_h, s, d)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal), enable_gqa=gqa)  # (b, h, s, d)
     if device == "cpu":
-        return Bench(_cycle(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal),
-                                                                           enable_gqa=gqa), sets),
-                     len(sets), "torch SDPA (math, cpu)")
+        return Bench(_cycle(sdpa, sets), len(sets), "torch SDPA (math, cpu)")
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    def sdpa_flash(q, k, v):
+    def sdpa_flash(qk, k_cache, v_cache):
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal), enable_gqa=gqa)
-    return Bench(_cycle(sdpa_flash, sets), len(sets), "torch SDPA (flash, enable_gqa)")
+            return sdpa(qk, k_cache, v_cache)
+    return Bench(_cycle(sdpa_flash, sets), len(sets), "torch SDPA (flash, enable_gqa) on the engine's layouts")
 
 
 CACHE_ROWS_ALIGN = 16  # static KV caches hold a multiple of 16 rows (the engine's buckets are multiples of 128)

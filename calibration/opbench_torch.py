@@ -5,7 +5,7 @@ torch backend runs (calibration/engine/backends.py, `_torch_backend`), on operan
 projection; rotary's q and k (a view inside the (tokens, q + 2 kv heads, d) projection) times cos broadcast over
 heads, the swap of their halves (torch.cat) and the addcmul with sin; a decode step's K written into one row of the
 cache (index_copy_). `norm` (shape `fn`, `rows`, `hidden`): F.rms_norm or F.layer_norm alone. A node's tensors hold
-`bytes` rounded down to whole rows (ACT_WIDTH outputs), tokens (ROPE_QK_HEADS heads of ROPE_D) or cache rows.
+`bytes` rounded down to whole rows (up to ACT_WIDTH outputs, at least two rows), tokens (ROPE_QK_HEADS heads of ROPE_D) or cache rows.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def _swiglu(fn: str, nbytes: int, copies, device: str):
 
     from calibration.opbench_base import Bench, _cycle, _random_sets
 
-    n = max(1, nbytes // (4 if fn == "silu" else 6))  # outputs
-    f = min(ACT_WIDTH, n)
-    rows = max(1, n // f)
+    n = max(2, nbytes // (4 if fn == "silu" else 6))  # outputs
+    f = min(ACT_WIDTH, n // 2)  # at least two rows: on one, a half is contiguous and torch vectorizes
+    rows = n // f
     if fn == "silu":
         sets = _random_sets(copies(rows * 2 * f * 2), [(rows, 2 * f)], device)
         return Bench(_cycle(lambda up: F.silu(up[:, :f]), sets), len(sets), "F.silu of the gate half of (rows, 2F)")

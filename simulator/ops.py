@@ -295,8 +295,11 @@ def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last",
     launched, "graph" or "eager" (with_launches)."""
     tokens = b * p
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
+    # the torch stack's SDPA (flash) runs one token a sequence over GQA as an MHA of its KV heads, a program holding
+    # a KV head's g query heads as rows (FlashAttention-2's seqlenq_ngroups_swapped), as its table's nodes there are
+    heads = np.where(np.asarray(p) == 1, hkv, hq) if not fused and host == "graph" else hq
     attn = _op("attn", "prefill_attn",
-               {"b": b, "h": hq, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
+               {"b": b, "h": heads, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
     m_head = tokens if logits == "all" else b
     ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn, fused) + _head_ops(arch, m_head, t, fused)
     return with_launches(ops, host, arch, "prefill")

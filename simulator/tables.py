@@ -10,6 +10,7 @@ efficiency at the grid edge. Both that and a table derived from another GPU's (s
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from pathlib import Path
 
@@ -192,13 +193,17 @@ class TableModel(TimeModel):
     def _measured_key(self, op: str, key: tuple, where: np.ndarray) -> tuple:
         """The categorical values to look `key` up at: itself, or where the table has no points there (a table
         measured before `l2` or `fn` existed), its keys with defaults (CATEGORY_DEFAULT) at them, said so."""
-        names = OP_CLASS[op].category_names(self.stack)
-        default = tuple(CATEGORY_DEFAULT.get(n, v) for n, v in zip(names, key))
-        if default == key or self._grid(op, key) is not None or self._grid(op, default) is None:
+        if self._grid(op, key) is not None:
             return key
-        changed = ", ".join(f"{n}={v} as {n}={d}" for n, v, d in zip(names, key, default) if v != d)
-        self.warn(f"{op}: no points of {changed} in the table; timed as the latter", where)
-        return default
+        names = OP_CLASS[op].category_names(self.stack)
+        movable = [i for i, n in enumerate(names) if CATEGORY_DEFAULT.get(n, key[i]) != key[i]]
+        for moved in itertools.chain.from_iterable(itertools.combinations(movable, r) for r in range(1, len(movable) + 1)):
+            alt = tuple(CATEGORY_DEFAULT[n] if i in moved else v for i, (n, v) in enumerate(zip(names, key)))
+            if self._grid(op, alt) is not None:  # the fewest keys moved to their defaults
+                changed = ", ".join(f"{names[i]}={key[i]} as {names[i]}={alt[i]}" for i in moved)
+                self.warn(f"{op}: no points of {changed} in the table; timed as the latter", where)
+                return alt
+        return key
 
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""

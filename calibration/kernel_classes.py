@@ -30,7 +30,7 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     # a decode step's cache row write (index_copy_)
     (r"gpu_kernel_impl_nocast<.*(MulFunctor|silu|addcmul)|CatArrayBatchedCopy|index_copy_kernel", "strided"),
     (r"layer_norm_kernel", "norm"),  # F.rms_norm and F.layer_norm (the torch stack's norms)
-    (r"CUDAFunctor_add<c10::BFloat16>|[Mm]ul|silu|gelu|norm|rsqrt|pow|mean|[Cc]at|neg|cos|sin", "elementwise"),
+    (r"CUDAFunctor_add<c10::BFloat16>|[Mm]ul|silu|[Gg]elu|norm|rsqrt|pow|mean|[Cc]at|neg|cos|sin", "elementwise"),
     (r"Memcpy|Memset|memcpy|FillFunctor|index_elementwise|CUDAFunctorOnSelf_add<long>|direct_copy", "step"),
 )
 _COMPILED = [(re.compile(p), c) for p, c in KERNEL_CLASSES]

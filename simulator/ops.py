@@ -17,10 +17,8 @@ Conventions (what the counts mean):
 - Fused QKV and fused gate+up projections (one GEMM each); norms replicated on every GPU.
 - Elementwise kernels as the reference engine runs them (profiled: benchmarks/profile_engine.py): `fused`
   (the Triton stack: residual add + norm, rotary + KV-cache write and the activation one kernel each) or
-  one torch kernel per op (the torch stack, and engine rows measured before the fusion). A torch element-wise op
-  whose inputs the kernels just before it wrote reads them from L2 where they fit (shape key `l2`: "hot": the
-  norm, rotary, the KV-cache writes, the activation); the residual add reads a residual written before the
-  block's GEMMs streamed their weights through L2 ("cold").
+  one torch kernel per op (the torch stack, and engine rows measured before the fusion). Element-wise ops are
+  timed with their inputs in HBM (the tables' `l2` "cold", docs/decisions.md).
 - Megatron sharding: QKV and up/gate column-parallel (heads and FFN split over t), attention output and
   down row-parallel, then one all-reduce of the hidden state (two per layer, one for parallel blocks).
   The embedding table is replicated (lookup needs no collective); the LM head is vocab-parallel and its
@@ -84,8 +82,8 @@ def _other_gemm(arch: ArchSpec) -> str:
     return "gemm_fp32" if arch.bytes_per_weight == 4 else "gemm"
 
 
-def _elementwise(name: str, nbytes: Num, count: Num, l2: str = "cold") -> Op:
-    return _op(name, "elementwise", {"bytes": nbytes, "l2": l2}, count)
+def _elementwise(name: str, nbytes: Num, count: Num) -> Op:
+    return _op(name, "elementwise", {"bytes": nbytes}, count)
 
 
 def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool, kind: str) -> Op:
@@ -93,13 +91,12 @@ def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool, kind: str)
     kernel that reads x and y and writes x + y and the norm; unfused: torch's norm alone (F.rms_norm, F.layer_norm)."""
     if fused:
         return _op(name, "add_norm", {"rows": rows, "hidden": hidden}, count)
-    return _op(name, "norm", {"rows": rows, "hidden": hidden, "fn": NORM_FNS[kind], "l2": "hot"}, count)
+    return _op(name, "norm", {"rows": rows, "hidden": hidden, "fn": NORM_FNS[kind]}, count)
 
 
 def _strided(name: str, fn: str, nbytes: Num, count: Num) -> Op:
-    """One of the torch stack's functions on strided operands (simulator.opclasses.STRIDED_FNS) over `nbytes`; each
-    reads what the kernels just before it wrote (in L2 where it fits)."""
-    return _op(name, "strided", {"bytes": nbytes, "fn": fn, "l2": "hot"}, count)
+    """One of the torch stack's functions on strided operands (simulator.opclasses.STRIDED_FNS) over `nbytes`."""
+    return _op(name, "strided", {"bytes": nbytes, "fn": fn}, count)
 
 
 def _allreduce(name: str, nbytes: Num, t: int, count: Num) -> list[Op]:
@@ -142,12 +139,12 @@ def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: boo
     if fused:
         return [_op(f"{prefix}_act", "act", {"bytes": (3 if swiglu else 2) * f_bytes}, count)]
     if not swiglu:
-        return [_elementwise(f"{prefix}_act", 2 * f_bytes, count, "hot")]
+        return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
     one_row = np.asarray(m) == 1
     return [_strided(f"{prefix}_silu", "silu", 2 * f_bytes, count * ~one_row),
             _strided(f"{prefix}_mul", "mul", 3 * f_bytes, count * ~one_row),
-            _elementwise(f"{prefix}_silu_row", 2 * f_bytes, count * one_row, "hot"),
-            _elementwise(f"{prefix}_mul_row", 3 * f_bytes, count * one_row, "hot")]
+            _elementwise(f"{prefix}_silu_row", 2 * f_bytes, count * one_row),
+            _elementwise(f"{prefix}_mul_row", 3 * f_bytes, count * one_row)]
 
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
@@ -204,7 +201,7 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool, decode
     kv = 2 * ACT_BYTES * tokens * hkv * d  # one of K and V, read and written
     if decode:
         return ops + [_strided("kv_cache_write", "index_copy", kv, 2 * L)]
-    return ops + [_op("kv_cache_write", "transpose", {"bytes": kv, "l2": "hot"}, 2 * L)]
+    return ops + [_op("kv_cache_write", "transpose", {"bytes": kv}, 2 * L)]
 
 
 def _attn_transpose(arch: ArchSpec, tokens: Num, s: Num, hq: int) -> Op:

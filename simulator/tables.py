@@ -27,7 +27,14 @@ from simulator.errors import UserError
 from simulator.gpus import GPUS
 from simulator.grid import Grid
 from simulator.hostmodel import host_mode_seconds, is_host_mode
-from simulator.opclasses import CATEGORY_DEFAULT, OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
+from simulator.opclasses import (
+    CATEGORY_DEFAULT,
+    OP_CLASS,
+    PADS_INTO,
+    gpu_roofline_s,
+    op_cost,
+    round_up,
+)
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
 from simulator.quanta import LaunchModel, critical_work

@@ -19,7 +19,7 @@ PREFILLS = ((1, 512), (1, 2048), (32, 1), (8, 128))  # (b, p): graphed in the en
 DECODES = ((1, 1024), (8, 1024), (32, 512))  # (b, context)
 
 
-def _kernels(fn) -> list[dict]:
+def kernels_of(fn) -> list[dict]:
     """Kernels one fn() call runs on the GPU: name, count, summed device time (us), longest first."""
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -67,7 +67,7 @@ def profile_arch(name: str, backend: str) -> list[dict]:
         run = lambda prompt=prompt: eng.prefill(prompt)
         ms = statistics.median(batch_times_us(run, 5)) / 1e3
         rows.append({"arch": name, "backend": backend, "phase": "prefill", "b": b, "p": p,
-                     "graph": bool(eng.prefill_graphs), "event_ms": ms, "kernels": _kernels(run)})
+                     "graph": bool(eng.prefill_graphs), "event_ms": ms, "kernels": kernels_of(run)})
         print(f"{name:14s} prefill b={b:3d} p={p:5d}: {ms:8.3f} ms", flush=True)
     for b, c in DECODES:
         eng.prepare(b, c + 8)
@@ -78,7 +78,7 @@ def profile_arch(name: str, backend: str) -> list[dict]:
         replay = step.replay if step is not None else eng.step
         ms = statistics.median(batch_times_us(replay, 20)) / 1e3
         rows.append({"arch": name, "backend": backend, "phase": "decode", "b": b, "c": c, "graph": step is not None,
-                     "event_ms": ms, "kernels": _kernels(replay)})
+                     "event_ms": ms, "kernels": kernels_of(replay)})
         print(f"{name:14s} decode  b={b:3d} c={c:5d}: {ms:8.3f} ms", flush=True)
     return rows
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from calibration.timing import BATCH_S, MAX_INNER, REPS
-from simulator.opclasses import op_cost
+from simulator.opclasses import NORM_FNS, STRIDED_FNS, op_cost
 
 # The causal prefill axes besides b*h (two sub-grids share them; the comment in FULL says why these values).
 _CAUSAL = {"s": [1, 64, 128, 129, 256, 257, 384, 385, 512, 513, 768, 769, 1024, 1025, 1536, 2048, 3072, 4096,
@@ -66,17 +66,18 @@ FULL = {
               "stacks": ["torch"]}],
     # bh = batch x query heads per GPU, by factors of 2; s = sequence (query = key), dense with the node past each
     # 128-row block up to 1025; d = head dim (Triton: its block widths 64, 128, 256; SDPA: its compiled head dims,
-    # even and uneven s apart). Causal on a dense grid, non-causal on a coarse one (docs/decisions.md).
+    # even and uneven s apart). Causal on a dense grid, non-causal on a coarse one (docs/decisions.md). SDPA's nodes
+    # of one token a sequence are MHA (g = 1): flash runs a GQA one as an MHA of its KV heads (simulator/ops.py).
     "prefill_attn": [{"bh": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], **_CAUSAL, "d": [64, 128, 256],
                       "stacks": ["triton"]},
                      {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_EVEN_S, d=[64, 96, 128]), "stacks": ["torch"]},
-                     {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_UNEVEN_S), "stacks": ["torch"]},
+                     {"bh": _SDPA_BH, **dict(_CAUSAL, s=_SDPA_UNEVEN_S), "g_at_one_token": 1, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 128, 1024, 8192, 32768], "d": [64, 128, 256], "causal": [0],
                       "max_flops": 1.0e12, "stacks": ["triton"]},
                      {"bh": [1, 16, 256], "s": [128, 1024, 8192, 32768], "d": [64, 128], "causal": [0],
                       "max_flops": 1.0e12, "stacks": ["torch"]},
                      {"bh": [1, 16, 256], "s": [1, 129, 1025, 8193, 32769], "d": [64, 128, 256], "causal": [0],
-                      "max_flops": 1.0e12, "stacks": ["torch"]}],
+                      "g_at_one_token": 1, "max_flops": 1.0e12, "stacks": ["torch"]}],
     # bkv = batch x KV heads per GPU; g = query heads per KV head; c = context; d = head dim. Triton also on both
     # sides of each drop in its split count (bkv 33/34, 44/45, 66/67, 132/133 on 132 SMs); SDPA (cuDNN) at its key-
     # split and tile boundaries (bkv 66, 67, 133; g 1, 16) (docs/decisions.md).
@@ -84,7 +85,9 @@ FULL = {
                     {"bkv": _DECODE_BKV, **_SDPA_DECODE, "stacks": ["torch"]},
                     {"bkv": [33, 34, 44, 45, 66, 67, 132, 133], **_DECODE, "stacks": ["triton"]},
                     {"bkv": [66, 67, 133], **_SDPA_DECODE, "stacks": ["torch"]}],
-    "elementwise": {"bytes": [2**i for i in range(12, 33, 2)]},  # 4 KiB .. 4 GiB read + written
+    # 4 KiB .. 4 GiB read + written; the element-wise classes also with one input set read again and again ("hot":
+    # in L2 where it fits, the L2 of an H100/H200 holds 50 MiB; docs/decisions.md, "element-wise inputs in L2")
+    "elementwise": [{"l2": ["cold", "hot"], "bytes": [2**i for i in range(12, 33, 2)]}],
     # The engine's element-wise kernels, over the shapes its layers give them (rows: tokens; hidden: model
     # widths; rope rows: tokens x heads, 6 or 48 heads a token; vocabularies of the catalog).
     "add_norm": {"rows": [1, 8, 32, 128, 512, 2048, 8192, 32768], "hidden": [1024, 2048, 4096, 8192, 16384]},
@@ -97,8 +100,16 @@ FULL = {
     "sample": {"rows": [1, 4, 16, 64, 256, 1024], "vocab": [32000, 32064, 50257, 50272, 50304, 50400, 50432, 65024,
                                                              65536, 128000, 128256, 151936, 152064, 250880, 256000]},
     "embed": {"bytes": [2**i for i in range(14, 31, 2)]},
-    "transpose": {"bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one token needs no copy)
-    "strided": {"bytes": [2**i for i in range(12, 33, 2)]},
+    "transpose": {"l2": ["cold", "hot"], "bytes": [2**i for i in range(15, 33, 2)]},  # from 2 tokens (one needs none)
+    # the torch stack's functions on strided operands and its norms: bytes by factors of 4 from below the smallest
+    # shape of the catalog's architectures at t = 1..8 (a decode step's K of one MQA head of 64: 256 bytes; its
+    # rotary at t = 8: ~2 KiB) to 4 GiB; the decode cache write up to 64 MiB (b = 256 x 32 heads x 256: 8 MiB);
+    # norms on add_norm's nodes
+    "strided": [{"fn": [f for f in STRIDED_FNS if f != "index_copy"], "l2": ["cold", "hot"],
+                 "bytes": [2**i for i in range(8, 33, 2)]},
+                {"fn": ["index_copy"], "l2": ["cold", "hot"], "bytes": [2**i for i in range(8, 27, 2)]}],
+    "norm": {"fn": list(NORM_FNS.values()), "l2": ["cold", "hot"], "rows": [1, 8, 32, 128, 512, 2048, 8192, 32768],
+             "hidden": [1024, 2048, 4096, 8192, 16384]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     # ours also at m = 8192 and above _LOWP_GEMM's work cap up to 2e13 FLOPs: the prefill GEMMs of 7-8B models at
     # 16k tokens sit there, and the nearest measured node (a K = 1024 one) gave them 25% too little efficiency;
@@ -127,7 +138,8 @@ QUICK = {
     "sample": {"rows": [1, 64], "vocab": [32000, 131072]},
     "embed": {"bytes": [2**14, 2**24]},
     "transpose": {"bytes": [2**15, 2**25]},
-    "strided": {"bytes": [2**i for i in range(12, 33, 10)]},
+    "strided": {"fn": list(STRIDED_FNS), "bytes": [2**12, 2**22]},
+    "norm": {"fn": ["rms_norm"], "rows": [1, 512], "hidden": [4096]},
     "launch": {"mode": ["eager", "graph", "graph_launch"]},
     "gemm_fp8": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
     "gemm_int4": {"m": [1, 64, 1024, 8192], "n": [4096, 16384], "k": [4096], "max_flops": 1.0e12},
@@ -137,6 +149,7 @@ QUICK = {
 GRIDS = {"full": FULL, "quick": QUICK}
 # Classes measured on one stack only: torch's add, argmax and gather; our fused Triton kernels.
 ONE_STACK = {"elementwise": "torch", "sample": "torch", "embed": "torch", "transpose": "torch", "strided": "torch",
+             "norm": "torch",
              "add_norm": "triton", "rope_kv_write": "triton", "act": "triton", "gemm_int4": "triton",
              "quant_fp8": "triton", "decode_attn_fp8": "triton"}
 
@@ -163,11 +176,11 @@ def point(op: str, stack: str, **shape) -> GridPoint:
     return GridPoint(op, stack, tuple(sorted(shape.items())))
 
 
-def prefill_shape(bh: int, s: int, d: int, causal: int) -> dict:
+def prefill_shape(bh: int, s: int, d: int, causal: int, g: int = 4) -> dict:
     """Contract shape of a prefill-attention grid node: up to 32 query heads (a divisor of bh), the rest in the
-    batch, GQA 4."""
+    batch, g query heads a KV head (GQA 4 unless the sub-grid says otherwise)."""
     h = math.gcd(bh, 32)
-    return {"b": bh // h, "h": h, "kv_h": max(1, h // 4), "s": s, "d": d, "causal": causal}
+    return {"b": bh // h, "h": h, "kv_h": max(1, h // g), "s": s, "d": d, "causal": causal}
 
 
 def decode_shape(bkv: int, g: int, c: int, d: int) -> dict:
@@ -200,7 +213,8 @@ def _spec_shapes(op: str, spec: dict) -> list[dict]:
     if op in ("gemm", "gemm_fp8", "gemm_int4"):
         shapes = [dict(m=m, n=n, k=k) for m, n, k in itertools.product(spec["m"], spec["n"], spec["k"])]
     elif op == "prefill_attn":
-        shapes = [prefill_shape(*v) for v in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
+        shapes = [prefill_shape(bh, s, d, c, spec.get("g_at_one_token", 4) if s == 1 else 4)
+                  for bh, s, d, c in itertools.product(spec["bh"], spec["s"], spec["d"], spec["causal"])]
     elif op in ("decode_attn", "decode_attn_fp8"):
         shapes = [decode_shape(*v) for v in itertools.product(spec["bkv"], spec["g"], spec["c"], spec["d"])]
     elif op == "launch":

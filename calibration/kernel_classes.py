@@ -13,8 +13,10 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"_int4_kernel", "gemm_int4"),
     # attention before GEMMs: torch's flash kernels name their cutlass tile types
     (r"_prefill_kernel|flash_fwd(?!.*splitkv_combine)|fmha.*fwd|pytorch_flash", "prefill_attn"),
-    # the torch stack's decode attention: SDPA (cuDNN), and the valid-row mask it builds each call (arange, <)
-    (r"_decode|cudnn|flash_fwd_splitkv_combine|fmha|arange_cuda_out|CompareFunctor", "decode_attn"),
+    # the torch stack's decode attention: SDPA (cuDNN), the valid-row mask it builds each call (arange, <) and SDPA's
+    # additive bias made from it (where, and the fill of its padded copy)
+    (r"_decode|cudnn|flash_fwd_splitkv_combine|fmha|arange_cuda_out|CompareFunctor|where_kernel|FillFunctor<c10::BFloat16>",
+     "decode_attn"),
     (r"_matmul|gemm|cutlass|sm90_xmma|nvjet|cublas|_moe_.*gemm|_grouped", "gemm"),
     (r"_add_norm_kernel", "add_norm"),
     (r"_quant_rows_kernel", "quant_fp8"),
@@ -24,9 +26,11 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     (r"gather_kernel|embedding|index_select", "embed"),
     (r"_align|_route|topk|softmax", "elementwise"),
     (r"direct_copy_kernel_cuda.*elementwise_kernel<128, 4|elementwise_kernel<128, 4.*direct_copy", "transpose"),
-    # torch's non-vectorized kernels on strided or broadcast operands, and the concatenation of two strided halves
-    (r"gpu_kernel_impl_nocast<.*(MulFunctor|silu|addcmul)|CatArrayBatchedCopy", "strided"),
-    (r"CUDAFunctor_add<c10::BFloat16>|[Mm]ul|silu|gelu|norm|rsqrt|pow|mean|[Cc]at|neg|cos|sin", "elementwise"),
+    # torch's non-vectorized kernels on strided or broadcast operands, the concatenation of two strided halves, and
+    # a decode step's cache row write (index_copy_)
+    (r"gpu_kernel_impl_nocast<.*(MulFunctor|silu|addcmul)|CatArrayBatchedCopy|index_copy_kernel", "strided"),
+    (r"layer_norm_kernel", "norm"),  # F.rms_norm and F.layer_norm (the torch stack's norms)
+    (r"CUDAFunctor_add<c10::BFloat16>|[Mm]ul|silu|[Gg]elu|norm|rsqrt|pow|mean|[Cc]at|neg|cos|sin", "elementwise"),
     (r"Memcpy|Memset|memcpy|FillFunctor|index_elementwise|CUDAFunctorOnSelf_add<long>|direct_copy", "step"),
 )
 _COMPILED = [(re.compile(p), c) for p, c in KERNEL_CLASSES]

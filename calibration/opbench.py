@@ -3,66 +3,19 @@
 `build(op, stack, shape)` returns a `Bench`; `calibration.timing.measure(bench.call, rotate=bench.rotate,
 use_graph=bench.graph)` times it. Stacks: `triton` runs our kernels (`kernels.*`, docs/CONTRACTS.md);
 `torch` runs torch's own (F.linear on cuBLAS, SDPA flash, the reference engine's SDPA decode over a static
-cache, torch.add). Shapes use the contract's keys. Builders also run on CPU (torch stack; the triton stack under
-TRITON_INTERPRET=1) so the tests can check every runner without a GPU.
+cache, torch.add; its unfused element-wise functions: calibration.opbench_torch). Shapes use the contract's keys.
+Builders also run on CPU (torch stack; the triton stack under TRITON_INTERPRET=1) so the tests can check every
+runner without a GPU.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
-from calibration.grids import work
-from calibration.timing import rotation_count
+from calibration.opbench_base import Bench, _copies, _cycle, _random_sets
+from calibration.opbench_torch import norm, strided
 from simulator.errors import UserError
 
 STACKS = ("triton", "torch")
-
-
-@dataclass
-class Bench:
-    """A ready-to-time op: `call(i)` runs it on input set i % rotate."""
-
-    call: Callable[[int], object]
-    rotate: int
-    kernel: str
-    graph: bool = True  # time under CUDA-graph replay (False: eager launches)
-
-
-def _l2(device: str) -> int:
-    from calibration.timing import l2_bytes
-
-    return l2_bytes() if device.startswith("cuda") else 50 * 2**20
-
-
-def _copies(op: str, shape: dict, device: str, max_copies: int = 64) -> int:
-    return 1 if device == "cpu" else rotation_count(work(op, shape)[1], _l2(device), max_copies)
-
-
-ALIGN = 128  # elements between input tensors carved from one buffer: 256-byte aligned, as the allocator gives
-
-
-def _random_sets(copies: int, shapes: list[tuple[int, ...]], device: str) -> list[tuple]:
-    """`copies` sets of fresh N(0, 1) bf16 tensors of the given shapes, carved from one buffer filled by a
-    single launch (drawing thousands of small tensors one by one cost ~4 ms a grid point)."""
-    import torch
-
-    sizes = [math.prod(s) for s in shapes]
-    spans = [-(-n // ALIGN) * ALIGN for n in sizes]
-    buf = torch.randn(copies * sum(spans), device=device, dtype=torch.bfloat16)
-    sets, off = [], 0
-    for _ in range(copies):
-        views = []
-        for shape, n, span in zip(shapes, sizes, spans):
-            views.append(buf[off:off + n].view(shape))
-            off += span
-        sets.append(tuple(views))
-    return sets
-
-
-def _cycle(fn: Callable, sets: list) -> Callable[[int], object]:
-    n = len(sets)
-    return lambda i: fn(*sets[i % n])
 
 
 def gemm(stack: str, shape: dict, device: str = "cuda") -> Bench:
@@ -118,28 +71,39 @@ def gemm_int4(stack: str, shape: dict, device: str = "cuda") -> Bench:
 
 
 def prefill_attn(stack: str, shape: dict, device: str = "cuda") -> Bench:
-    """Self-attention over s tokens: q (b, h, s, d), k/v (b, kv_h, s, d), causal or not."""
+    """Self-attention over s tokens: q (b, h, s, d), k/v (b, kv_h, s, d), causal or not.
+
+    The torch stack's operands are laid out as the engine's (calibration/engine/model.py, backends.py): q a
+    head-major view of the token-major projection (b, s, h + kv_h, d), K and V the first s rows of static caches of
+    the engine's rows for s (its context bucket), all kv_h heads passed (enable_gqa): at one token a sequence flash
+    then runs a KV head's g query heads as one program's rows."""
     import torch.nn.functional as F
 
     b, h, kv_h, s, d, causal = (shape[x] for x in ("b", "h", "kv_h", "s", "d", "causal"))
-    sets = _random_sets(_copies("prefill_attn", shape, device), [(b, h, s, d), (b, kv_h, s, d), (b, kv_h, s, d)],
-                        device)
     if stack == "triton":
+        sets = _random_sets(_copies("prefill_attn", shape, device), [(b, h, s, d), (b, kv_h, s, d), (b, kv_h, s, d)],
+                            device)
         from kernels.prefill_attention import prefill_attention
         return Bench(_cycle(lambda q, k, v: prefill_attention(q, k, v, causal=bool(causal)), sets),
                      len(sets), "kernels.prefill_attention.prefill_attention")
-    # SDPA's flash kernel wants equal head counts: K/V are expanded once here, outside the timed call
-    # (prefill is compute-bound; the larger K/V read costs little).
-    sets = [(q, k.repeat_interleave(h // kv_h, 1), v.repeat_interleave(h // kv_h, 1)) for q, k, v in sets]
+    from calibration.engine.runner import cache_rows
+
+    rows = cache_rows(s)
+    sets = _random_sets(_copies("prefill_attn", shape, device),
+                        [(b, s, h + kv_h, d), (b, kv_h, rows, d), (b, kv_h, rows, d)], device)
+    gqa = h != kv_h
+
+    def sdpa(qk, k_cache, v_cache):
+        q, k, v = qk[:, :, :h].transpose(1, 2), k_cache[:, :, :s], v_cache[:, :, :s]  # (b, h, s, d), (b, kv_h, s, d)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal), enable_gqa=gqa)  # (b, h, s, d)
     if device == "cpu":
-        return Bench(_cycle(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal)),
-                            sets), len(sets), "torch SDPA (math, cpu)")
+        return Bench(_cycle(sdpa, sets), len(sets), "torch SDPA (math, cpu)")
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    def sdpa_flash(q, k, v):
+    def sdpa_flash(qk, k_cache, v_cache):
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
-    return Bench(_cycle(sdpa_flash, sets), len(sets), "torch SDPA (flash)")
+            return sdpa(qk, k_cache, v_cache)
+    return Bench(_cycle(sdpa_flash, sets), len(sets), "torch SDPA (flash, enable_gqa) on the engine's layouts")
 
 
 CACHE_ROWS_ALIGN = 16  # static KV caches hold a multiple of 16 rows (the engine's buckets are multiples of 128)
@@ -257,15 +221,6 @@ def quant_fp8(stack: str, shape: dict, device: str = "cuda") -> Bench:
     return Bench(_cycle(quantize_rows, sets), len(sets), "kernels.quant_fp8.quantize_rows")
 
 
-def strided(stack: str, shape: dict, device: str = "cuda") -> Bench:
-    """The torch stack's element-wise ops on strided halves (the SwiGLU product of calibration.engine.backends):
-    [gate | up] (rows, 2F) -> gate half x up half, (rows, F), 6 bytes an output."""
-    n = max(1, int(shape["bytes"]) // 6)
-    f = min(ACT_WIDTH, n)
-    sets = _random_sets(_copies("strided", shape, device), [(max(1, n // f), 2 * f)], device)
-    return Bench(_cycle(lambda up: up[:, :f] * up[:, f:], sets), len(sets), "torch.mul of the halves of (rows, 2F)")
-
-
 def sample(stack: str, shape: dict, device: str = "cuda") -> Bench:
     """Greedy sampling as the engine runs it: torch.argmax over the vocabulary of `rows` logit rows."""
     import torch
@@ -331,7 +286,7 @@ BUILDERS: dict[str, Callable[[str, dict, str], Bench]] = {
     "decode_attn": decode_attn, "decode_attn_fp8": decode_attn_fp8,
     "elementwise": elementwise, "add_norm": add_norm, "rope_kv_write": rope_kv_write, "act": act,
     "quant_fp8": quant_fp8,
-    "sample": sample, "embed": embed, "transpose": transpose, "strided": strided, "launch": launch,
+    "sample": sample, "embed": embed, "transpose": transpose, "strided": strided, "norm": norm, "launch": launch,
 }
 
 

@@ -57,10 +57,12 @@ def measure_on_gpu(p: GridPoint) -> dict:
 
 
 def ceilings(points: list[dict]) -> dict:
-    """Best achieved copy bandwidth and matmul rate over the measured points (bytes/s, FLOP/s)."""
+    """Best achieved copy bandwidth and matmul rate over the measured points (bytes/s, FLOP/s); points whose inputs
+    were left in L2 (`l2`: "hot") do not say what HBM moves."""
     out = {}
     for key, op, i in (("copy_bw_bytes_s", "elementwise", 1), ("matmul_flops", "gemm", 0)):
-        rates = [work(op, p["shape"])[i] / (p["median_us"] * 1e-6) for p in points if p["op"] == op]
+        rates = [work(op, p["shape"])[i] / (p["median_us"] * 1e-6) for p in points
+                 if p["op"] == op and p["shape"].get("l2") != "hot"]
         if rates:
             out[key] = float(max(rates))
     return out

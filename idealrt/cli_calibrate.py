@@ -38,6 +38,9 @@ def add_args(parser) -> None:
     parser.add_argument("--merge", metavar="TABLE",
                         help="copy the points of the --ops classes (default all) of another table of this GPU into "
                              "--out, each keeping its own provenance (no GPU needed)")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --merge: drop --out's points of the classes and stacks the merged table holds first (a "
+                             "class re-measured on a new grid or under new conditions supersedes its old nodes)")
     parser.add_argument("--derive", metavar="GPU", help="write a table for GPU derived by spec ratios (no GPU needed)")
     parser.add_argument("--from", dest="source", metavar="GPU", default="h100-sxm",
                         help="measured GPU to derive from (with --derive)")
@@ -76,7 +79,8 @@ def run(args) -> int:
         return _merge_allreduce(args)
     if args.merge:
         from calibration.grids import FULL
-        return _merge(args.merge, _csv(args.ops, tuple(FULL), "--ops") if args.ops else tuple(FULL), args.out, "--merge")
+        return _merge(args.merge, _csv(args.ops, tuple(FULL), "--ops") if args.ops else tuple(FULL), args.out, "--merge",
+                      replace=args.replace)
     gpu, device = _gpu_here()
     out = Path(args.out) if args.out else TABLES / f"{gpu}.json"
     if args.allreduce:
@@ -89,10 +93,10 @@ def _merge_allreduce(args) -> int:
     return _merge(args.merge_allreduce, ("allreduce",), args.out, "--merge-allreduce")
 
 
-def _merge(source: str, ops: tuple[str, ...], out: str | None, flag: str) -> int:
+def _merge(source: str, ops: tuple[str, ...], out: str | None, flag: str, replace: bool = False) -> int:
     """Carry the measured points of op classes `ops` from table `source` into table `out` of the same GPU,
-    unchanged, each with its run's provenance."""
-    from calibration.table_io import load_table, merge_points
+    unchanged, each with its run's provenance; `replace`: `out`'s points of those classes are dropped first."""
+    from calibration.table_io import load_table, merge_points, write_json_atomic
 
     if not out:
         raise UserError(f"{flag} needs --out, the table to merge into")
@@ -106,6 +110,12 @@ def _merge(source: str, ops: tuple[str, ...], out: str | None, flag: str) -> int
             runs.setdefault(json.dumps(p.get("provenance", src["provenance"]), sort_keys=True), []).append(p)
     if not runs:
         raise UserError(f"{flag}: {source} holds no points of {', '.join(ops)}")
+    if replace:  # only the (class, stack) pairs the source measured
+        pairs = {(p["op"], p["stack"]) for rows in runs.values() for p in rows}
+        kept = [p for p in dst["points"] if (p["op"], p["stack"]) not in pairs]
+        write_json_atomic(Path(out), dict(dst, points=kept))
+        print(f"calibrate: {len(dst['points']) - len(kept)} points of {', '.join(sorted(map('/'.join, pairs)))} "
+              f"dropped from {out}")
     for prov, rows in runs.items():
         merge_points(out, [{k: v for k, v in r.items() if k != "provenance"} for r in rows], json.loads(prov))
     print(f"calibrate: {sum(map(len, runs.values()))} points of {', '.join(ops)} merged into {out}")

@@ -64,7 +64,19 @@ CATEGORY = {
     "t": lambda shape: np.asarray(shape["t"]).astype(int),
     "mode": lambda shape: np.asarray(shape["mode"]),
     "k_blocks": lambda shape: fp8_k_in_blocks(shape["m"], shape["k"]).astype(int),  # simulator.fp8_launch
+    "fn": lambda shape: np.asarray(shape.get("fn", CATEGORY_DEFAULT["fn"])),
+    "l2": lambda shape: np.asarray(shape.get("l2", CATEGORY_DEFAULT["l2"])),
 }
+# Values of categorical keys a shape (or a table point) may leave out. fn: which torch function of the class's family
+# runs (STRIDED_FNS, NORM_FNS); strided points measured before the key existed timed the product of the two halves
+# of [gate | up]: `mul`. l2: where an element-wise op's inputs are when it starts, "cold" (in HBM: the table's
+# inputs rotate over copies larger than the L2 cache) or "hot" (in L2: one input set, read again and again)
+CATEGORY_DEFAULT = {"fn": "mul", "l2": "cold"}
+# The torch stack's element-wise functions on strided or broadcast operands (calibration/engine/backends.py, torch):
+# the SwiGLU activation's silu of the gate half and its product with the up half; rotary's q and k x cos, the half
+# swap (torch.cat) and the addcmul with sin; a decode step's K and V written into the cache (index_copy_)
+STRIDED_FNS = ("silu", "mul", "rotary_mul", "rotary_cat", "rotary_addcmul", "index_copy")
+NORM_FNS = {"rmsnorm": "rms_norm", "layernorm": "layer_norm"}  # ArchSpec.norm -> the torch function
 # Categories a shape can be padded into: (shape key, multiple) rounded up makes the category hold where the kernel
 # allows it (SDPA's template without bounds checks: s a multiple of 128); any shape may also run the general variant
 PADS_INTO = {"even": ("s", 128)}
@@ -131,7 +143,7 @@ def round_up(x, tile):
 
 
 def _bytes_shape(cat: dict, axes: list) -> dict:
-    return {"bytes": axes[0], "t": cat.get("t", 1)}
+    return {**{k: v for k, v in cat.items() if k in CATEGORY_DEFAULT}, "bytes": axes[0], "t": cat.get("t", 1)}
 
 
 OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
@@ -168,7 +180,8 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             lambda s: decode_attn_cost(s["b"], s["h"], s["kv_h"], s["c"], s["d"], kv_bytes=1.0),
             per_stack=True, tiles={"c": 128}, head_dim_step={"triton": 0}, group_step={"triton": 0}, not_padded=(3,),
             floor_axes=(2,), work_interpolated=True, fit_group="decode_attn", derived_from="decode_attn"),
-    OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"])),
+    OpClass("elementwise", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
+            categories=("l2",)),
     # per-token FP8 quantization of a w8a8 GEMM's input (kernels/quant_fp8.py): `rows` rows of k bf16 values read,
     # written as e4m3 with a fp32 scale a row
     OpClass("quant_fp8", ("rows", "k"), lambda s: [_f(s, "rows"), _f(s, "k")],
@@ -193,12 +206,19 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
     OpClass("embed", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             fit_group="elementwise", fallback="elementwise"),
     # torch element-wise ops on a strided or broadcast operand (a half of [gate | up], q and k inside qkv, cos and
-    # sin over heads): torch runs them in its non-vectorized kernels, ~3x slower a byte than a contiguous add
+    # sin over heads, the cache rows of a decode step): torch runs them in its non-vectorized kernels, each function
+    # at its own rate a byte (`fn`, one of STRIDED_FNS)
     OpClass("strided", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
-            fit_group="elementwise", fallback="elementwise"),
-    # the attention output copied from head-major to token-major before its projection (a strided copy)
+            categories=("fn", "l2"), fit_group="elementwise", fallback="elementwise"),
+    # the torch stack's norm alone (F.rms_norm or F.layer_norm, `fn`) over rows of `hidden`: x read, the norm written
+    OpClass("norm", ("rows", "hidden"), lambda s: [_f(s, "rows"), _f(s, "hidden")],
+            lambda cat, ax: {**cat, "rows": ax[0], "hidden": ax[1]},
+            lambda s: (0.0, 2 * ACT_BYTES * s["rows"] * s["hidden"]), categories=("fn", "l2"), fit_group="elementwise",
+            fallback="elementwise"),
+    # a strided copy: the attention output from head-major to token-major before its projection (Triton stack), the
+    # prompt's K and V from the QKV projection's token-major rows into the head-major cache (torch stack)
     OpClass("transpose", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
-            fit_group="elementwise", fallback="elementwise"),
+            categories=("l2",), fit_group="elementwise", fallback="elementwise"),
     OpClass("allreduce", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             categories=("t",)),
     OpClass("launch", (), lambda s: [], lambda cat, ax: {"mode": cat["mode"]}, lambda s: (0.0, 0.0),

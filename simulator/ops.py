@@ -17,7 +17,8 @@ Conventions (what the counts mean):
 - Fused QKV and fused gate+up projections (one GEMM each); norms replicated on every GPU.
 - Elementwise kernels as the reference engine runs them (profiled: benchmarks/profile_engine.py): `fused`
   (the Triton stack: residual add + norm, rotary + KV-cache write and the activation one kernel each) or
-  one torch kernel per op (the torch stack, and engine rows measured before the fusion).
+  one torch kernel per op (the torch stack, and engine rows measured before the fusion). Element-wise ops are
+  timed with their inputs in HBM (the tables' `l2` "cold", docs/decisions.md).
 - Megatron sharding: QKV and up/gate column-parallel (heads and FFN split over t), attention output and
   down row-parallel, then one all-reduce of the hidden state (two per layer, one for parallel blocks).
   The embedding table is replicated (lookup needs no collective); the LM head is vocab-parallel and its
@@ -33,9 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.arch import ArchSpec
+from simulator.dispatch import decode_bucket
 from simulator.hostmodel import ENGINE as HF_EAGER
 from simulator.hostmodel import host_modes
-from simulator.opclasses import ACT_BYTES, Num, op_cost
+from simulator.opclasses import ACT_BYTES, NORM_FNS, Num, op_cost
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,17 @@ def _elementwise(name: str, nbytes: Num, count: Num) -> Op:
     return _op(name, "elementwise", {"bytes": nbytes}, count)
 
 
-def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool) -> Op:
-    """The norm before a block on `rows` tokens. Fused: with the residual add before it, one kernel that reads
-    x and y and writes x + y and the norm; unfused: the norm alone, one read and one write."""
+def _norm(name: str, rows: Num, hidden: int, count: Num, fused: bool, kind: str) -> Op:
+    """The norm (`kind`: ArchSpec.norm) before a block on `rows` tokens. Fused: with the residual add before it, one
+    kernel that reads x and y and writes x + y and the norm; unfused: torch's norm alone (F.rms_norm, F.layer_norm)."""
     if fused:
         return _op(name, "add_norm", {"rows": rows, "hidden": hidden}, count)
-    return _elementwise(name, 2 * ACT_BYTES * rows * hidden, count)
+    return _op(name, "norm", {"rows": rows, "hidden": hidden, "fn": NORM_FNS[kind]}, count)
+
+
+def _strided(name: str, fn: str, nbytes: Num, count: Num) -> Op:
+    """One of the torch stack's functions on strided operands (simulator.opclasses.STRIDED_FNS) over `nbytes`."""
+    return _op(name, "strided", {"bytes": nbytes, "fn": fn}, count)
 
 
 def _allreduce(name: str, nbytes: Num, t: int, count: Num) -> list[Op]:
@@ -123,16 +130,21 @@ def expected_experts_touched(n_experts: int, k: int, tokens: Num) -> Num:
 
 def _act_ops(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
     """The activation between up and down projections on m tokens of f (sharded) columns. Fused: one
-    kernel reads [gate | up] (or up) and writes f. Unfused (torch ops on a strided half, class `strided`): SwiGLU
-    is silu(g) then g·u, two kernels; GELU one, on the contiguous output (`elementwise`)."""
+    kernel reads [gate | up] (or up) and writes f. Unfused: SwiGLU is silu(g) then silu(g)·u, two torch kernels on
+    the halves of [gate | up], strided (class `strided`) except on one row, where each half is contiguous and torch
+    runs its vectorized kernels (`elementwise`; the op of the other class runs 0 times); GELU one kernel on the
+    contiguous output (`elementwise`)."""
     f_bytes = ACT_BYTES * m * f  # one (m, f) tensor
     swiglu = arch.ffn_kind == "swiglu"
     if fused:
         return [_op(f"{prefix}_act", "act", {"bytes": (3 if swiglu else 2) * f_bytes}, count)]
     if not swiglu:
         return [_elementwise(f"{prefix}_act", 2 * f_bytes, count)]
-    return [_op(f"{prefix}_silu", "strided", {"bytes": 2 * f_bytes}, count),
-            _op(f"{prefix}_mul", "strided", {"bytes": 3 * f_bytes}, count)]
+    one_row = np.asarray(m) == 1
+    return [_strided(f"{prefix}_silu", "silu", 2 * f_bytes, count * ~one_row),
+            _strided(f"{prefix}_mul", "mul", 3 * f_bytes, count * ~one_row),
+            _elementwise(f"{prefix}_silu_row", 2 * f_bytes, count * one_row),
+            _elementwise(f"{prefix}_mul_row", 3 * f_bytes, count * one_row)]
 
 
 def _mlp(prefix: str, m: Num, f: int, arch: ArchSpec, count: Num, fused: bool) -> list[Op]:
@@ -172,10 +184,11 @@ def _ffn_ops(arch: ArchSpec, tokens: Num, t: int, fused: bool) -> list[Op]:
     return ops
 
 
-def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> list[Op]:
+def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool, decode: bool) -> list[Op]:
     """Rotary and the KV-cache write after the QKV projection. Fused: one kernel reads q, k, v and writes
     rotated q and (rotated) k, v into the cache. Unfused: rotary as x·cos, a half swap and an addcmul over
-    q and k together; K and V copied into the cache in two kernels."""
+    q and k together; K and V written into the cache in two kernels: a prompt's copied from token-major rows into
+    the head-major cache (a strided copy, `transpose`), a decode step's into one cache row (index_copy_)."""
     L, d = arch.n_layers, arch.head_dim
     if fused:  # without rotary q is left in place: only k and v move
         heads = hq + 2 * hkv if arch.positions == "rotary" else 2 * hkv
@@ -183,9 +196,12 @@ def _qkv_ops(arch: ArchSpec, tokens: Num, hq: int, hkv: int, fused: bool) -> lis
     qk = ACT_BYTES * tokens * (hq + hkv) * d  # bytes of q and k
     ops = []
     if arch.positions == "rotary":
-        ops += [_op("rotary_mul", "strided", {"bytes": 2 * qk}, L), _op("rotary_swap", "strided", {"bytes": 2 * qk}, L),
-                _op("rotary_addcmul", "strided", {"bytes": 3 * qk}, L)]
-    return ops + [_elementwise("kv_cache_write", 2 * ACT_BYTES * tokens * hkv * d, 2 * L)]
+        ops += [_strided("rotary_mul", "rotary_mul", 2 * qk, L), _strided("rotary_swap", "rotary_cat", 2 * qk, L),
+                _strided("rotary_addcmul", "rotary_addcmul", 3 * qk, L)]
+    kv = 2 * ACT_BYTES * tokens * hkv * d  # one of K and V, read and written
+    if decode:
+        return ops + [_strided("kv_cache_write", "index_copy", kv, 2 * L)]
+    return ops + [_op("kv_cache_write", "transpose", {"bytes": kv}, 2 * L)]
 
 
 def _attn_transpose(arch: ArchSpec, tokens: Num, s: Num, hq: int) -> Op:
@@ -202,18 +218,21 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool
     attention, which the caller times on its own).
 
     fused: the elementwise kernels of the reference engine's Triton stack (each residual add folded into
-    the norm after it, rotary with the cache write, one activation kernel); otherwise one torch kernel per
-    op, as the torch stack runs. Prefill also copies the attention output from head-major to token-major.
+    the norm after it, rotary with the cache write, one activation kernel); its prefill also copies the attention
+    output from head-major to token-major. Otherwise one torch kernel per op, as the torch stack runs; its SDPA
+    prefill returns the output token-major already (no copy).
     """
     L, h, d = arch.n_layers, arch.hidden, arch.head_dim
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     x = ACT_BYTES * tokens * h  # bytes of one hidden-state tensor
     prefill = attn is not None and attn.op_class == "prefill_attn"
+    decode = attn is not None and not prefill
     # fused: residual add + norm reads x and y and writes both x + y and the norm; unfused: the norm alone
     add = [] if fused else [_elementwise("residual", 3 * x, L)]  # unfused: its own kernel
-    ops = [_norm("norm_attn", tokens, h, L, fused), *_layer_gemm_ops("qkv", tokens, (hq + 2 * hkv) * d, h, L, arch)]
-    ops += _qkv_ops(arch, tokens, hq, hkv, fused) + ([] if attn is None else [attn])
-    if prefill:
+    ops = [_norm("norm_attn", tokens, h, L, fused, arch.norm),
+           *_layer_gemm_ops("qkv", tokens, (hq + 2 * hkv) * d, h, L, arch)]
+    ops += _qkv_ops(arch, tokens, hq, hkv, fused, decode) + ([] if attn is None else [attn])
+    if prefill and fused:
         ops.append(_attn_transpose(arch, tokens, attn.shape["s"], hq))
     ops += _layer_gemm_ops("attn_out", tokens, h, hq * d, L, arch)
     if arch.parallel_block:  # attention and MLP share the normed input; their partial sums add up locally
@@ -222,7 +241,7 @@ def _layer_ops(arch: ArchSpec, tokens: Num, t: int, attn: Op | None, fused: bool
         ops += _allreduce("allreduce_block", x, t, L)
         return ops + add
     ops += _allreduce("allreduce_attn", x, t, L)
-    ops += add + [_norm("norm_mlp", tokens, h, L, fused)]
+    ops += add + [_norm("norm_mlp", tokens, h, L, fused, arch.norm)]
     ops += _ffn_ops(arch, tokens, t, fused)
     ops += _allreduce("allreduce_mlp", x, t, L)
     return ops + add
@@ -245,7 +264,7 @@ def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
     """Final norm (fused: with the last residual add), vocab-parallel LM head on m tokens, logits
     all-gather, greedy sampling."""
     logits = ACT_BYTES * m * arch.vocab  # all logits of the m tokens, bytes
-    ops = [_norm("norm_final", m, arch.hidden, 1, fused),
+    ops = [_norm("norm_final", m, arch.hidden, 1, fused, arch.norm),
            _gemm("lm_head", m, vocab_shard(arch.vocab, t), arch.hidden, 1, _other_gemm(arch))]
     # a ring all-gather of N bytes moves (t-1)/t · N per GPU: what an all-reduce of N/2 moves
     ops += _allreduce("logits_gather", logits / 2, t, 1)
@@ -280,8 +299,11 @@ def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last",
     launched, "graph" or "eager" (with_launches)."""
     tokens = b * p
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
+    # the torch stack's SDPA (flash) runs one token a sequence over GQA as an MHA of its KV heads, a program holding
+    # a KV head's g query heads as rows (FlashAttention-2's seqlenq_ngroups_swapped), as its table's nodes there are
+    heads = np.where(np.asarray(p) == 1, hkv, hq) if not fused and host == "graph" else hq
     attn = _op("attn", "prefill_attn",
-               {"b": b, "h": hq, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
+               {"b": b, "h": heads, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
     m_head = tokens if logits == "all" else b
     ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn, fused) + _head_ops(arch, m_head, t, fused)
     return with_launches(ops, host, arch, "prefill")
@@ -292,7 +314,10 @@ def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, ho
     fused and host as in prefill_ops."""
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     kind = "decode_attn_fp8" if arch.precision.kv == "fp8" else "decode_attn"
-    attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": c, "d": arch.head_dim}, arch.n_layers)
+    # the reference engine's graphs read the context bucket's cache rows (calibration/engine/runner.py), the rows past
+    # c masked: our decode kernel stops at c, the torch stack's SDPA (cuDNN) computes every row it is given
+    rows = decode_bucket(c) if not fused and host == "graph" else c
+    attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": rows, "d": arch.head_dim}, arch.n_layers)
     ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
     return with_launches(ops, host, arch, "decode")
 

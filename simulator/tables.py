@@ -10,6 +10,7 @@ efficiency at the grid edge. Both that and a table derived from another GPU's (s
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from simulator.gpus import GPUS
 from simulator.grid import Grid
 from simulator.hostmodel import host_mode_seconds, is_host_mode
 from simulator.layer_points import LayerCurves
-from simulator.opclasses import OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
+from simulator.opclasses import CATEGORY_DEFAULT, OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
 from simulator.quanta import LaunchModel, critical_work
@@ -106,8 +107,9 @@ class TableModel(TimeModel):
             use = mine or pts
             x, t_s = np.zeros((0, len(OP_CLASS[op].axes))), np.zeros(0)
             if use:  # coordinates of all points at once (a table holds thousands)
-                cats, axes = OP_CLASS[op].coords({k: np.array([p["shape"][k] for p in use]) for k in use[0]["shape"]},
-                                                 self.stack)
+                keys = {k for p in use for k in p["shape"]}  # a categorical key older points lack takes its default
+                cats, axes = OP_CLASS[op].coords(
+                    {k: np.array([p["shape"].get(k, CATEGORY_DEFAULT.get(k)) for p in use]) for k in keys}, self.stack)
                 sel = np.ones(len(use), bool)
                 for c, v in zip(cats, cat):
                     sel &= np.asarray(c) == v
@@ -157,7 +159,7 @@ class TableModel(TimeModel):
         out = np.empty(size)
         for i, row in enumerate(keys):  # a few categorical keys per class: groups, vectorised inside
             sel = group.reshape(-1) == i
-            key = tuple(v.item() for v in row)
+            key = self._measured_key(op_class, tuple(v.item() for v in row), sel.reshape(full))
             grid = self._grid(op_class, key)
             if grid is None and record.stand_in:  # a category the table has no points of: its stand-in's grid
                 names = record.category_names(self.stack)
@@ -206,6 +208,21 @@ class TableModel(TimeModel):
         self._fallback_warning = (f"{', '.join(sorted(self._fallbacks))}: not measured in this table; timed as "
                                   f"{fallback} of their bytes (re-run 'idealrt calibrate' to measure them)")
         self.warn(self._fallback_warning)
+
+    def _measured_key(self, op: str, key: tuple, where: np.ndarray) -> tuple:
+        """The categorical values to look `key` up at: itself, or where the table has no points there (a table
+        measured before `l2` or `fn` existed), its keys with defaults (CATEGORY_DEFAULT) at them, said so."""
+        if self._grid(op, key) is not None:
+            return key
+        names = OP_CLASS[op].category_names(self.stack)
+        movable = [i for i, n in enumerate(names) if CATEGORY_DEFAULT.get(n, key[i]) != key[i]]
+        for moved in itertools.chain.from_iterable(itertools.combinations(movable, r) for r in range(1, len(movable) + 1)):
+            alt = tuple(CATEGORY_DEFAULT[n] if i in moved else v for i, (n, v) in enumerate(zip(names, key)))
+            if self._grid(op, alt) is not None:  # the fewest keys moved to their defaults
+                changed = ", ".join(f"{names[i]}={key[i]} as {names[i]}={alt[i]}" for i in moved)
+                self.warn(f"{op}: no points of {changed} in the table; timed as the latter", where)
+                return alt
+        return key
 
     def _roofline_fallback(self, op: str, shape: dict, full: tuple, sel: np.ndarray, key: tuple) -> np.ndarray:
         """Datasheet roofline for an op class or category the table lacks (e.g. all-reduce over t = 8)."""

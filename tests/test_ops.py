@@ -167,3 +167,37 @@ def test_fused_elementwise_kernels_read_less_and_launch_fewer():
     assert {"rotary_mul", "rotary_swap", "rotary_addcmul", "kv_cache_write", "residual", "ffn_silu", "ffn_mul"} <= torch_names
     # the FLOPs do not depend on how the elementwise kernels are cut
     assert total_flops(prefill_ops(LLAMA, 2, 64, 1, fused=True)) == total_flops(prefill_ops(LLAMA, 2, 64, 1, fused=False))
+
+
+def _per_class(ops):
+    out = {}
+    for op in ops:
+        out[op.op_class] = out.get(op.op_class, 0) + int(np.sum(op.count))
+    return out
+
+
+def test_torch_stack_op_list_counts_the_engine_kernels():
+    """The torch stack's kernels per layer as the H200 engine profile counts them (benchmarks/results/
+    profile_engine_h200_torch.json): rotary 3 strided kernels, SwiGLU 2 (contiguous, so vectorized, on one row), K and
+    V written by two strided copies in a prefill and two index_copy_ in a decode step, 2 adds and 2 norms a layer
+    plus the final norm, no copy of SDPA's output."""
+    L = LLAMA.n_layers
+    pre = _per_class(prefill_ops(LLAMA, 1, 64, 1, fused=False))
+    assert (pre["strided"], pre["transpose"], pre["elementwise"], pre["norm"]) == (5 * L, 2 * L, 2 * L, 2 * L + 1)
+    assert int(by_name(prefill_ops(LLAMA, 1, 64, 1, fused=True), "attn_transpose").count) == L  # ours copies it
+    for b, strided, elementwise in ((8, 7 * L, 2 * L), (1, 5 * L, 4 * L)):
+        dec = _per_class(decode_ops(LLAMA, b, 100, 1, fused=False))
+        assert (dec["strided"], dec["elementwise"], dec.get("transpose", 0)) == (strided, elementwise, 0)
+    norms = {op.shape["fn"] for op in prefill_ops(GPT, 1, 8, 1, fused=False) if op.op_class == "norm"}
+    assert norms == {"layer_norm"}
+
+
+def test_torch_stack_decode_attention_reads_the_context_bucket():
+    """The engine's graph reads the bucket's rows (calibration/engine/runner.py), masked past c: SDPA computes them
+    all, our kernel stops at c, and transformers' eager generate has no bucket."""
+    c = np.array([100, 257, 1000, 1025])
+    attn = {f: by_name(decode_ops(LLAMA, 1, c, 1, fused=f), "attn").shape["c"] for f in (True, False)}
+    np.testing.assert_array_equal(attn[False], [256, 384, 1024, 1536])
+    np.testing.assert_array_equal(attn[True], c)
+    eager = by_name(decode_ops(LLAMA, 1, c, 1, fused=False, host="hf-eager"), "attn").shape["c"]
+    np.testing.assert_array_equal(eager, c)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from calibration import opbench
+from calibration import opbench, opbench_base
 from calibration.grids import grid_points, point
 from calibration.sweep import run_sweep
 from calibration.table_io import TableWriter, merge_points, point_key
@@ -281,3 +281,21 @@ def test_sweep_to_table_model_end_to_end_on_cpu(tmp_path, fake_cuda):
 def test_launch_builder_runs_on_cpu(stack, mode):
     bench = opbench.build("launch", stack, {"mode": mode}, device="cpu")
     assert bench.graph == (mode == "graph") and bench.call(0).numel() >= 1
+
+
+def test_torch_prefill_bench_runs_the_engine_layout_and_matches_sdpa(monkeypatch):
+    """The torch stack's prefill node reads q from a token-major projection and K/V from cache windows, as the
+    engine does, and computes the attention plain SDPA does on contiguous, expanded operands."""
+    import torch
+    import torch.nn.functional as F
+
+    drawn = []
+    monkeypatch.setattr(opbench, "_random_sets", lambda *a, **k: drawn.extend(opbench_base._random_sets(*a, **k))
+                        or drawn)
+    bench = opbench.build("prefill_attn", "torch", {"b": 2, "h": 8, "kv_h": 2, "s": 5, "d": 64, "causal": 1}, "cpu")
+    out = bench.call(0).float()  # (b, h, s, d)
+    qk, k_cache, v_cache = (x.float() for x in drawn[0])
+    assert qk.shape == (2, 5, 10, 64) and k_cache.shape[2] >= 5
+    q, k, v = qk[:, :, :8].transpose(1, 2), k_cache[:, :, :5], v_cache[:, :, :5]
+    ref = F.scaled_dot_product_attention(q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1), is_causal=True)
+    torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)

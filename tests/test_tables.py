@@ -400,3 +400,29 @@ def test_sample_is_looked_up_at_the_models_vocabulary_not_padded_to_a_faster_one
     model = table_model_for(get_gpu("h200"), "triton")
     for vocab in (128256, 131072):
         assert float(model.op_time_s("sample", {"rows": 1, "vocab": vocab})) * 1e6 == pytest.approx(node[vocab], rel=1e-6)
+
+
+def test_points_without_a_categorical_key_take_its_default():
+    """Element-wise points measured before `l2` existed are inputs in HBM ("cold"); strided points before `fn`, the
+    SwiGLU product ("mul"); a function without points of its own is timed at those, with a warning."""
+    table = fake_table()
+    hot = [dict(fake_point("elementwise", "torch", bytes=2**i, l2="hot"), median_us=1.0) for i in range(12, 28, 2)]
+    strided = [dict(fake_point("strided", "torch", bytes=2**i), median_us=7.0) for i in range(12, 28, 2)]
+    table["points"] += hot + strided
+    model = TableModel(table, H100, stack="torch")
+    cold_us = model.op_time_s("elementwise", {"bytes": 2.0**16}) * 1e6
+    assert cold_us == pytest.approx(fake_time_s("elementwise", {"bytes": 2.0**16}) * 1e6)
+    assert model.op_time_s("elementwise", {"bytes": 2.0**16, "l2": "hot"}) * 1e6 == pytest.approx(1.0)
+    assert model.op_time_s("strided", {"bytes": 2.0**16, "fn": "mul"}) * 1e6 == pytest.approx(7.0)
+    assert not model.warnings
+    assert model.op_time_s("strided", {"bytes": 2.0**16, "fn": "silu"}) * 1e6 == pytest.approx(7.0)
+    assert any("fn=silu as fn=mul" in w for w in model.warnings)
+
+
+def test_a_table_without_hot_points_times_hot_ops_at_its_cold_ones():
+    """A table measured before `l2` existed (the H100's) times an op whose inputs are in L2 at its HBM points, and
+    says so, rather than at the roofline."""
+    model = TableModel(fake_table(), H100, stack="torch")
+    hot = model.op_time_s("elementwise", {"bytes": 2.0**20, "l2": "hot"})
+    assert hot == pytest.approx(model.op_time_s("elementwise", {"bytes": 2.0**20}))
+    assert any("l2=hot as l2=cold" in w for w in model.warnings)

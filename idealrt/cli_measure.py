@@ -43,7 +43,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="idealrt", choices=ENGINES, help="idealrt, or transformers' eager generate")
     parser.add_argument("--repeats", type=int, default=MIN_REPEATS,
                         help=f"timed runs per query, at least {MIN_REPEATS} (median kept, min/max as spread; "
-                             f"measured again when they spread over {WIDE_SPREAD:.0%})")
+                             f"measured again when they spread over {WIDE_SPREAD * 100:.0f}%%)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed short runs per query")
     parser.add_argument("--gpu", help="GPU catalog name for the rows (default: detected from the device name)")
     parser.add_argument("--out", help="JSON Lines file (default: calibration/measurements/<gpu>_t<t>.jsonl)")

@@ -39,8 +39,12 @@ def _bytes(like: Op, name: str, op_class: str, nbytes, count) -> Op:
 
 def rms_norm(op: Op, hidden: int) -> list[Op]:
     """HF's fp32 RMSNorm on the rows of an unfused norm op (which reads and writes bf16 once)."""
-    n = np.asarray(op.shape["bytes"], dtype=float) / (2 * ACT_BYTES)  # elements
-    rows = n / hidden
+    if "rows" in op.shape:  # the torch stack's norm class: rows of `hidden`
+        rows = np.asarray(op.shape["rows"], dtype=float)
+        n = rows * hidden  # elements
+    else:
+        n = np.asarray(op.shape["bytes"], dtype=float) / (2 * ACT_BYTES)
+        rows = n / hidden
     parts = [("to_f32", (ACT_BYTES + F32) * n), ("pow", 2 * F32 * n), ("mean", F32 * (n + rows)),
              ("add_eps", 2 * F32 * rows), ("rsqrt", 2 * F32 * rows), ("mul", F32 * (2 * n + rows)),
              ("to_bf16", (F32 + ACT_BYTES) * n), ("mul_weight", ACT_BYTES * (2 * n + hidden))]

@@ -7,8 +7,10 @@ modeling_opt, activations.py, cache_utils.py), in order, timed by the same table
 - Separate q, k, v projections (Llama and OPT families) and gate, up projections (Llama); OPT scales q after its
   projection (one kernel).
 - Rotary (Llama family) on q and k each: x·cos, −x₂, cat, ·sin, + (the first three on a strided operand).
+- SwiGLU's silu and product (Llama) on the separate gate and up projections' contiguous outputs.
 - The KV cache (a DynamicCache): each step concatenates a layer's cache with the new tokens (torch.cat), so a
-  decode step copies the whole cache (the prefill's concatenation to an empty cache is the torch stack's write).
+  decode step copies the whole cache, a torch.cat (the prefill's concatenation to an empty cache is the torch
+  stack's write).
 """
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ def _op(like: Op, name: str, op_class: str, shape: dict, count) -> Op:
     return replace(like, name=name, op_class=op_class, shape=shape, flops=flops, bytes=nbytes, count=count)
 
 
-def _bytes(like: Op, name: str, op_class: str, nbytes, count) -> Op:
-    return _op(like, name, op_class, {"bytes": nbytes}, count)
+def _bytes(like: Op, name: str, op_class: str, nbytes, count, fn: str | None = None) -> Op:
+    """An op timed by bytes; `fn`: the torch function of a `strided` op (simulator.opclasses.STRIDED_FNS)."""
+    return _op(like, name, op_class, {"bytes": nbytes} | ({"fn": fn} if fn else {}), count)
 
 
 def rms_norm(op: Op, hidden: int) -> list[Op]:
@@ -63,9 +66,9 @@ def rotary(like: Op, q_cols: int, kv_cols: int, rows, count) -> list[Op]:
     out = []
     for part, cols in (("q", q_cols), ("k", kv_cols)):
         e = ACT_BYTES * np.asarray(rows, dtype=float) * cols  # bytes of the tensor
-        out += [_bytes(like, f"rotary_{part}_cos", "strided", 2 * e, count),
-                _bytes(like, f"rotary_{part}_neg", "strided", e, count),
-                _bytes(like, f"rotary_{part}_cat", "strided", 2 * e, count),
+        out += [_bytes(like, f"rotary_{part}_cos", "strided", 2 * e, count, "rotary_mul"),
+                _bytes(like, f"rotary_{part}_neg", "strided", e, count, "mul"),
+                _bytes(like, f"rotary_{part}_cat", "strided", 2 * e, count, "rotary_cat"),
                 _bytes(like, f"rotary_{part}_sin", "elementwise", 2 * e, count),
                 _bytes(like, f"rotary_{part}_add", "elementwise", 3 * e, count)]
     return out
@@ -108,9 +111,11 @@ def hf_kernels(arch: ArchSpec, ops: list[Op]) -> list[Op]:
             if op.name == "rotary_mul":
                 qkv = next(o for o in ops if o.name == "qkv")
                 out += rotary(op, *_qkv_cols(arch, qkv), qkv.shape["m"], op.count)
+        elif op.name in ("ffn_silu", "ffn_mul") and family == "llama":  # on separate gate and up: contiguous
+            out.append(_bytes(op, op.name, "elementwise", op.shape["bytes"], op.count))
         elif op.name == "kv_cache_write" and decode:  # the layer's cache and the new token concatenated
             cache = np.asarray(op.shape["bytes"], dtype=float) / 2 * np.asarray(attn.shape["c"], dtype=float)
-            out.append(_bytes(op, "kv_cache_cat", op.op_class, 2 * cache, op.count))
+            out.append(_bytes(op, "kv_cache_cat", "strided", 2 * cache, op.count, "rotary_cat"))
         else:
             out.append(op)
     return out

@@ -88,6 +88,21 @@ def leave_arch_out(rows: Sequence[dict], arch: str, table: Features, max_queries
     return result.coefficients, error_records(mine, scaled(table(mine), mine, result.coefficients), "fitted")
 
 
+def fit_on_archs(rows: Sequence[dict], archs: frozenset, table: Features, max_queries: int = 6,
+                 multiplier_bounds: tuple[float, float] = MULTIPLIER_BOUNDS,
+                 exclude_archs: frozenset = frozenset()) -> tuple[dict[str, float], list[dict]]:
+    """Fit on at most `max_queries` of the queries of `archs` alone, both splits (none of their rows is predicted),
+    without `exclude_archs`; then predict every row of the other architectures. Returns the coefficients and the
+    records, method "fitted"."""
+    others = [r for r in rows if r["arch"] not in archs]
+    pool = [{**r, "split": "fit"} for r in rows if r["arch"] in archs and r["arch"] not in exclude_archs]
+    try:
+        result = fit_rows(pool, table, max_queries, multiplier_bounds)
+    except UserError as e:
+        raise UserError(f"fit on {', '.join(sorted(archs))} alone: {e}") from None
+    return result.coefficients, error_records(others, scaled(table(others), others, result.coefficients), "fitted")
+
+
 def summarize(records: Sequence[dict], keys: Sequence[str]) -> list[dict]:
     """Median and 95th-percentile APE (and count) of the records grouped by `keys`, in sorted key order."""
     groups: dict[tuple, list[float]] = {}

@@ -1,9 +1,11 @@
 """`idealrt validate`: error of the fitted simulator on held-out measured queries, beside the table alone,
-the roofline alone and the FLOP-only baseline; `--leave-out-arch` refits without one architecture.
+the roofline alone and the FLOP-only baseline; `--leave-out-arch` refits without one architecture, `--fit-on-archs`
+on a few architectures alone.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -23,6 +25,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fits-dir", type=Path, default=FITS_DIR, help="where the fit files are (default calibration/fits)")
     parser.add_argument("--leave-out-arch", metavar="NAME",
                         help="fit without this architecture's queries and predict all of them ('each': every one in turn)")
+    parser.add_argument("--fit-on-archs", type=int, metavar="K",
+                        help="fit on the queries of K architectures alone and predict every other architecture's, "
+                             "each combination of K in turn")
     parser.add_argument("--max-queries", type=int, default=6, help="queries a leave-out refit may use (default 6)")
     parser.add_argument("--include-moe", action="store_true", help="let MoE queries into leave-out refits, as in fit")
     parser.add_argument("--write-band", action="store_true",
@@ -82,6 +87,34 @@ def leave_out_records(rows: list[dict], args: argparse.Namespace) -> tuple[list[
         fold = features.without_layers_of([r for r in rows if r["arch"] == arch])
         records += leave_arch_out(rows, arch, fold, args.max_queries, exclude_archs=excluded)[1]
         warnings |= fold.warnings
+    return with_kind(records, features, rows), warnings
+
+
+def fit_on_records(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], set[str]]:
+    """Error records of fits on each combination of `--fit-on-archs` architectures, on the other architectures'
+    rows; a combination whose queries cannot be fitted is left out with a warning."""
+    from calibration.fit import SimulatorFeatures
+    from calibration.validate import fit_on_archs
+
+    features, records = SimulatorFeatures(args.stack), []
+    rows = features.predictable(rows)
+    excluded = excluded_archs(rows, features, args.include_moe)
+    candidates = sorted({r["arch"] for r in rows} - excluded)
+    warnings, skipped, combos = features.warnings, [], list(itertools.combinations(candidates, args.fit_on_archs))
+    for combo in combos:
+        others = [r for r in rows if r["arch"] not in combo]
+        if not others:
+            continue
+        fold = features.without_layers_of(others)  # no layer-shape GEMM point only a predicted architecture brought
+        try:
+            recs = fit_on_archs(rows, frozenset(combo), fold, args.max_queries, exclude_archs=excluded)[1]
+        except UserError as e:
+            skipped.append(str(e))
+            continue
+        records += [{**r, "fit_archs": "+".join(combo)} for r in recs]
+        warnings |= fold.warnings
+    if skipped:
+        warnings.add(f"{len(skipped)} of {len(combos)} combinations left out; first: {skipped[0]}")
     return with_kind(records, features, rows), warnings
 
 
@@ -161,7 +194,9 @@ def stack_records(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict
     """Error records of one (engine, stack) over every GPU of its rows, the fit files used and the warnings."""
     records, fits, warnings = [], {}, set()
     for gpu, gpu_rows in rows_by_gpu(rows, args.stack, args.gpu, args.engine, args.any_engine_version).items():
-        if args.leave_out_arch:
+        if args.fit_on_archs:
+            recs, warns = fit_on_records(gpu_rows, args)
+        elif args.leave_out_arch:
             recs, warns = leave_out_records(gpu_rows, args)
         else:
             recs, fits[gpu], warns = heldout_records(gpu, gpu_rows, args)
@@ -203,8 +238,18 @@ def run(args: argparse.Namespace) -> int:
         args.leave_out_arch = get_arch(args.leave_out_arch).name  # a catalog name, as the user may spell it
     if args.write_band and args.leave_out_arch != "each":
         raise UserError("--write-band needs --leave-out-arch each (the band is the error on unseen architectures)")
+    if args.fit_on_archs is not None:
+        if args.leave_out_arch:
+            raise UserError("--fit-on-archs and --leave-out-arch are two ways to choose the fit's architectures: "
+                            "give one")
+        if args.fit_on_archs < 1:
+            raise UserError(f"--fit-on-archs is {args.fit_on_archs}: give the number of architectures to fit on, "
+                            "at least 1")
     every = args.stack == "all"
     records, fits, warnings = (all_stacks_records if every else stack_records)(rows, args)
+    if not records and args.fit_on_archs:
+        raise UserError(f"--fit-on-archs {args.fit_on_archs}: no combination of that many architectures could be "
+                        f"fitted with another left to predict ({'; '.join(sorted(warnings))})")
     if not records:
         raise UserError(f"--leave-out-arch {args.leave_out_arch}: no measured queries of it; "
                         f"the data has {', '.join(sorted({r['arch'] for r in rows}))}")
@@ -213,7 +258,9 @@ def run(args: argparse.Namespace) -> int:
     by_arch = summarize(fitted, ["gpu", "t", *by, "arch", "phase"])
     by_gpu = summarize(fitted, ["gpu", "t", *by, "kind", "phase"])
     comparison = summarize(records, ["gpu", "t", *by, "kind", "phase", "method"])
-    what = "leave-one-architecture-out" if args.leave_out_arch else "held-out queries"
+    what = ("leave-one-architecture-out" if args.leave_out_arch else
+            f"fitted on {args.fit_on_archs} architecture(s) at a time, other architectures" if args.fit_on_archs
+            else "held-out queries")
     if args.json:
         print(json.dumps({"provenance": validation_provenance(rows, args), "what": what, "fits": fits,
                           "by_arch": by_arch, "by_gpu": by_gpu,
@@ -221,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_table(f"Fitted simulator, {what}: absolute % error", by_arch, ["gpu", "t", *by, "arch", "phase"])
     print_table(f"Fitted simulator, {what}, dense and MoE architectures", by_gpu, ["gpu", "t", *by, "kind", "phase"])
-    if not args.leave_out_arch:
+    if not args.leave_out_arch and not args.fit_on_archs:
         print_comparison(comparison, by)
         for gpu, path in fits.items():
             print(f"{gpu}: fit {path}")

@@ -313,7 +313,7 @@ def test_validate(files, data):
         "--measurements": (paths(files, ["small.jsonl"]), paths(files, ["broken.jsonl", "empty.jsonl", "missing"])),
         "--gpu": (["h100-sxm"], BAD_GPU), "--stack": (["triton"], ["torch", ""]), "--max-queries": (["6"], BAD_INT),
         "--leave-out-arch": (["llama-3.1-8b"], BAD_MODEL), "--fits-dir": ([files["dir"]], [files["missing"]]),
-        "--json": None}, ("--measurements",))]
+        "--fit-on-archs": (["1", "2"], ["0", "x", "-1"]), "--json": None}, ("--measurements",))]
     check_contract(argv)
 
 

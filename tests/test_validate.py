@@ -60,6 +60,21 @@ def test_leave_one_arch_out_predicts_the_unseen_arch():
         validate.leave_arch_out(rows, "fake-missing", fake_features)
 
 
+def test_fit_on_one_arch_predicts_the_others_from_its_queries_alone(monkeypatch):
+    rows = make_rows(noise=0.005, seed=5)
+    pools = []
+    real = validate.fit_rows
+    monkeypatch.setattr(validate, "fit_rows", lambda pool, *a: pools.append(pool) or real(pool, *a))
+    coefs, recs = validate.fit_on_archs(rows, frozenset({"fake-wide"}), fake_features)
+    assert {r["arch"] for r in pools[0]} == {"fake-wide"} and all(r["split"] == "fit" for r in pools[0])
+    assert len(pools[0]) == len([r for r in rows if r["arch"] == "fake-wide"])  # both splits to choose from
+    assert {r["arch"] for r in recs} == {"fake-small", "fake-deep"}
+    assert np.median([r["ape_pct"] for r in recs]) < 2.0
+    assert coefs["gemm"] == pytest.approx(TRUE["gemm"], rel=0.05)
+    with pytest.raises(UserError, match="fit on fake-wide alone"):
+        validate.fit_on_archs(rows, frozenset({"fake-wide"}), fake_features, exclude_archs=frozenset({"fake-wide"}))
+
+
 @pytest.fixture
 def fake_setup(tmp_path, monkeypatch):
     """Measurement file and fit dir of FAKE data; the simulator and FLOP-only baseline replaced by fakes."""
@@ -95,6 +110,18 @@ def test_cli_leave_each_arch_out(fake_setup, capsys):
     archs = {s["arch"] for s in res["by_arch"]}
     assert archs == {"fake-small", "fake-wide", "fake-deep"} and res["what"] == "leave-one-architecture-out"
     assert all(s["median_pct"] < 2.0 for s in res["by_arch"])
+
+
+def test_cli_fit_on_each_pair_of_archs(fake_setup, capsys):
+    assert main(["validate", *fake_setup, "--fit-on-archs", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["what"].startswith("fitted on 2 architecture(s) at a time")
+    assert {s["arch"] for s in res["by_arch"]} == {"fake-small", "fake-wide", "fake-deep"}  # each one predicted
+    assert all(s["median_pct"] < 2.0 for s in res["by_arch"])
+    assert main(["validate", *fake_setup, "--fit-on-archs", "3"]) == 2  # none left to predict
+    assert "no combination of that many architectures" in capsys.readouterr().err
+    assert main(["validate", *fake_setup, "--fit-on-archs", "1", "--leave-out-arch", "each"]) == 2
+    assert "give one" in capsys.readouterr().err
 
 
 def test_cli_leave_out_an_unmeasured_arch(fake_setup, capsys):

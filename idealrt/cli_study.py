@@ -6,20 +6,29 @@ import argparse
 from reports.study import DERIVED_GPUS, MEASURED_GPUS, OPEN_MODELS
 from simulator.tables import STACKS
 
-CSV_COLS = ("model", "gpu", "stack", "params_b", "t", "n_gpus", "runtime_s", "cost_usd", "energy_j", "f0_ms",
-            "f_slope_ms_per_1k", "g_ms", "flop_only_s", "flop_only_error_pct", "fits", "time_model", "fit", "power",
-            "note")
+# one record per (view, model, GPU, stack, weights); docs/CONTRACTS.md "Study rows" says what each column holds
+CSV_COLS = ("view", "model", "gpu", "stack", "weights", "params_b", "t", "n_gpus", "runtime_s", "cost_usd",
+            "usd_per_1k_tokens", "energy_j", "mem_per_gpu_gib", "f0_ms", "f_slope_ms_per_1k", "g_ms",
+            "f_max_error_pct", "form_error_pct", "flop_only_s", "flop_only_error_pct", "fits", "time_model", "fit",
+            "power", "times", "note")
 
 
 SCREEN_COLS = {"runtime_s": "runtime s", "cost_usd": "cost $", "energy_j": "energy J", "f0_ms": "F(1) ms",
                "f_slope_ms_per_1k": "F slope ms/1k", "g_ms": "g ms", "flop_only_s": "FLOP-only s"}
+SCREEN_ERRORS = {"form_error_pct": "form err %", "flop_only_error_pct": "FLOP-only err %"}
 
 
 def _screen_row(r: dict, fmt) -> list:
     """One line of the screen table; dashes for a model that does not fit."""
     if "t" not in r:
-        return [r["model"]] + ["-"] * (len(SCREEN_COLS) + 2)
-    return [r["model"], r["t"], *(fmt(r[k]) for k in SCREEN_COLS), f"{r['flop_only_error_pct']:+.0f}"]
+        return [r["model"]] + ["-"] * (len(SCREEN_COLS) + len(SCREEN_ERRORS) + 1)
+    return [r["model"], r["t"], *(fmt(r[k]) for k in SCREEN_COLS), *(f"{r[k]:+.0f}" for k in SCREEN_ERRORS)]
+
+
+def csv_rows(data: dict) -> list[dict]:
+    """The CSV's records: the study rows (view 'study'), then the precision what-if's (view 'precision')."""
+    return [{k: r.get(k) for k in CSV_COLS} | {"view": view} for view, rows in (("study", data["rows"]),
+            ("precision", data.get("precision", []))) for r in rows]
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     data = collect(models, gpus, stacks, not args.no_fit, accuracy, _serving_study(args))
     shown = data["base_rows"]
     print_table(f"idealrt study on {data['base'][0]} ({data['base'][1]}): mean of the request mix, b = 1",
-                ["model", "t", *SCREEN_COLS.values(), "FLOP-only err %"], [_screen_row(r, fmt_num) for r in shown])
+                ["model", "t", *SCREEN_COLS.values(), *SCREEN_ERRORS.values()], [_screen_row(r, fmt_num) for r in shown])
     if "serving" in data:
         print_table(f"Serving view on {data['base'][0]}: {data['serving_label']}",
                     ["model", "t", "pp", "replicas", "max batch", "USD/1k tok served", "USD/1k tok one at a time",
@@ -139,8 +148,10 @@ def run(args: argparse.Namespace) -> int:
         lines += [f"Pareto frontier, accuracy against {m}: {', '.join(f)}" for m, f in data["frontier"].items()]
         lines += frontier_changes(data["frontier"])
     if args.csv:
-        write_rows(args.csv, [{k: r.get(k) for k in CSV_COLS} for r in data["rows"]], option="--csv")
-        lines.append(f"all {len(data['rows'])} rows written to {args.csv}")
+        records = csv_rows(data)
+        write_rows(args.csv, records, option="--csv")
+        lines.append(f"all {len(records)} rows ({len(data['rows'])} of the study, {len(records) - len(data['rows'])} "
+                     f"of the precision what-if) written to {args.csv}")
     if args.html:
         from reports.render import write_html
         from reports.study_report import render_study

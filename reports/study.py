@@ -16,7 +16,7 @@ from simulator.arch import ArchSpec
 from simulator.catalog import ARCHS, get_arch
 from simulator.defaults import model_and_fit
 from simulator.errors import UserError
-from simulator.gpus import GPUSpec, get_gpu
+from simulator.gpus import GIB, GPUSpec, get_gpu
 from simulator.memory import valid_tps
 from simulator.metrics import from_prediction, metrics
 from simulator.precision import FLAG_WEIGHTS
@@ -105,8 +105,11 @@ def mix_row(arch: ArchSpec, s: Setting, t: int | None = None) -> dict:
         return {**row, "note": str(e).split(";")[0]}  # e.g. "... does not fit on 8 x h100-sxm: it needs ..."
     m = from_prediction(pred, arch, s.gpu)
     avg = lambda a: float(np.sum(w * np.asarray(a)))  # noqa: E731 (weighted mean over the mix)
-    return {**row, "t": pred.t, "n_gpus": pred.n_gpus, "runtime_s": avg(m.total_s),
-            "cost_usd": avg(m.cost_per_request_usd), "energy_j": avg(m.energy_per_request_j),
+    tokens = w * (p + o)  # the mix's tokens by kind: its cost per 1,000 tokens is its mean cost over its mean tokens
+    return {**row, "weights": arch.precision.weights, "t": pred.t, "n_gpus": pred.n_gpus, "runtime_s": avg(m.total_s),
+            "cost_usd": avg(m.cost_per_request_usd),
+            "usd_per_1k_tokens": float(np.sum(tokens * m.cost_per_1k_tokens_usd) / np.sum(tokens)),
+            "energy_j": avg(m.energy_per_request_j), "mem_per_gpu_gib": float(np.max(pred.mem_per_gpu_bytes)) / GIB,
             "flop_only_s": avg(m.flop_only_total_s),
             "flop_only_error_pct": 100 * (avg(m.flop_only_total_s) - avg(m.total_s)) / avg(m.total_s),
             "fits": bool(np.all(pred.fits)), "time_model": pred.time_model, "fit": s.fit_label,
@@ -114,12 +117,19 @@ def mix_row(arch: ArchSpec, s: Setting, t: int | None = None) -> dict:
 
 
 def add_profile(row: dict, arch: ArchSpec, s: Setting) -> dict:
-    """Add F(p) (value at p = 1 and slope of its last segment, fitted over p <= 2048) and g to a row."""
+    """Add F(p) (value at p = 1 and slope of its last segment, fitted over p <= 2048, non-decreasing) and g to a
+    row, and the form's error against the simulation: F's largest against the prefill of every prompt length it
+    covers, and F(p) + g·(o − 1)'s on the mix's mean runtime (signed, as the FLOP-only baseline's)."""
     if "t" not in row:
         return row
     prof = fit_profile(arch, s.gpu, row["t"], model=s.model, coefficients=s.coefficients, p_max=PROFILE_P_MAX)
+    every_p = np.arange(prof.p_first, prof.p_last + 1)  # F is fitted on a grid of them; its error is over all
+    prefill = predict(arch, s.gpu, every_p, 1, 1, row["t"], model=s.model, coefficients=s.coefficients).prefill_s
+    p, o, w, _ = mix_arrays(arch)
+    form_s = float(np.sum(w * prof.total_s(p, o)))
     return {**row, "f0_ms": prof.f_knots_s[0] * 1e3, "f_slope_ms_per_1k": prof.slopes_s_per_token[-1] * 1e6,
-            "g_ms": prof.g_s * 1e3, "profile": prof}
+            "g_ms": prof.g_s * 1e3, "f_max_error_pct": float(100 * np.max(np.abs(prof.f_s(every_p) / prefill - 1))),
+            "form_error_pct": 100 * (form_s - row["runtime_s"]) / row["runtime_s"], "profile": prof}
 
 
 def study_rows(models: list[str], gpus: list[str], stacks: list[str], use_fit: bool = True) -> list[dict]:
@@ -182,8 +192,9 @@ def long_context_rows(rows: list[dict], s: Setting) -> list[dict]:
 
 
 def precision_rows(models: list[str], s: Setting, weights=FLAG_WEIGHTS) -> list[dict]:
-    """The mix at each weights precision (bf16, fp8, int4; KV cache bf16), per model: runtime, cost, GPUs, and
-    whether the times of its GEMMs are measured or derived from the bf16 table (a fresh time model per precision)."""
+    """The mix at each weights precision (bf16, fp8, int4; KV cache bf16), per model: runtime, cost per request and
+    per 1,000 tokens, memory per GPU, GPUs, and whether the times of its GEMMs are measured or derived from the bf16
+    table (a fresh time model per precision)."""
     rows = []
     for w in weights:
         fresh = setting(s.gpu.name, s.stack, s.coefficients is not None)

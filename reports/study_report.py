@@ -15,6 +15,7 @@ METRIC_NAMES = {"flop_only_s": "FLOP-only runtime (s)", "runtime_s": "idealized 
 STUDY_COLS = (("model", "model"), ("gpu", "gpu"), ("stack", "stack"), ("params_b", "params (B)"), ("t", "t = GPUs"),
               ("runtime_s", "runtime (s)"), ("cost_usd", "cost / request (USD)"), ("energy_j", "energy / request (J)"),
               ("f0_ms", "F(1) (ms)"), ("f_slope_ms_per_1k", "F slope (ms per 1k tokens)"), ("g_ms", "g (ms/token)"),
+              ("f_max_error_pct", "F's largest error (%)"), ("form_error_pct", "F(p) + g·(o − 1) error on the mix (%)"),
               ("flop_only_s", "FLOP-only (s)"), ("flop_only_error_pct", "FLOP-only error (%)"),
               ("time_model", "time model"), ("note", "note"))
 
@@ -45,8 +46,10 @@ def _main(rows: list[dict]) -> Section:
     chart = xy_chart(XYChart("Runtime of the mix against model size", "parameters (billions)",
                              "runtime per request (s)", series, x_log=True, y_log=True))
     return Section("study", "The study", "Idealized runtime, cost and energy per request of the mix (b = 1, t the "
-                   "smallest that fits every request), F(p) fitted over p ≤ 2048 and g at a 1,024-token context, "
-                   "and the FLOP-only baseline (24·h²·l FLOPs per token at peak) beside them.",
+                   "smallest that fits every request), F(p) fitted over p ≤ 2048 (non-decreasing) and g at a 1,024-token "
+                   "context with the form's error against the simulation (F's largest over those prompts; "
+                   "F(p) + g·(o − 1)'s on the mix's mean runtime), and the FLOP-only baseline (24·h²·l FLOPs per token "
+                   "at peak) beside them.",
                    charts=[chart], tables=[study_table(rows)])
 
 
@@ -166,16 +169,22 @@ def _long(rows: list[dict]) -> Section:
                                   for r in rows])])
 
 
+PRECISION_COLS = (("model", "model"), ("weights", "weights"), ("t", "t = GPUs"), ("runtime_s", "runtime (s)"),
+                  ("cost_usd", "cost / request (USD)"), ("usd_per_1k_tokens", "USD per 1k tokens"),
+                  ("mem_per_gpu_gib", "memory per GPU (GiB)"), ("energy_j", "energy / request (J)"),
+                  ("times", "times"), ("note", "note"))
+
+
 def _precision(rows: list[dict]) -> Section:
-    """The mix at bf16, fp8 and int4 weights, per model: runtime, cost per request, GPUs."""
-    table = Table(["model", "weights", "t = GPUs", "runtime (s)", "cost / request (USD)", "energy / request (J)",
-                   "times", "note"],
-                  [[r["model"], r["weights"], r.get("t"), r.get("runtime_s"), r.get("cost_usd"), r.get("energy_j"),
-                    r.get("times"), r.get("note")] for r in rows])
+    """The mix at bf16, fp8 and int4 weights, per model: runtime, cost per request and per 1,000 tokens, memory per
+    GPU, GPUs."""
+    table = Table([n for _, n in PRECISION_COLS], [[r.get(k) for k, _ in PRECISION_COLS] for r in rows])
     return Section("precision", "Precision: bf16, fp8 and int4 weights",
                    "The mix with the decoder layers' weights in bf16, FP8 (w8a8) or int4 (weight-only, group 128), t "
-                   "the smallest that fits: fewer bytes a weight can mean fewer GPUs. Times of a GEMM class the "
-                   "table has no points of are derived from its bf16 points by the roofline, and marked so.",
+                   "the smallest that fits: fewer bytes a weight can mean fewer GPUs. Cost per 1,000 prompt + output "
+                   "tokens is the mix's mean cost over its mean tokens; memory per GPU is its largest request's. "
+                   "Times of a GEMM class the table has no points of are derived from its bf16 points by the "
+                   "roofline, and marked so.",
                    tables=[table], missing="" if rows else "no model.", missing_label=NOTHING)
 
 

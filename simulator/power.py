@@ -26,6 +26,7 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.gpus import GPUSpec
+from simulator.nnls import nonneg_lstsq
 from simulator.opclasses import OP_CLASS, op_cost
 from simulator.ops import Op
 from simulator.timemodel import TimeModel, time_by_class
@@ -43,18 +44,6 @@ def utilisation(flops, nbytes, seconds, gpu: GPUSpec) -> tuple[np.ndarray, np.nd
             np.asarray(flops, dtype=float) / gpu.peak_bf16_flops / seconds)
 
 
-def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """argmin |x c − y|² over c ≥ 0 for two columns: the best of the solves on each support."""
-    best, best_err = np.zeros(2), float(y @ y)
-    for cols in ([0, 1], [0], [1]):
-        c = np.zeros(2)
-        c[cols] = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
-        err = float(np.sum((x @ c - y) ** 2))
-        if np.all(c >= 0) and err < best_err:
-            best, best_err = c, err
-    return best
-
-
 def fit_activity(u_mem: np.ndarray, u_flop: np.ndarray, watts: np.ndarray, idle_w: float, cap_w: float) -> np.ndarray:
     """(a, b) ≥ 0 minimising Σ ((min(cap_w, idle_w + a·u_mem + b·u_flop) − watts) / watts)²: least squares on the
     points below the cap, the capped set updated until it settles (kept: the best objective seen)."""
@@ -67,7 +56,7 @@ def fit_activity(u_mem: np.ndarray, u_flop: np.ndarray, watts: np.ndarray, idle_
     capped = np.zeros(watts.size, dtype=bool)
     best = None
     for _ in range(watts.size + 1):
-        c = _nonneg_lstsq(x[~capped], y[~capped]) if (~capped).any() else np.zeros(2)
+        c = nonneg_lstsq(x[~capped], y[~capped]) if (~capped).any() else np.zeros(2)
         if best is None or objective(c) < objective(best):
             best = c
         now = idle_w + x @ c * watts >= cap_w

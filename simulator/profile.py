@@ -3,18 +3,21 @@ fits to measured queries with cvxpy), and its fit to the simulator.
 
 F is continuous piecewise linear in p: flat while prefill is latency-bound, then linear, steeper once
 attention's p² term shows. It is fitted to the simulator's prefill over a p grid by weighted least squares
-(numpy, weights 1/F so the error is relative) on hinge functions max(0, p − knot), adding knots greedily;
-g is one decode step at a reference context.
+(numpy, weights 1/F so the error is relative) under profile_fit's constraints: F(0) ≥ 0 and every slope of F
+≥ 0, so F does not fall where the simulator's prefill, not monotone in p everywhere, does; knots are added
+greedily; g is one decode step at a reference context.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 
 import numpy as np
 
 from simulator.arch import ArchSpec
 from simulator.errors import UserError
 from simulator.gpus import GPUSpec
+from simulator.nnls import nonneg_lstsq
 from simulator.predict import predict
 from simulator.timemodel import TimeModel
 
@@ -81,31 +84,32 @@ class Profile(ProfileForm):
         return self(p, o)
 
 
-def _hinge_basis(p: np.ndarray, knots: list[float]) -> np.ndarray:
-    """Columns 1, p, max(0, p − knot) for each knot: any continuous piecewise-linear F."""
-    return np.column_stack([np.ones_like(p), p] + [np.maximum(p - k, 0.0) for k in knots])  # (P, 2 + K)
+def _ramp_basis(p: np.ndarray, knots: list[float]) -> np.ndarray:
+    """Columns 1 and, per segment of F, p's length inside it: coefficients F(0) and each segment's slope."""
+    edges = [0.0, *sorted(knots), np.inf]
+    return np.column_stack([np.ones_like(p)] + [np.clip(p - a, 0.0, b - a) for a, b in pairwise(edges)])
 
 
-def _fit(p: np.ndarray, y: np.ndarray, knots: list[float]) -> np.ndarray:
-    """min_w Σ ((basis·w − y) / y)²: least squares on the relative error; returns the fitted values."""
-    basis = _hinge_basis(p, knots)
-    w, *_ = np.linalg.lstsq(basis / y[:, None], np.ones_like(y), rcond=None)
-    return basis @ w
+def _fit(p: np.ndarray, y: np.ndarray, knots: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """min_w Σ ((basis·w − y) / y)² over w ≥ 0 (F(0) ≥ 0, non-decreasing): (F(0) and the slopes, fitted values)."""
+    basis = _ramp_basis(p, knots)
+    w = nonneg_lstsq(basis / y[:, None], np.ones_like(y))
+    return w, basis @ w
 
 
 def fit_piecewise_linear(p: np.ndarray, y: np.ndarray, max_knots: int = 3,
-                         rel_tol: float = 0.01) -> tuple[list[float], np.ndarray]:
-    """Interior knots (chosen greedily among the grid points) and fitted values; stops at max_knots or
-    once the largest relative error is under rel_tol."""
+                         rel_tol: float = 0.01) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """Interior knots (chosen greedily among the grid points), F(0) and the slopes, and fitted values; stops at
+    max_knots or once the largest relative error is under rel_tol."""
     knots: list[float] = []
-    fitted = _fit(p, y, knots)
+    coef, fitted = _fit(p, y, knots)
     candidates = list(p[1:-1])
     while len(knots) < max_knots and np.max(np.abs(fitted / y - 1)) > rel_tol and candidates:
-        errs = [np.sum((_fit(p, y, knots + [k]) / y - 1) ** 2) for k in candidates]
+        errs = [np.sum((_fit(p, y, knots + [k])[1] / y - 1) ** 2) for k in candidates]
         best = candidates.pop(int(np.argmin(errs)))
         knots = sorted(knots + [best])
-        fitted = _fit(p, y, knots)
-    return knots, fitted
+        coef, fitted = _fit(p, y, knots)
+    return knots, coef, fitted
 
 
 def p_grid(p_max: int) -> np.ndarray:
@@ -127,12 +131,9 @@ def fit_profile(arch: ArchSpec, gpu: GPUSpec, t: int, b: int = 1, *, model: Time
     c_ref = int(np.clip(c_ref or DEFAULT_C_REF, 2, top))
     p = p_grid(p_max)
     prefill = predict(arch, gpu, p, 1, b, t, model=model, coefficients=coefficients).prefill_s
-    knots, fitted = fit_piecewise_linear(p.astype(float), prefill, max_knots)
-    ends = [float(p[0])] + knots + [float(p[-1])]
-    f_at = fitted[np.searchsorted(p, ends)]  # knots are grid points
+    knots, coef, fitted = fit_piecewise_linear(p.astype(float), prefill, max_knots)
     g = predict(arch, gpu, c_ref - 1, 2, b, t, model=model, coefficients=coefficients,
                 recovery=False).decode_s  # a step of a long decode: no clocks left low by a prefill
-    slopes = np.diff(f_at) / np.diff(ends)
-    return Profile(name="simulated", knots=tuple(knots), intercept_s=float(f_at[0] - slopes[0] * ends[0]),
-                   slopes_s=tuple(float(v) for v in slopes), quad_s=0.0, g_s=float(g), p_first=int(ends[0]),
-                   p_last=int(ends[-1]), c_ref=c_ref, max_rel_err=float(np.max(np.abs(fitted / prefill - 1))))
+    return Profile(name="simulated", knots=tuple(knots), intercept_s=float(coef[0]),
+                   slopes_s=tuple(float(v) for v in coef[1:]), quad_s=0.0, g_s=float(g), p_first=int(p[0]),
+                   p_last=int(p[-1]), c_ref=c_ref, max_rel_err=float(np.max(np.abs(fitted / prefill - 1))))

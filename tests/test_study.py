@@ -119,8 +119,14 @@ def test_study_command_writes_csv_and_html(tmp_path, capsys):
     screen = capsys.readouterr().out
     assert "llama-3.1-70b" in screen and "Pareto frontier" in screen
     with out_csv.open() as f:
-        rows = list(csv.DictReader(f))
+        records = list(csv.DictReader(f))
+    rows = [r for r in records if r["view"] == "study"]
     assert len(rows) == 4 * 2 * 2 and {r["stack"] for r in rows} == {"triton", "torch"}
+    precision = [r for r in records if r["view"] == "precision"]  # the open models on the base GPU and stack
+    assert sorted((r["model"], r["weights"]) for r in precision) == sorted(
+        (m, w) for m in MODELS for w in ("bf16", "fp8", "int4"))
+    assert {(r["gpu"], r["stack"]) for r in precision} == {("h100-sxm", "triton")}
+    assert all(float(r["usd_per_1k_tokens"]) > 0 and float(r["mem_per_gpu_gib"]) > 0 for r in precision)
     first = next(r for r in rows if r["model"] == "llama-3.1-70b" and r["gpu"] == "h100-sxm" and r["stack"] == "triton")
     assert float(first["runtime_s"]) == pytest.approx(mix_row(get_arch("llama-3.1-70b"),
                                                               setting("h100-sxm", "triton"))["runtime_s"], rel=1e-6)
@@ -129,6 +135,33 @@ def test_study_command_writes_csv_and_html(tmp_path, capsys):
     for sid in ("mix", "study", "capability", "gpus", "stacks", "tp", "batch", "long-context", "precision"):
         assert sid in secs and (charts(secs[sid]) or secs[sid].find("table")), sid
     assert len(charts(secs["capability"])) == 3 and not soup.find_all(class_="missing")
+    heads = [th.get_text() for th in secs["precision"].find("table").find_all("th")]
+    assert {"USD per 1k tokens", "memory per GPU (GiB)", "cost / request (USD)"} <= set(heads)
+
+
+def test_mix_cost_per_1k_tokens_and_memory_are_the_simulators():
+    """The mix's cost per 1,000 tokens is its mean cost over its mean tokens (from simulator.metrics' per-request
+    figure), its memory per GPU its largest request's; the precision what-if's rows carry both."""
+    from reports.study import precision_rows
+    from simulator.gpus import GIB
+    from simulator.metrics import from_prediction
+
+    s = setting("h200", "triton")
+    arch = get_arch("mixtral-8x7b")
+    fp8 = arch.with_(precision=arch.precision.with_flags(weights="fp8"))
+    by = {r["weights"]: r for r in precision_rows(["mixtral-8x7b"], s)}
+    p, o, w, _ = mix_arrays(fp8)
+    pred = predict(fp8, s.gpu, p, o, 1, None, model=setting("h200", "triton").model, coefficients=s.coefficients)
+    assert by["fp8"]["runtime_s"] == pytest.approx(float(w @ pred.total_s), rel=1e-12)
+    m = from_prediction(pred, fp8, s.gpu)
+    tokens = w * (p + o)
+    assert by["fp8"]["usd_per_1k_tokens"] == pytest.approx(float(tokens @ m.cost_per_1k_tokens_usd / tokens.sum()),
+                                                           rel=1e-12)
+    assert by["fp8"]["usd_per_1k_tokens"] == pytest.approx(1000 * by["fp8"]["cost_usd"] / float(tokens.sum()),
+                                                           rel=1e-12)
+    assert by["fp8"]["mem_per_gpu_gib"] == pytest.approx(float(pred.mem_per_gpu_bytes.max()) / GIB, rel=1e-12)
+    assert [by[k]["t"] for k in ("bf16", "fp8", "int4")] == [1, 1, 1]
+    assert by["int4"]["mem_per_gpu_gib"] < by["fp8"]["mem_per_gpu_gib"] < by["bf16"]["mem_per_gpu_gib"]
 
 
 def test_study_html_without_accuracy_says_so():

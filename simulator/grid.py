@@ -3,9 +3,11 @@ Grid per key).
 
 The grid is first made monotone by padding: a shape never takes longer than a larger measured one (a kernel can
 run the larger one, padded), so each node takes the least time at or above it on every axis but the class's
-`not_padded` ones (every axis, for the idealized stack: `ideal`). Between nodes, time is interpolated multilinearly in work coordinates (m, n, k, b*h, s, c,
-...: latency + work / throughput is multilinear in them), which is monotone, NaN-free and exact at (monotone)
-nodes; element-wise and all-reduce interpolate log efficiency over log bytes, whose grids span decades. Where
+`not_padded` ones (every axis, for the idealized stack: `ideal`). On the ideal stack a node also takes at most
+the least time per unit of the batch's axis (`OpClass.rate_axis`) at or below it, times its own amount. Between
+nodes, time is interpolated multilinearly in work coordinates (m, n, k, b*h, s, c, ...: latency + work /
+throughput is multilinear in them), which is monotone, NaN-free and exact at (monotone) nodes; element-wise and
+all-reduce interpolate log efficiency over log bytes, whose grids span decades. Where
 a stack's critical work is modelled (simulator.quanta), time per unit of it is interpolated instead. Nodes the
 sweep skipped (above its work cap) take the roofline time scaled by the efficiency of the nearest measured node.
 """
@@ -49,6 +51,11 @@ class Grid:
             if ax in OP_CLASS[op].not_padded and not ideal:
                 continue
             logt = np.flip(np.minimum.accumulate(np.flip(logt, ax), axis=ax), ax)
+        rate = OP_CLASS[op].rate_axis
+        if ideal and rate is not None:  # time per unit of the batch's axis never rises: each node's x at most the
+            # least time per unit at or below it (a stream-K kernel shares any amount of work out over the SMs)
+            x = np.exp(self.nodes[rate]).reshape([-1 if i == rate else 1 for i in range(dims)])
+            logt = np.log(x) + np.minimum.accumulate(logt - np.log(x), axis=rate)
         self.waves, self._node_works = waves, np.full(logt.size, np.nan)  # work per node, filled on first use
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 

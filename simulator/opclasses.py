@@ -100,6 +100,9 @@ class OpClass:
     group_step: dict[str, int] = field(default_factory=dict)  # stack -> step h/kv_h is padded to (0: power of 2)
     floor_axes: tuple[int, ...] = ()  # axes along which a shape below the first node takes its time (not extrapolated)
     not_padded: tuple[int, ...] = ()  # axes along which a shape never runs as a larger one
+    # the axis the batch grows (GEMM rows, sequences x heads, rows or bytes): its work divides into independent
+    # parts, so on the `ideal` envelope time per unit of it never rises (simulator.grid; None: no such axis)
+    rate_axis: int | None = 0
     work_interpolated: bool = False  # time linear in the axes between nodes; else log efficiency over log axes
     work_stacks: tuple[str, ...] = ()  # stacks whose critical work (simulator.quanta) is divided out
     fit_group: str = ""  # the fit's coefficient that scales this class (default: its own name)
@@ -222,7 +225,7 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
     OpClass("allreduce", ("bytes",), lambda s: [_f(s, "bytes")], _bytes_shape, lambda s: (0.0, s["bytes"]),
             categories=("t",)),
     OpClass("launch", (), lambda s: [], lambda cat, ax: {"mode": cat["mode"]}, lambda s: (0.0, 0.0),
-            categories=("mode",), per_stack=True),
+            categories=("mode",), per_stack=True, rate_axis=None),
 )}
 OP_CLASSES = tuple(OP_CLASS)
 COEFFICIENTS = tuple(dict.fromkeys(c.coefficient for c in OP_CLASS.values()))  # what a fit scales

@@ -1,17 +1,21 @@
 """Properties over random valid architectures, GPUs and requests (hypothesis): times are finite and
 positive, more tokens never take less time, a decode step never gets cheaper with context, and tensor
 parallelism keeps the total FLOPs."""
+import copy
+
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from simulator.arch import ArchSpec
 from simulator.catalog import ARCHS, get_arch
+from simulator.errors import UserError
 from simulator.gpus import GPUS
 from simulator.memory import valid_tps
 from simulator.ops import decode_ops, prefill_ops, total_flops
 from simulator.predict import predict
+from simulator.profile import ProfileForm
 from simulator.timemodel import RooflineModel
 
 
@@ -136,3 +140,54 @@ def test_the_ideal_stack_never_predicts_less_time_for_more_work(name, gpu, t_ind
     assert np.all(np.isfinite(total)) and np.all(total > 0) and np.all(pred.prefill_s > 0)
     assert np.all(total[1:] >= total[0] * (1 - 1e-12)), (total, pred.prefill_s, pred.decode_s)
     assert np.all(pred.decode_last_step_s >= pred.decode_first_step_s * (1 - 1e-12))
+
+
+def without_sustained_clocks(gpu: str):
+    """The ideal-stack model of a GPU with burst clocks throughout: no settled throttling, no post-prefill recovery
+    (the board's measured clock drop, simulator.sustained, which slows a longer phase per unit of work)."""
+    model = copy.copy(ideal_model(gpu))  # shares the stacks' grids; only these two attributes differ
+    model.throttles, model.recovery = {}, None
+    return model
+
+
+@settings(max_examples=60, deadline=None)
+@example("phi-3-mini", "h200", 3, 128, 64, 33, 1)  # decode attention: b*kv_h 132 -> 136 crosses a node at 133
+@example("gpt-neox-20b", "h200", 0, 128, 64, 8, 1)  # prefill GEMM rows 1024 -> 1152 past the node at 1025
+@given(name=st.sampled_from(sorted(ARCHS)), gpu=st.sampled_from(sorted(GPUS)), t_index=st.integers(0, 3),
+       p=st.integers(1, 8191), o=st.integers(1, 512), b=st.integers(1, 64), step=st.sampled_from([1, 3, 16]))
+def test_the_ideal_stack_never_predicts_more_time_per_sequence_for_a_larger_batch(name, gpu, t_index, p, o, b, step):
+    """On the shipped tables, the ideal stack at burst clocks: time per sequence (total / b, so per generated token
+    at fixed p and o), prefill and decode each, non-increasing in b (docs/decisions.md: the rate envelope)."""
+    arch = get_arch(name)
+    tps = valid_tps(arch)
+    o = min(o, arch.max_positions)
+    p = min(p, arch.max_positions + 1 - o)
+    bs = np.array([b, b + step])
+    pred = predict(arch, GPUS[gpu], p, o, bs, tps[t_index % len(tps)], model=without_sustained_clocks(gpu))
+    for name_, v in (("total_s", pred.total_s), ("prefill_s", pred.prefill_s), ("decode_s", pred.decode_s)):
+        per = v / bs
+        assert np.all(np.isfinite(per)) and per[1] <= per[0] * (1 + 1e-12), (name_, per)
+
+
+@settings(max_examples=6, deadline=None)
+@given(name=st.sampled_from(sorted(ARCHS)), gpu=st.sampled_from(sorted(GPUS)),
+       stack=st.sampled_from(["triton", "torch", "best", "ideal"]), b=st.sampled_from([1, 4]))
+def test_the_profiles_prefill_term_never_falls(name, gpu, stack, b):
+    """`idealrt profile --simulated` on the shipped tables: each form's F(p) (and F + q·p²) non-decreasing and
+    positive over the prompts, g ≥ 0 (calibration.profile_fit constrains the slopes)."""
+    import argparse
+
+    from calibration.profile_fit import profile
+    from idealrt.cli_profile import simulated_grid
+
+    args = argparse.Namespace(gpu=gpu, prompts=None, outputs=None, b=b, t=None, stack=stack)
+    try:
+        _, p, o, y = simulated_grid(args, get_arch(name))
+    except UserError:  # the model does not fit on this GPU at any t
+        assume(False)
+    dense = np.linspace(1, p.max(), 512)
+    for fit in profile(p, o, y, max_knots=2):
+        form = ProfileForm(**{k: tuple(v) if isinstance(v, list) else v for k, v in fit["form"].items()})
+        f = form.prefill_s(dense)
+        assert np.all(np.isfinite(f)) and np.all(f > 0) and form.g_s >= 0, form
+        assert np.all(np.diff(f) >= -1e-12 * f[1:]), form

@@ -23,12 +23,14 @@ from simulator.opclasses import OP_CLASS
 class Grid:
     """Grid of one op class and categorical value, built from measured points: log time and log efficiency."""
 
-    def __init__(self, op: str, cat: tuple, x: np.ndarray, t_s: np.ndarray, roof, waves=None, ideal: bool = False):
+    def __init__(self, op: str, cat: tuple, x: np.ndarray, t_s: np.ndarray, roof, waves=None, ideal: bool = False,
+                 regime=None):
         """Points at coordinates `x` (points, axes) took `t_s` seconds. `waves(axes)`: if given, the lookup
         interpolates time per unit of critical work (simulator.quanta), made monotone as time first. `ideal`:
         padded on every axis and interpolated multilinearly in work (no waves), so time never falls as any axis
         grows: a stack that picks its tiles per shape (split-K, stream-K) has no partial-wave steps between
-        measured nodes."""
+        measured nodes. `regime(axes)`: how each looked-up shape counts its work (simulator.quanta.memory_bound;
+        None: one way), passed to `waves(axes, regime)` for the nodes around it."""
         if ideal and waves is not None:
             raise ValueError("an ideal grid interpolates time itself: pass no waves")
         self.op, self.cat, self.roof, self.ideal = op, cat, roof, ideal
@@ -56,7 +58,8 @@ class Grid:
             # least time per unit at or below it (a stream-K kernel shares any amount of work out over the SMs)
             x = np.exp(self.nodes[rate]).reshape([-1 if i == rate else 1 for i in range(dims)])
             logt = np.log(x) + np.minimum.accumulate(logt - np.log(x), axis=rate)
-        self.waves, self._node_works = waves, np.full(logt.size, np.nan)  # work per node, filled on first use
+        self.waves, self.regime = waves, regime
+        self._node_works: dict[int, np.ndarray] = {}  # way of counting (-1: the node's own) -> work per node
         self.logt, self.logeff = logt, logroof - logt  # efficiency = roofline time / time
 
     def _logroof(self, logx: list[np.ndarray]) -> np.ndarray:
@@ -100,13 +103,14 @@ class Grid:
             clamped.append(vc), weights.append(w), steps.append(step)
             base += i * int(stride)
         values = (np.exp(self.logt) if linear else self.logeff).reshape(-1)
+        regime = None if self.waves is None or self.regime is None else self.regime([np.exp(v) for v in clamped])
         acc, used_filled, flat_filled = np.zeros(n), np.zeros(n, bool), self.filled.reshape(-1)
         for corner in itertools.product((0, 1), repeat=len(self.nodes)):
             wt = np.ones(n)
             for c, w in zip(corner, weights):
                 wt *= w if c else 1.0 - w
             idx = base + sum(c * st for c, st in zip(corner, steps))
-            acc += wt * (values[idx] if self.waves is None else values[idx] / self._node_work(idx))
+            acc += wt * (values[idx] if self.waves is None else values[idx] / self._node_work(idx, regime))
             used_filled |= (wt > 0) & flat_filled[idx]
         if not linear:  # clipped to the cell's corner times: no dip just past a memory/compute bend
             flat_t = self.logt.reshape(-1)
@@ -124,14 +128,26 @@ class Grid:
                 out = out + np.where(outside, self._logroof(logx) - self._logroof(clamped), 0.0)
         return out, outside, used_filled
 
-    def _node_work(self, idx: np.ndarray) -> np.ndarray:
-        """Critical work (simulator.quanta) at flat node indices, computed once per node on first use: a lookup
-        touches a few cells, and a table has thousands of nodes (simulating them all would slow every start)."""
-        todo = np.unique(idx[np.isnan(self._node_works[idx])])
+    def _node_work(self, idx: np.ndarray, regime: np.ndarray | None = None) -> np.ndarray:
+        """Critical work (simulator.quanta) at flat node indices, counted as `regime` says per lookup (None: each
+        node's own way), computed once per node and way on first use: a lookup touches a few cells, and a table
+        has thousands of nodes (simulating them all would slow every start)."""
+        if regime is None:
+            return self._works(idx, -1)
+        out = np.empty(idx.shape)
+        for way in np.unique(regime):
+            sel = regime == way
+            out[sel] = self._works(idx[sel], int(way))
+        return out
+
+    def _works(self, idx: np.ndarray, way: int) -> np.ndarray:
+        works = self._node_works.setdefault(way, np.full(self.logt.size, np.nan))
+        todo = np.unique(idx[np.isnan(works[idx])])
         if todo.size:
             coords = np.unravel_index(todo, self.logt.shape)
-            self._node_works[todo] = self.waves([np.exp(nd[c]) for nd, c in zip(self.nodes, coords)])
-        return self._node_works[idx]
+            axes = [np.exp(nd[c]) for nd, c in zip(self.nodes, coords)]
+            works[todo] = self.waves(axes) if way < 0 else self.waves(axes, np.full(todo.size, way))
+        return works[idx]
 
     def extent(self) -> str:
         """The measured range of each axis, e.g. 'm 1..16384, n 256..131072, k 256..65536'."""

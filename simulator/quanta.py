@@ -59,33 +59,41 @@ def _per_unique(fn, *arrays) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=65536)
-def _gemm_waves(m: int, n: int, k: int, lm: LaunchModel) -> float:
-    """Waves of output tiles of our GEMM; up to `wave_rows_above` rows, its time relative to its bytes at full
-    bandwidth (`hbm_saturating_sms`)."""
+def _gemm_waves(m: int, n: int, k: int, lm: LaunchModel, memory: int) -> float:
+    """Waves of output tiles of our GEMM; counted as a memory-bound product (`memory`: `_waves`) relative to its
+    bytes at full bandwidth (`hbm_saturating_sms`)."""
     from kernels.configs import gemm_config
 
     cfg = gemm_config(m, n, k, lm.sm_count)
     programs = ceil_div(m, cfg.block_m) * ceil_div(n, cfg.block_n) * cfg.split_k
-    return _waves(m, programs, lm.sm_count * _programs_per_sm(cfg, lm.smem_per_sm_bytes), lm)
+    return _waves(memory, programs, lm.sm_count * _programs_per_sm(cfg, lm.smem_per_sm_bytes), lm)
 
 
 @functools.lru_cache(maxsize=65536)
-def _fp8_waves(m: int, n: int, k: int, lm: LaunchModel) -> float:
+def _fp8_waves(m: int, n: int, k: int, lm: LaunchModel, memory: int) -> float:
     """Waves of our FP8 GEMM's programs (simulator.fp8_launch), counted as `_gemm_waves` counts the bf16 one's,
     with one-byte tiles in shared memory."""
     from simulator.fp8_launch import fp8_launch
 
     cfg = fp8_launch(m, n, k, lm.sm_count)
-    return _waves(m, cfg.programs(m, n), lm.sm_count * _programs_per_sm(cfg, lm.smem_per_sm_bytes, 1), lm)
+    return _waves(memory, cfg.programs(m, n), lm.sm_count * _programs_per_sm(cfg, lm.smem_per_sm_bytes, 1), lm)
 
 
-def _waves(m: int, programs: int, per_wave: int, lm: LaunchModel) -> float:
-    """Waves of `programs` at `per_wave` a wave; up to `wave_rows_above` rows (memory-bound), the time of its
-    bytes at full bandwidth, a partial wave of q programs counted as max(q, `hbm_saturating_sms`)."""
-    if m <= lm.wave_rows_above:
+def _waves(memory: int, programs: int, per_wave: int, lm: LaunchModel) -> float:
+    """Waves of `programs` at `per_wave` a wave; for a memory-bound product (`memory`, see `memory_bound`), the time
+    of its bytes at full bandwidth, a partial wave of q programs counted as max(q, `hbm_saturating_sms`)."""
+    if memory:
         last = programs % per_wave  # programs of the partial wave
         return (programs - last + (max(last, lm.hbm_saturating_sms) if last else 0)) / programs
     return float(max(1, ceil_div(programs, per_wave)))
+
+
+def memory_bound(op: str, axes: list[np.ndarray], lm: LaunchModel) -> np.ndarray | None:
+    """Per shape, 1 where a GEMM's critical work is counted as a memory-bound product's (up to `wave_rows_above`
+    rows, as `_per_unique` rounds them), else 0; None for classes with one way of counting (attention)."""
+    if op == "prefill_attn":
+        return None
+    return (np.rint(np.asarray(axes[0], dtype=float)) <= lm.wave_rows_above).astype(int)
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -181,17 +189,22 @@ def _shared_makespan(works: list[float], lm: LaunchModel, per_sm: int, alone_rat
     return end
 
 
-def critical_work(op: str, stack: str, axes: list[np.ndarray], lm: LaunchModel, cat: tuple = ()) -> np.ndarray:
+def critical_work(op: str, stack: str, axes: list[np.ndarray], lm: LaunchModel, cat: tuple = (),
+                  memory: np.ndarray | None = None) -> np.ndarray:
     """The factor a table point's time is divided by before interpolation, for the op classes and stacks that
     `OpClass.work_stacks` names.
 
     `axes` are the table coordinates (simulator.opclasses): GEMM (m, n, k) -> waves of output tiles (our bf16
     kernel's, kernels/configs.py, or for `gemm_fp8` our FP8 kernel's, simulator.fp8_launch); causal
-    prefill attention (b*h, s, d), `cat` = (causal,) -> the makespan of its programs in key steps."""
+    prefill attention (b*h, s, d), `cat` = (causal,) -> the makespan of its programs in key steps. `memory`: how a
+    GEMM's waves are counted (`memory_bound`), by default each shape's own way; a grid node's work is counted the
+    way the shape looked up between nodes counts its own, so the time per unit interpolated between them is in one
+    unit (waves, or a memory-bound product's bytes) on both sides of `wave_rows_above`."""
     if op == "prefill_attn":
         bh, s, d = axes
         causal = bool(cat[0]) if cat else True
         return _per_unique(lambda x, y, z: prefill_makespan(x, y, z, lm, stack, causal), bh, s, d)
     m, n, k = axes
     waves = _fp8_waves if op == "gemm_fp8" else _gemm_waves
-    return _per_unique(lambda mm, nn, kk: waves(mm, nn, kk, lm), m, n, k)
+    mem = memory_bound(op, axes, lm) if memory is None else memory
+    return _per_unique(lambda mm, nn, kk, mb: waves(mm, nn, kk, lm, mb), m, n, k, mem)

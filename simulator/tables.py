@@ -31,7 +31,7 @@ from simulator.layer_points import LayerCurves
 from simulator.opclasses import CATEGORY_DEFAULT, OP_CLASS, PADS_INTO, gpu_roofline_s, op_cost, round_up
 from simulator.opclasses import op_class as op_class_record
 from simulator.paths import TABLES_DIR
-from simulator.quanta import LaunchModel, critical_work
+from simulator.quanta import LaunchModel, critical_work, memory_bound
 from simulator.sustained import recovery, throttles
 from simulator.timemodel import RooflineModel, TimeModel
 
@@ -115,17 +115,23 @@ class TableModel(TimeModel):
                     sel &= np.asarray(c) == v
                 x = np.stack(axes, -1)[sel] if axes else np.zeros((int(sel.sum()), 0))
                 t_s = np.array([p["median_us"] for p in use])[sel] * 1e-6
-            waves = (lambda axes: self._work(op, axes, cat)) \
+            waves = (lambda axes, memory=None: self._work(op, axes, cat, memory)) \
                 if self.stack in OP_CLASS[op].work_stacks and not self.ideal else None
-            self._grids[key] = Grid(op, cat, x, t_s, self._roof, waves, self.ideal) if t_s.size else None
+            regime = (lambda axes: memory_bound(op, axes, self._launch_model())) if waves is not None else None
+            self._grids[key] = Grid(op, cat, x, t_s, self._roof, waves, self.ideal, regime) if t_s.size else None
         return self._grids[key]
 
-    def _work(self, op: str, axes: list[np.ndarray], cat: tuple = ()) -> np.ndarray:
-        """This stack's critical work at table coordinates (simulator.quanta) on the table's GPU."""
+    def _launch_model(self) -> LaunchModel:
+        """The table's launch model (simulator.quanta), on the GPU the table was measured on."""
         if self._launch is None:
             measured_on = GPUS.get((self.table.get("provenance") or {}).get("gpu", ""), self.gpu)
             self._launch = LaunchModel.from_table(self.table, measured_on)
-        return critical_work(op, self.stack, axes, self._launch, cat)
+        return self._launch
+
+    def _work(self, op: str, axes: list[np.ndarray], cat: tuple = (), memory: np.ndarray | None = None) -> np.ndarray:
+        """This stack's critical work at table coordinates (simulator.quanta) on the table's GPU; `memory`: as
+        simulator.quanta.critical_work counts it."""
+        return critical_work(op, self.stack, axes, self._launch_model(), cat, memory)
 
     def op_time_s(self, op_class: str, shape: dict, category: dict[str, int] | None = None,
                   layers: bool = True) -> np.ndarray:

@@ -297,10 +297,22 @@ def test_memory_bound_gemm_pays_for_a_thin_last_wave():
     max(q, HBM_SATURATING_SMS) would at full bandwidth (m = 17, n = 4672: 146 programs of 32 columns on 132 SMs)."""
     from simulator.quanta import _gemm_waves
 
-    assert _gemm_waves(17, 4096, 4096, LM) == 1.0  # 128 programs: one wave
-    assert _gemm_waves(17, 4672, 4544, LM) == pytest.approx((132 + LM.hbm_saturating_sms) / 146)
-    assert _gemm_waves(17, 6144, 4096, LM) == 1.0  # 192 programs: the last 60 saturate the bandwidth
-    assert _gemm_waves(1, 256, 256, LM) > 1.0  # a few programs cannot draw it
+    assert _gemm_waves(17, 4096, 4096, LM, 1) == 1.0  # 128 programs: one wave
+    assert _gemm_waves(17, 4672, 4544, LM, 1) == pytest.approx((132 + LM.hbm_saturating_sms) / 146)
+    assert _gemm_waves(17, 6144, 4096, LM, 1) == 1.0  # 192 programs: the last 60 saturate the bandwidth
+    assert _gemm_waves(1, 256, 256, LM, 1) > 1.0  # a few programs cannot draw it
+
+
+def test_gemm_just_past_the_memory_bound_rows_has_no_cliff():
+    """The time per unit of work interpolated between the nodes on either side of `wave_rows_above` is in one
+    unit: the grouped experts of mixtral-8x7b at 259 prompt tokens (64.75 rows an expert, n = 229376) took 9x
+    the time of 258 tokens (64.5 rows) when the node at 64 rows counted bytes and the shape counted waves."""
+    gpu = get_gpu("h200")
+    model = TableModel(load_table(TABLES_DIR / "h200.json"), gpu, "triton")
+    shape = {"m": np.array([64.0, 64.5, 64.75, 66.0, 75.0, 96.0, 128.0]), "n": 229376.0, "k": 4096.0}
+    t = model.op_time_s("gemm", shape, layers=False)
+    assert np.all(t[1:] <= 2.5 * t[:-1])  # two row tiles at most double it; no step of 9x
+    assert t[-1] < 4 * t[0]
 
 
 def test_sdpa_launch_follows_flash_attention_2():

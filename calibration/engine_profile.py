@@ -48,12 +48,22 @@ def _engine(arch, backend: str):
     return Engine(arch, backend)
 
 
-def profile_arch(name: str, backend: str) -> list[dict]:
+def _timed(run, reps: int, sampler) -> tuple[float, dict]:
+    """(median ms of `reps` timed calls, the NVML clock and power of their window)."""
+    import time
+
+    from calibration.timing import batch_times_us
+
+    t0 = time.perf_counter()
+    ms = statistics.median(batch_times_us(run, reps)) / 1e3
+    return ms, sampler.window(t0, time.perf_counter())
+
+
+def profile_arch(name: str, backend: str, sampler) -> list[dict]:
     """Profile rows of one catalog architecture: its graphed prefills and decode steps."""
     import torch
 
     from calibration.engine.runner import bucket_for
-    from calibration.timing import batch_times_us
     from simulator.catalog import get_arch
 
     arch = get_arch(name)
@@ -65,9 +75,9 @@ def profile_arch(name: str, backend: str) -> list[dict]:
         prompt = torch.randint(0, arch.vocab, (b, p), device="cuda")
         eng.prefill(prompt)
         run = lambda prompt=prompt: eng.prefill(prompt)
-        ms = statistics.median(batch_times_us(run, 5)) / 1e3
+        ms, clocks = _timed(run, 5, sampler)
         rows.append({"arch": name, "backend": backend, "phase": "prefill", "b": b, "p": p,
-                     "graph": bool(eng.prefill_graphs), "event_ms": ms, "kernels": kernels_of(run)})
+                     "graph": bool(eng.prefill_graphs), "event_ms": ms, **clocks, "kernels": kernels_of(run)})
         print(f"{name:14s} prefill b={b:3d} p={p:5d}: {ms:8.3f} ms", flush=True)
     for b, c in DECODES:
         eng.prepare(b, c + 8)
@@ -76,9 +86,9 @@ def profile_arch(name: str, backend: str) -> list[dict]:
         eng.capture(c, c)
         step = eng.graphs[bucket_for(c, eng.s_rows)][0] if eng.graphs else None
         replay = step.replay if step is not None else eng.step
-        ms = statistics.median(batch_times_us(replay, 20)) / 1e3
+        ms, clocks = _timed(replay, 20, sampler)
         rows.append({"arch": name, "backend": backend, "phase": "decode", "b": b, "c": c, "graph": step is not None,
-                     "event_ms": ms, "kernels": kernels_of(replay)})
+                     "event_ms": ms, **clocks, "kernels": kernels_of(replay)})
         print(f"{name:14s} decode  b={b:3d} c={c:5d}: {ms:8.3f} ms", flush=True)
     return rows
 
@@ -93,19 +103,22 @@ def main() -> int:
 
     import torch
 
+    from calibration.power import CLOCK_PERIOD_S, PowerSampler
     from calibration.provenance import provenance
     from calibration.table_io import write_json_atomic
 
     rows = []
-    for name in args.arch.split(","):
-        try:
-            rows += profile_arch(name, args.backend)
-            torch.cuda.empty_cache()  # the engine of the last architecture is gone: give its memory back
-        except Exception as e:  # noqa: BLE001 - one architecture failing must not lose the others' rows
-            rows.append({"arch": name, "backend": args.backend, "error": f"{type(e).__name__}: {e}"})
-            print(f"{name}: {type(e).__name__}: {e}", flush=True)
-        # after each architecture: a run stopped by a time limit keeps what it profiled
-        write_json_atomic(args.out, {"rows": rows, "prefills": PREFILLS, "decodes": DECODES, "provenance": provenance()})
+    with PowerSampler(period_s=CLOCK_PERIOD_S, clocks=True) as sampler:
+        for name in args.arch.split(","):
+            try:
+                rows += profile_arch(name, args.backend, sampler)
+                torch.cuda.empty_cache()  # the engine of the last architecture is gone: give its memory back
+            except Exception as e:  # noqa: BLE001 - one architecture failing must not lose the others' rows
+                rows.append({"arch": name, "backend": args.backend, "error": f"{type(e).__name__}: {e}"})
+                print(f"{name}: {type(e).__name__}: {e}", flush=True)
+            # after each architecture: a run stopped by a time limit keeps what it profiled
+            write_json_atomic(args.out, {"rows": rows, "prefills": PREFILLS, "decodes": DECODES,
+                                         "nvml_error": sampler.error, "provenance": provenance()})
     return 0
 
 

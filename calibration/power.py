@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Callable
 
+CLOCK_PERIOD_S = 0.002  # sampling period of the diagnostics that follow the SM clock through a phase
+
 
 def nvml_handle(device_index: int = 0, uuid: str | None = None):
     """(pynvml module, device handle) of the GPU with this CUDA `uuid` (else NVML index `device_index`);
@@ -75,6 +77,17 @@ class PowerSampler:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._nvml.nvmlShutdown()
+
+    def window(self, t0: float, t1: float) -> dict:
+        """Median SM clock (MHz) and mean board power (W) of the stamped samples between perf_counter times t0
+        and t1 (None without samples there)."""
+        import statistics
+
+        got = [(mhz, w) for s, mhz, w in self.stamped if t0 <= s <= t1]
+        if not got:
+            return {"sm_mhz": None, "power_w": None, "samples": 0}
+        return {"sm_mhz": statistics.median(m for m, _ in got),
+                "power_w": round(statistics.fmean(w for _, w in got), 1), "samples": len(got)}
 
     def summary(self) -> dict | None:
         """{"median", "p90", "samples", "by_op": {op: {...}}} over labelled samples, or None without any."""

@@ -8,22 +8,29 @@ runs of prefill and o - 1 decode steps. Per run it keeps:
     `prefill` before any sync: a launch-bound prefill has the two close);
   - the SM clock and board power NVML reports meanwhile (calibration/power.py `PowerSampler`);
   - the caching allocator's device calls (cudaMalloc, cudaFree, retries) during the run.
-Then PROFILED more prefills under torch.profiler give each run's kernels, so a slow run's extra time is
-attributed to kernels, or to none (time between kernels). `reports` and the fit never read this file.
+Then prefills launched back to back (no sync between: the GPU's time per prefill, the host's launches hidden
+behind it) and PROFILED more prefills under torch.profiler, so a slow run's extra time is attributed to
+kernels, to time between kernels, or to the start after a sync. Last, the start of a CUDA graph of N tiny
+kernels after a sync, against its time replayed back to back, for N in GRAPH_NODES: what a graphed prefill
+pays before its first kernel runs. `reports` and the fit never read this file.
 
     python3 -m calibration.prefill_probe --out $OUT/prefill_probe_h200.json [--case STACK:ARCH:B:P ...]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
-CASES = ("fp8:llama-3.2-1b:1:4096", "fp8_kv:llama-3.2-1b:1:4096", "triton:llama-3.2-1b:1:4096",
+CASES = ("triton:llama-3.2-1b:1:1", "triton:qwen2.5-1.5b:1:16", "triton:llama-3.2-1b:32:1",
+         "fp8:llama-3.2-1b:1:4096", "fp8_kv:llama-3.2-1b:1:4096", "triton:llama-3.2-1b:1:4096",
          "triton:llama-3.2-1b:32:128", "triton:llama-3.1-8b:1:4096", "triton:llama-3.1-8b:8:512",
          "triton:llama-3.1-8b:8:2048")
 OUTPUTS = (1, 8, 32)  # the t1 grid's o at these (b, p), each query a fresh prepare as in measure
 RUNS = 6  # timed runs per query
 PROFILED = 3  # prefills under the profiler per query
+GRAPH_NODES = (1, 16, 64, 256, 1024)  # kernels in a tiny graph (a decoder layer launches about 10)
+GRAPH_REPS = 30  # replays per graph and way of timing
 ALLOC_STATS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_sync_all_streams")
 
 
@@ -86,6 +93,7 @@ def probe_case(stack: str, arch_name: str, b: int, p: int, runs: int, sampler) -
     import torch
 
     from calibration.engine_profile import _engine
+    from calibration.timing import batch_times_us
     from simulator.catalog import get_arch
 
     arch = get_arch(arch_name)
@@ -99,15 +107,54 @@ def probe_case(stack: str, arch_name: str, b: int, p: int, runs: int, sampler) -
         eng.capture(p + 1, p + o - 1)
         eng.run_once(prompt, min(o, 2))
         timed = [timed_run(eng, prompt, o, sampler) for _ in range(runs)]
+        warm = batch_times_us(lambda e=eng, prompt=prompt: e.prefill(prompt), runs)
         prof = [profiled_run(eng, prompt) for _ in range(PROFILED)]
         ms = [r["prefill_ms"] for r in timed]
         print(f"{stack:7s} {arch_name:14s} b={b:3d} p={p:5d} o={o:3d}: prefill "
               + " ".join(f"{x:.2f}" for x in ms) + " ms; profiled " + " ".join(f"{r['prefill_ms']:.2f}" for r in prof),
               flush=True)
-        rows.append({"stack": stack, "arch": arch_name, "b": b, "p": p, "o": o, "runs": timed, "profiled": prof})
+        rows.append({"stack": stack, "arch": arch_name, "b": b, "p": p, "o": o, "graphed": p in eng.prefill_graphs,
+                     "runs": timed, "back_to_back_ms": [us / 1e3 for us in warm], "profiled": prof})
     del eng
     torch.cuda.empty_cache()
     return rows
+
+
+def graph_start(n_nodes: int, reps: int = GRAPH_REPS) -> dict:
+    """A CUDA graph of n_nodes dependent one-element adds: its time from a sync (event before the replay, event
+    after), its time per replay back to back, and the host's time in `replay()`; microseconds, medians."""
+    import torch
+
+    x = torch.zeros(1, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        x.add_(1)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(n_nodes):
+            x.add_(1)
+    graph.replay()
+    cold, host = [], []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+        ev[0].record()
+        h0 = time.perf_counter()
+        graph.replay()
+        host.append(1e6 * (time.perf_counter() - h0))
+        ev[1].record()
+        ev[1].synchronize()
+        cold.append(1e3 * ev[0].elapsed_time(ev[1]))
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    ev[0].record()
+    for _ in range(reps):
+        graph.replay()
+    ev[1].record()
+    ev[1].synchronize()
+    return {"nodes": n_nodes, "from_sync_us": statistics.median(cold), "back_to_back_us": 1e3 * ev[0].elapsed_time(ev[1]) / reps,
+            "host_replay_us": statistics.median(host)}
 
 
 def main() -> int:
@@ -136,6 +183,12 @@ def main() -> int:
                 print(f"{stack} {arch}: {type(e).__name__}: {e}", flush=True)
             write_json_atomic(args.out, {"rows": rows, "outputs": OUTPUTS, "nvml_error": sampler.error,
                                          "provenance": provenance()})
+    starts = [graph_start(n) for n in GRAPH_NODES]
+    for r in starts:
+        print(f"graph of {r['nodes']:5d} adds: from a sync {r['from_sync_us']:8.1f} us, back to back "
+              f"{r['back_to_back_us']:8.1f} us, host in replay() {r['host_replay_us']:6.1f} us", flush=True)
+    write_json_atomic(args.out, {"rows": rows, "outputs": OUTPUTS, "graph_start": starts, "nvml_error": sampler.error,
+                                 "provenance": provenance()})
     return 0
 
 

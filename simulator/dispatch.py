@@ -15,7 +15,7 @@ import numpy as np
 from simulator.opclasses import OP_CLASS
 
 OURS, VENDOR = "triton", "torch"  # the table stacks the rule chooses between
-NEVER = ("launch",)  # per-stack classes that are not kernels: always ours
+NEVER = ("launch", "start")  # per-stack classes that are not kernels: always ours
 GROUPED = "grouped"  # shape key of a grouped-GEMM op (simulator.ops): one launch over many experts, ours only
 # Cache rows a decode step reads (calibration/engine/runner.py BUCKETS: tests/test_dispatch.py keeps them equal)
 DECODE_BUCKETS = (256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 24576, 32768,

@@ -1,6 +1,10 @@
-"""The host's measured cost of an eager stack with its own Python: transformers' eager `generate` (engine
-`hf-eager`), per call and per layer of each phase, for each model family, from the table's `host` section
-(measured by calibration/host_bench.py on tiny models, where the GPU's work is negligible)."""
+"""The host's measured costs, from the table's `host` section, each measured on tiny models where the GPU's work
+is negligible:
+- transformers' eager `generate` (engine `hf-eager`): per call and per layer of each phase, for each model
+  family (calibration/host_bench.py);
+- the reference engine (engine `idealrt`, calibration/engine): per call and per kernel, for each stack, the
+  start of a graphed prefill (the host launching its CUDA graph after a sync, which no GPU work hides) and the
+  host's launching of an eager prefill (which the GPU's work overlaps) (calibration/engine_host.py)."""
 from __future__ import annotations
 
 from simulator.arch import ArchSpec
@@ -11,6 +15,12 @@ ENGINE = "hf-eager"  # the host mode and the engine it describes
 FAMILIES = ("llama", "opt", "neox")
 MODE_PREFIX = "hf_eager_"  # launch modes: hf_eager_<phase>_<call|layer>:<family>
 PHASES = ("prefill", "decode")
+REFERENCE = "idealrt"  # the reference engine: its host section is keyed by stack
+REFERENCE_PREFIX = "idealrt_"  # its launch modes: idealrt_<part>_<call|kernel>:<stack>
+GRAPH_START, GRAPH_START_AFTER_STEPS, EAGER_PREFILL = "graph_start", "graph_start_after_steps", "eager"
+ENGINE_PARTS = (GRAPH_START, GRAPH_START_AFTER_STEPS, EAGER_PREFILL)
+PREFILL_GRAPH_TOKENS = 2048  # it replays a captured prefill of up to b x p tokens (calibration/engine/runner.py)
+MOE_SYNC_FREE_TOKENS = 128  # its torch-stack MoE captures a forward of up to this many tokens (engine/model.py)
 
 
 def hf_family(arch: ArchSpec) -> str | None:
@@ -38,11 +48,44 @@ def host_modes(arch: ArchSpec, phase: str) -> list[tuple[str, int]]:
 
 def is_host_mode(mode: str) -> bool:
     """Whether a launch mode is a measured host model's (not a kernel-launch time)."""
-    return mode.startswith(MODE_PREFIX)
+    return mode.startswith((MODE_PREFIX, REFERENCE_PREFIX))
+
+
+def engine_host(stack: str, after_steps: bool = False) -> str:
+    """The host of the reference engine's rows of `stack` (simulator.ops with_launches): its graphed prefills
+    start after the graph's launch, its eager ones take the longer of the host's launches and the GPU's work;
+    `after_steps`: each timed prefill follows the decode steps of the run before (a query with o > 1)."""
+    return f"{REFERENCE}:{stack}" + (":steps" if after_steps else "")
+
+
+def parse_engine_host(host: str) -> tuple[str, bool] | None:
+    """(stack, after_steps) of an engine_host string, None for any other host."""
+    parts = host.split(":")
+    if parts[0] != REFERENCE or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "steps"):
+        return None
+    return parts[1], len(parts) == 3
+
+
+def engine_mode(part: str, unit: str, stack: str) -> str:
+    """The launch mode of one part (ENGINE_PARTS) of the reference engine's host, per 'call' or per 'kernel'."""
+    return f"{REFERENCE_PREFIX}{part}_{unit}:{stack}"
+
+
+def has_engine_host(table: dict | None, stack: str) -> bool:
+    """Whether the table holds the reference engine's measured host model of `stack`."""
+    return stack in ((table or {}).get(HOST_SECTION) or {}).get(REFERENCE, {})
 
 
 def host_mode_seconds(table: dict | None, mode: str) -> float:
     """Seconds of one run of a host mode from the table's `host` section; a UserError when it is not measured."""
+    if mode.startswith(REFERENCE_PREFIX):
+        part_unit, stack = mode[len(REFERENCE_PREFIX):].split(":")
+        part, unit = part_unit.rsplit("_", 1)
+        entry = ((table or {}).get(HOST_SECTION) or {}).get(REFERENCE, {}).get(stack)
+        if entry is None:
+            raise UserError(f"no measured host model of the reference engine's {stack} stack in this GPU's table; "
+                            "run 'python3 -m calibration.engine_host' on its machine and merge it")
+        return float(entry[part][f"{unit}_s"])
     phase_part, family = mode[len(MODE_PREFIX):].split(":")
     phase, part = phase_part.rsplit("_", 1)
     entry = ((table or {}).get(HOST_SECTION) or {}).get(ENGINE, {}).get(family)

@@ -226,6 +226,11 @@ OP_CLASS: dict[str, OpClass] = {c.name: c for c in (
             categories=("t",)),
     OpClass("launch", (), lambda s: [], lambda cat, ax: {"mode": cat["mode"]}, lambda s: (0.0, 0.0),
             categories=("mode",), per_stack=True, rate_axis=None),
+    # host time the GPU waits for before a phase's first kernel (the reference engine's graphed prefill: its graph's
+    # launch after a sync), counted with the GPU's work, scaled with the host's launches
+    OpClass("start", (), lambda s: [], lambda cat, ax: {"mode": cat["mode"]}, lambda s: (0.0, 0.0),
+            categories=("mode",), per_stack=True, rate_axis=None, fit_group="launch", unmeasured=True,
+            when_used=True),
 )}
 OP_CLASSES = tuple(OP_CLASS)
 COEFFICIENTS = tuple(dict.fromkeys(c.coefficient for c in OP_CLASS.values()))  # what a fit scales

@@ -36,7 +36,10 @@ import numpy as np
 from simulator.arch import ArchSpec
 from simulator.dispatch import decode_bucket
 from simulator.hostmodel import ENGINE as HF_EAGER
-from simulator.hostmodel import host_modes
+from simulator.hostmodel import (
+    EAGER_PREFILL, GRAPH_START, GRAPH_START_AFTER_STEPS, MOE_SYNC_FREE_TOKENS, PREFILL_GRAPH_TOKENS, engine_mode,
+    host_modes, parse_engine_host,
+)
 from simulator.opclasses import ACT_BYTES, NORM_FNS, Num, op_cost
 
 
@@ -274,12 +277,40 @@ def _head_ops(arch: ArchSpec, m: Num, t: int, fused: bool) -> list[Op]:
 HOST_MODES = ("graph", "eager", HF_EAGER)
 
 
-def with_launches(ops: list[Op], mode: str, arch: ArchSpec | None = None, phase: str = "decode") -> list[Op]:
+def kernel_count(ops: list[Op]) -> np.ndarray:
+    """Kernels a phase of these ops launches: the sum of their runs."""
+    return sum((np.asarray(op.count, dtype=float) for op in ops), np.zeros(()))
+
+
+def _engine_prefill(ops: list[Op], host: str, arch: ArchSpec, tokens: Num) -> list[Op]:
+    """The reference engine's prefill of `tokens` tokens (simulator.hostmodel engine_host): graphed up to
+    PREFILL_GRAPH_TOKENS (and a torch-stack MoE's up to MOE_SYNC_FREE_TOKENS), its graph's launch a `start` the GPU
+    waits for, per call and per kernel; else eager, the host's launches per call and per kernel."""
+    stack, after_steps = parse_engine_host(host)
+    kernels = kernel_count(ops)
+    tokens = np.asarray(tokens)
+    graphed = tokens <= (MOE_SYNC_FREE_TOKENS if arch.is_moe and stack == "torch" else PREFILL_GRAPH_TOKENS)
+    g, e = graphed.astype(float), (~graphed).astype(float)
+    start = GRAPH_START_AFTER_STEPS if after_steps else GRAPH_START
+    return ops + [Op("start", "start", {"mode": engine_mode(start, "call", stack)}, 0.0, 0.0, g),
+                  Op("start", "start", {"mode": engine_mode(start, "kernel", stack)}, 0.0, 0.0, g * kernels),
+                  Op("launch", "launch", {"mode": engine_mode(EAGER_PREFILL, "call", stack)}, 0.0, 0.0, e),
+                  Op("launch", "launch", {"mode": engine_mode(EAGER_PREFILL, "kernel", stack)}, 0.0, 0.0, e * kernels)]
+
+
+def with_launches(ops: list[Op], mode: str, arch: ArchSpec | None = None, phase: str = "decode",
+                  tokens: Num = 1) -> list[Op]:
     """Append the host's work of the phase as `launch` ops: one graph launch ("graph": the kernels' launches
     are replayed by the GPU, their in-graph gaps already in the tables' times), one launch per kernel run
     ("eager"), or transformers' eager generate's measured per-call and per-layer host time of `arch`'s family
-    for `phase` ("hf-eager", simulator.hostmodel), the kernels then those HF's forward launches (simulator.hf_ops). The phase takes the longer of the host's work and the GPU's
-    (simulator.predict)."""
+    for `phase` ("hf-eager", simulator.hostmodel), the kernels then those HF's forward launches (simulator.hf_ops).
+    The phase takes the longer of the host's work and the GPU's (simulator.predict). The reference engine's host
+    (simulator.hostmodel engine_host) replays its decode steps as "graph" does and starts its prefill of
+    `tokens` tokens as _engine_prefill says."""
+    if parse_engine_host(mode) is not None:
+        if phase == "prefill":
+            return _engine_prefill(ops, mode, arch, tokens)
+        mode = "graph"
     if mode == "graph":
         return ops + [Op("launch", "launch", {"mode": "graph_launch"}, 0.0, 0.0, 1)]
     if mode == HF_EAGER:  # its forward's own kernels (simulator.hf_ops) and its measured host
@@ -301,12 +332,13 @@ def prefill_ops(arch: ArchSpec, b: Num, p: Num, t: int, *, logits: str = "last",
     hq, hkv = arch.n_heads // t, arch.n_kv_heads // t
     # the torch stack's SDPA (flash) runs one token a sequence over GQA as an MHA of its KV heads, a program holding
     # a KV head's g query heads as rows (FlashAttention-2's seqlenq_ngroups_swapped), as its table's nodes there are
-    heads = np.where(np.asarray(p) == 1, hkv, hq) if not fused and host == "graph" else hq
+    graph = host == "graph" or parse_engine_host(host) is not None  # the torch stack's kernels as graphs run them
+    heads = np.where(np.asarray(p) == 1, hkv, hq) if not fused and graph else hq
     attn = _op("attn", "prefill_attn",
                {"b": b, "h": heads, "kv_h": hkv, "s": p, "d": arch.head_dim, "causal": 1}, arch.n_layers)
     m_head = tokens if logits == "all" else b
     ops = _embed_ops(arch, tokens) + _layer_ops(arch, tokens, t, attn, fused) + _head_ops(arch, m_head, t, fused)
-    return with_launches(ops, host, arch, "prefill")
+    return with_launches(ops, host, arch, "prefill", tokens)
 
 
 def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, host: str = "graph") -> list[Op]:
@@ -316,7 +348,8 @@ def decode_ops(arch: ArchSpec, b: Num, c: Num, t: int, *, fused: bool = True, ho
     kind = "decode_attn_fp8" if arch.precision.kv == "fp8" else "decode_attn"
     # the reference engine's graphs read the context bucket's cache rows (calibration/engine/runner.py), the rows past
     # c masked: our decode kernel stops at c, the torch stack's SDPA (cuDNN) computes every row it is given
-    rows = decode_bucket(c) if not fused and host == "graph" else c
+    graph = host == "graph" or parse_engine_host(host) is not None
+    rows = decode_bucket(c) if not fused and graph else c
     attn = _op("attn", kind, {"b": b, "h": hq, "kv_h": hkv, "c": rows, "d": arch.head_dim}, arch.n_layers)
     ops = _embed_ops(arch, b) + _layer_ops(arch, b, t, attn, fused) + _head_ops(arch, b, t, fused)
     return with_launches(ops, host, arch, "decode")

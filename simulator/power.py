@@ -33,6 +33,7 @@ from simulator.timemodel import TimeModel, time_by_class
 
 SOURCE = "op_power (measured per op class)"
 HOST_CLASS = "launch"  # the host's work: the GPU runs no kernel for it
+IDLE_CLASSES = (HOST_CLASS, "start")  # classes whose time the GPU spends idle (the start: waiting for the host)
 LAST_RESORTS = ("elementwise", "decode_attn")  # memory-bound classes a class without points is powered as
 STACK_ORDER = ("triton", "torch")  # the measured stacks; the `best` stack looks in this order
 
@@ -177,7 +178,7 @@ def times_and_energy(ops: list[Op], model: TimeModel, power: PowerModel | None,
     def visit(op: Op, run_s: np.ndarray) -> None:
         if runs is not None:
             runs.append((op, run_s))
-        if op.op_class == HOST_CLASS:
+        if op.op_class in IDLE_CLASSES:
             return
         t_s = op.count * run_s
         e_j = t_s * power.watts(op, run_s)
@@ -196,6 +197,6 @@ def phase_energy(times: dict[str, np.ndarray], joules: dict[str, np.ndarray], co
     """Joules of one GPU over a phase, per class (scaled by its coefficient as its time is) and "idle":
     idle_w × (wall_s − the GPU's busy time)."""
     out = {c: coef[OP_CLASS[c].coefficient] * e for c, e in joules.items()}
-    busy = sum((coef[OP_CLASS[c].coefficient] * v for c, v in times.items() if c != HOST_CLASS), np.zeros(()))
+    busy = sum((coef[OP_CLASS[c].coefficient] * v for c, v in times.items() if c not in IDLE_CLASSES), np.zeros(()))
     out["idle"] = idle_w * np.maximum(np.asarray(wall_s) - busy, 0.0)
     return out

@@ -18,7 +18,7 @@ from simulator.errors import UserError
 from simulator.band import BAND_KEY, error_band
 from simulator.fits import PATH_KEY, check_coefficients
 from simulator.gpus import GIB, GPUSpec
-from simulator.hostmodel import ENGINE as HF_EAGER, has_host_model
+from simulator.hostmodel import ENGINE as HF_EAGER, has_engine_host, has_host_model, parse_engine_host
 from simulator.memory import Memory, check_tp, memory_per_gpu, smallest_fitting_tp, tp_per_request
 from simulator.opclasses import OP_CLASSES
 from simulator.precision import BF16, Precision
@@ -255,7 +255,7 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
     recovery: decode slowed while the clocks a long prefill lowered come back (simulator.sustained; False: each
     decode step as if alone, as simulator.predictor caches them).
     """
-    if host not in HOST_MODES:
+    if host not in HOST_MODES and parse_engine_host(host) is None:
         raise UserError(f"host: '{host}'; use one of {', '.join(HOST_MODES)}")
     p, o, b = np.broadcast_arrays(_positive_ints("prompt", p), _positive_ints("output", o),
                                   _positive_ints("batch", b))
@@ -321,6 +321,13 @@ def predict(arch: ArchSpec, gpu: GPUSpec, p: ArrayLike, o: ArrayLike, b: ArrayLi
 def _host_mode(host: str, model: TimeModel, arch: ArchSpec) -> tuple[str, str | None]:
     """The host mode to time with, and a warning when hf-eager falls back to one launch per kernel (the table has
     no measured host model of the architecture's family)."""
+    engine = parse_engine_host(host)
+    if engine is not None:
+        table = getattr(model, "table", None) or getattr(next(iter(getattr(model, "stacks", [])), None), "table", None)
+        if has_engine_host(None if getattr(model, "derived_from", None) else table, engine[0]):
+            return host, None
+        return "graph", (f"host {host}: this table has no measured host model of the reference engine's {engine[0]} "
+                         "stack (calibration/engine_host.py); timed as one graph launch a phase")
     if host != HF_EAGER or has_host_model(getattr(model, "table", None), arch):
         return host, None
     return "eager", (f"host {HF_EAGER}: this table has no measured host model of {arch.name}'s family "

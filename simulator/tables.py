@@ -145,7 +145,7 @@ class TableModel(TimeModel):
 
     def _grid_time_s(self, op_class: str, shape: dict, category: dict[str, int] | None = None) -> np.ndarray:
         """op_time_s from the sweep grid (and the roofline or derivations where it has no data)."""
-        if op_class == "launch" and is_host_mode(shape["mode"]):  # a measured host model's (simulator.hostmodel)
+        if op_class in ("launch", "start") and is_host_mode(shape["mode"]):  # a measured host model's (simulator.hostmodel)
             return np.asarray(host_mode_seconds(None if self.derived_from else self.table, shape["mode"]))
         record = op_class_record(op_class)
         if record.derived_from and op_class not in self._measured_classes:

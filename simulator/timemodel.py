@@ -76,7 +76,7 @@ class RooflineModel(TimeModel):
         """Roofline seconds of one run (see the class docstring)."""
         self.warn(f"no throughput table for {self.gpu.name}: roofline from datasheet peaks, "
                   "assumed launch and all-reduce latencies")
-        if op_class == "launch":
+        if op_class in ("launch", "start"):
             if is_host_mode(shape["mode"]):
                 return np.asarray(host_mode_seconds(None, shape["mode"]))  # raises: measured only
             return np.asarray(LAUNCH_S[shape["mode"]])

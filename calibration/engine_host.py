@@ -41,27 +41,27 @@ STEPS_O = 8  # the runs before a timed prefill of the "after steps" kind: prefil
 REPEATS = 15
 
 
-def tiny_arch(stack: str, family: str, n_layers: int):
-    """The family's representative with TINY dimensions and n_layers layers, as the stack's engine serves it."""
-    import importlib
-
-    from calibration.engine_variants import BACKEND_VARIANTS
+def tiny_arch(family: str, n_layers: int):
+    """The family's representative with TINY dimensions and n_layers layers."""
     from simulator.catalog import get_arch
 
     arch = get_arch(FAMILIES[family])
     kv = 1 if arch.n_kv_heads < arch.n_heads else TINY["n_heads"]
-    arch = dataclasses.replace(arch, name=f"tiny-{family}-{n_layers}", n_layers=n_layers, n_kv_heads=kv,
+    return dataclasses.replace(arch, name=f"tiny-{family}-{n_layers}", n_layers=n_layers, n_kv_heads=kv,
                                max_positions=2 * EAGER_P, **TINY)
-    if stack in BACKEND_VARIANTS:
-        variant = importlib.import_module(f"calibration.engine_variants.{stack}")
-        arch = getattr(variant, "served_arch", lambda a: a)(arch)
-    return arch
 
 
 def kernels(arch, stack: str, p: int) -> int:
-    """The simulator's kernel count of the arch's prefill of one sequence of p tokens on the stack."""
+    """The simulator's kernel count of the arch's prefill of one sequence of p tokens, as the stack's engine serves
+    it (an engine variant's precision: calibration/engine_variants `served_arch`)."""
+    import importlib
+
+    from calibration.engine_variants import BACKEND_VARIANTS
     from simulator.ops import kernel_count, prefill_ops
 
+    if stack in BACKEND_VARIANTS:
+        variant = importlib.import_module(f"calibration.engine_variants.{stack}")
+        arch = getattr(variant, "served_arch", lambda a: a)(arch)
     ops = [op for op in prefill_ops(arch, 1, p, 1, fused=stack != "torch") if op.op_class != "launch"]
     return int(kernel_count(ops))
 
@@ -122,7 +122,7 @@ def measure_stack(stack: str) -> dict:
     points = []
     for family in FAMILIES:
         for n in LAYERS:
-            arch = tiny_arch(stack, family, n)
+            arch = tiny_arch(family, n)
             eng = _engine(arch, stack)
             starts = graph_starts(eng, arch)
             eager = eager_host_ms(eng, arch)

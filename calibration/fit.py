@@ -238,9 +238,16 @@ TABLE_STACK = {"transformers": "torch", "fp8": "triton", "fp8_kv": "triton"}
 
 def host_of(row: dict) -> str:
     """How the row's engine launches its kernels: the row's `host`, else "hf-eager" (its measured host model,
-    simulator.hostmodel) for transformers' eager generate and "graph" for engines that replay CUDA graphs
-    (simulator.ops HOST_MODES)."""
-    return row.get("host") or ("hf-eager" if row.get("engine") == "hf-eager" else "graph")
+    simulator.hostmodel) for transformers' eager generate, else the reference engine's own for the row's stack
+    (simulator.hostmodel engine_host: decode steps replayed from graphs, a prefill graphed or eager by its length,
+    each timed prefill after the decode steps of the run before when o > 1)."""
+    if row.get("host"):
+        return row["host"]
+    if row.get("engine") == "hf-eager":
+        return "hf-eager"
+    from simulator.hostmodel import engine_host
+
+    return engine_host(row["backend"], row["o"] > 1)
 
 
 def fused_elementwise(row: dict) -> bool:

@@ -134,7 +134,11 @@ def measure_stack(stack: str) -> dict:
             del eng
             torch.cuda.empty_cache()
     g = [pt["graph_kernels"] for pt in points]
-    return {GRAPH_START: line(g, [pt[GRAPH_START] / 1e3 for pt in points]),
+    from calibration.engine_variants import BACKEND_VARIANTS
+    from calibration.engine_version import engine_version
+
+    return {"engine_version": engine_version(stack if stack in BACKEND_VARIANTS else None),
+            GRAPH_START: line(g, [pt[GRAPH_START] / 1e3 for pt in points]),
             GRAPH_START_AFTER_STEPS: line(g, [pt[GRAPH_START_AFTER_STEPS] / 1e3 for pt in points]),
             EAGER_PREFILL: line([pt["eager_kernels"] for pt in points], [pt["eager_host_ms"] / 1e3 for pt in points]),
             "points": points, "model": f"tiny {', '.join(FAMILIES.values())} ({TINY}, layers {list(LAYERS)})"}

@@ -187,8 +187,12 @@ def main() -> int:
     for r in starts:
         print(f"graph of {r['nodes']:5d} adds: from a sync {r['from_sync_us']:8.1f} us, back to back "
               f"{r['back_to_back_us']:8.1f} us, host in replay() {r['host_replay_us']:6.1f} us", flush=True)
+    from calibration.engine_variants import BACKEND_VARIANTS
+    from calibration.engine_version import engine_version
+
+    versions = {s: engine_version(s if s in BACKEND_VARIANTS else None) for s in sorted({c[0] for c in cases})}
     write_json_atomic(args.out, {"rows": rows, "outputs": OUTPUTS, "graph_start": starts, "nvml_error": sampler.error,
-                                 "provenance": provenance()})
+                                 "provenance": {**provenance(), "engine_version": versions}})
     return 0
 
 

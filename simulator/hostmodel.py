@@ -78,21 +78,15 @@ def has_engine_host(table: dict | None, stack: str) -> bool:
 
 def host_mode_seconds(table: dict | None, mode: str) -> float:
     """Seconds of one run of a host mode from the table's `host` section; a UserError when it is not measured."""
-    if mode.startswith(REFERENCE_PREFIX):
-        part_unit, stack = mode[len(REFERENCE_PREFIX):].split(":")
-        part, unit = part_unit.rsplit("_", 1)
-        entry = ((table or {}).get(HOST_SECTION) or {}).get(REFERENCE, {}).get(stack)
-        if entry is None:
-            raise UserError(f"no measured host model of the reference engine's {stack} stack in this GPU's table; "
-                            "run 'python3 -m calibration.engine_host' on its machine and merge it")
-        return float(entry[part][f"{unit}_s"])
-    phase_part, family = mode[len(MODE_PREFIX):].split(":")
-    phase, part = phase_part.rsplit("_", 1)
-    entry = ((table or {}).get(HOST_SECTION) or {}).get(ENGINE, {}).get(family)
+    prefix = REFERENCE_PREFIX if mode.startswith(REFERENCE_PREFIX) else MODE_PREFIX
+    engine, bench = {MODE_PREFIX: (ENGINE, "host_bench"), REFERENCE_PREFIX: (REFERENCE, "engine_host")}[prefix]
+    head, key = mode[len(prefix):].split(":")  # key: a family (hf-eager) or a stack (the reference engine)
+    part, unit = head.rsplit("_", 1)
+    entry = ((table or {}).get(HOST_SECTION) or {}).get(engine, {}).get(key)
     if entry is None:
-        raise UserError(f"no measured host model of {ENGINE} ({family}) in this GPU's table; run "
-                        "'python3 -m calibration.host_bench' on its machine and merge it")
-    return float(entry[phase][f"{part}_s"])
+        raise UserError(f"no measured host model of {engine} ({key}) in this GPU's table; run "
+                        f"'python3 -m calibration.{bench}' on its machine and merge it")
+    return float(entry[part][f"{unit}_s"])
 
 
 def has_host_model(table: dict | None, arch: ArchSpec) -> bool:

@@ -77,4 +77,5 @@ def test_hf_eager_without_a_host_model_falls_back_and_says_so():
 
 
 def test_rows_of_transformers_generate_are_timed_with_its_host_model():
-    assert host_of({"engine": "hf-eager"}) == ENGINE and host_of({"engine": "idealrt"}) == "graph"
+    assert host_of({"engine": "hf-eager"}) == ENGINE
+    assert host_of({"engine": "idealrt", "backend": "triton", "o": 1}) == "idealrt:triton"  # its own host model

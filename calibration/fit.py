@@ -247,7 +247,7 @@ def host_of(row: dict) -> str:
         return "hf-eager"
     from simulator.hostmodel import engine_host
 
-    return engine_host(row["backend"], row["o"] > 1)
+    return engine_host(row.get("backend", "triton"), row["o"] > 1)  # rows without a backend: the default stack
 
 
 def fused_elementwise(row: dict) -> bool:
